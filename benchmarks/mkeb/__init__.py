@@ -1,0 +1,1 @@
+"""The MKEB head-to-head benchmark (installed as the ``memla_mkeb`` package)."""

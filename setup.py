@@ -1,0 +1,78 @@
+"""Packaging for memla-plugin.
+
+The library lives in ``memla_plugin``; the shared benchmark under ``benchmarks/mkeb`` is
+installed as the ``memla_mkeb`` package so its console commands and configs travel with it.
+"""
+from setuptools import find_packages, setup
+
+CORE = [
+    # 2.13.0 (the CPU build on this machine's disk) and 2.14.1 (the EasyEdit set-up) both satisfy it.
+    "torch>=2.2,<2.15",
+    "transformers>=4.57,<6",
+    "peft>=0.13",
+    "einops>=0.7",
+    "hydra-core>=1.3,<1.4",
+    "datasets>=2.19",
+    "tqdm>=4.66",
+    "pyyaml>=6.0",
+    "safetensors>=0.4",
+    "numpy>=1.24",
+    "platformdirs>=3",
+    "filelock>=3.12",
+]
+
+EXTRAS = {
+    # the embedded default model is a GGUF file; transformers needs gguf (+ accelerate on 4.x) to dequantise it
+    "default-model": ["gguf>=0.10", "accelerate>=0.30"],
+    # benchmark reports and plots
+    "bench": ["matplotlib>=3.7", "pandas>=2.0"],
+    # what `import easyeditor` needs at the pinned commit 14cea82 (see README, "EasyEdit set-up")
+    "easyedit": [
+        "transformers>=5.5,<6",
+        "torchvision>=0.20,<0.30",
+        "timm>=1.0",
+        "sentence-transformers>=3.0",
+        "zhipuai>=2.1",
+        "openai>=1.0",
+        "fairscale>=0.4.13",
+        "iopath>=0.1.10",
+        "qwen_vl_utils>=0.0.10",
+        "opencv-python-headless>=4.8",
+        "rouge>=1.0.1",
+        "nltk>=3.8",
+        "scikit-learn>=1.3",
+        "higher>=0.2.1",
+        "matplotlib>=3.7",
+        "pandas>=2.0",
+        "sentencepiece>=0.2",
+    ],
+    "slurm": ["hydra-submitit-launcher>=1.2"],
+    "test": ["pytest>=8", "gguf>=0.10", "accelerate>=0.30"],
+}
+EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs if "submitit" not in req})
+
+setup(
+    name="memla-plugin",
+    version="0.1.0",
+    description="MEMLA multilingual knowledge editing and the MKEB benchmark for EasyEdit",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.10",
+    packages=find_packages(include=["memla_plugin", "memla_plugin.*"])
+    + ["memla_mkeb"],
+    package_dir={"memla_mkeb": "benchmarks/mkeb"},
+    include_package_data=True,
+    package_data={"memla_mkeb": ["conf/**/*.yaml", "data/*", "data/**/*"]},
+    install_requires=CORE,
+    extras_require=EXTRAS,
+    entry_points={
+        "console_scripts": [
+            "memla-setup=memla_plugin.setup_env:main",
+            "memla-edit=memla_plugin.cli.edit:main",
+            "memla-mkeb-convert=memla_plugin.mkeb.convert:main",
+            "memla-mkeb=memla_mkeb.app:main",
+            "memla-mkeb-report=memla_mkeb.report:main",
+        ]
+    },
+)
