@@ -1,0 +1,297 @@
+"""MEMLA hyperparameters in the shape EasyEdit expects of a method's hparams class.
+
+EasyEdit's ``BaseEditor`` reads ``alg_name``, ``model_name``, ``device``,
+``model_parallel``, ``max_length``, ``batch_size`` and ``fp16`` from whatever object it is
+given, and its ``HyperParams`` base class offers ``to_dict()`` and
+``construct_float_from_scientific_notation``. This dataclass provides the same surface
+without importing EasyEdit, so ``memla_plugin`` stays importable (and cheap to import)
+on machines without the host framework. Every constant of DESIGN §3 is a field whose
+default is the paper's value.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Optional, Union
+
+from .errors import HParamsError
+
+ALG_NAME = "MEMLA"
+
+#: the 12 MKEB languages (DESIGN §4), in the benchmark's order
+MKEB_LANGS = ("en", "zh", "fr", "de", "it", "es", "pt", "pl", "ru", "ja", "ko", "th")
+
+_DTYPES = ("float32", "bfloat16", "float16")
+_BASELINES = ("amig", "zero")
+
+_FLOAT_FIELDS = (
+    "attr_threshold",
+    "lr",
+    "stop_loss",
+    "stop_prob",
+    "new_loss_weight",
+    "true_loss_weight",
+    "apply_scale",
+)
+_INT_FIELDS = ("max_length", "batch_size", "attr_steps", "attr_batch_size", "rank_per_neuron", "max_steps", "seed")
+_BOOL_FIELDS = ("model_parallel", "fp16", "use_masks", "use_language_specific", "use_language_independent")
+
+
+@dataclass
+class MEMLAHyperParams:
+    """Hyperparameters of one MEMLA run (defaults: the paper's values, DESIGN §3)."""
+
+    # --- EasyEdit's contract -------------------------------------------------------
+    alg_name: str = ALG_NAME
+    model_name: str = "default"
+    device: Union[str, int] = "cpu"
+    model_parallel: bool = False
+    max_length: int = 40
+    batch_size: int = 1
+    fp16: bool = False
+    dtype: Optional[str] = None
+    # --- module names (None: taken from memla_plugin.architectures) ---------------
+    attr_module_tmp: Optional[str] = None
+    edit_module_tmp: Optional[str] = None
+    # --- §3.1 attribution ------------------------------------------------------------
+    layers: Optional[list[int]] = None
+    attr_steps: int = 20
+    attr_threshold: float = 0.3
+    attr_baseline: str = "amig"
+    attr_batch_size: int = 64
+    # --- §3.2 neuron sets ------------------------------------------------------------
+    id_langs: list[str] = field(default_factory=lambda: ["en", "zh", "fr"])
+    neuron_cache_dir: Optional[str] = None
+    # --- §3.3 masked dual LoRA -------------------------------------------------------
+    rank_per_neuron: int = 4
+    use_masks: bool = True
+    use_language_specific: bool = True
+    use_language_independent: bool = True
+    # --- §3.4 training ---------------------------------------------------------------
+    lr: float = 1e-3
+    max_steps: int = 60
+    stop_loss: float = 0.01
+    stop_prob: float = 0.96
+    new_loss_weight: float = 2.5
+    true_loss_weight: float = 2.0
+    # --- §3.5 apply ------------------------------------------------------------------
+    apply_scale: float = 0.5
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        self._coerce()
+        self._validate()
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_hparams(cls, hparams_name_or_path: Union[str, Path]) -> "MEMLAHyperParams":
+        """Read a YAML (or JSON) hparams file; ``.yaml`` is appended when no suffix is given."""
+        path = Path(str(hparams_name_or_path))
+        if path.suffix not in (".yaml", ".yml", ".json"):
+            path = Path(str(path) + ".yaml")
+        if not path.is_file():
+            raise HParamsError(f"MEMLA hparams file not found: {path}")
+        text = path.read_text(encoding="utf-8")
+        if path.suffix == ".json":
+            try:
+                config = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise HParamsError(f"{path}: not valid JSON ({exc})") from None
+        else:
+            import yaml  # lazy: keeps `import memla_plugin` light
+
+            try:
+                config = yaml.safe_load(text)
+            except yaml.YAMLError as exc:
+                raise HParamsError(f"{path}: not valid YAML ({exc})") from None
+        if not isinstance(config, dict):
+            raise HParamsError(f"{path}: the hparams file must hold a mapping of keys to values")
+        return cls.from_dict(config, source=str(path))
+
+    @classmethod
+    def from_json(cls, fpath: Union[str, Path]) -> "MEMLAHyperParams":
+        """EasyEdit's HyperParams offers ``from_json``; same checks as :meth:`from_hparams`."""
+        path = Path(str(fpath))
+        if path.suffix != ".json":
+            raise HParamsError(f"from_json expects a .json file, got {path}")
+        return cls.from_hparams(path)
+
+    @classmethod
+    def from_dict(cls, config: dict, source: str = "<dict>") -> "MEMLAHyperParams":
+        """Build from a mapping, rejecting unknown keys and a foreign ``alg_name``."""
+        config = dict(config)
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(str(k) for k in config if k not in known)
+        if unknown:
+            raise HParamsError(
+                f"{source}: unknown MEMLA hparams key(s): {', '.join(unknown)} "
+                f"(known keys: {', '.join(sorted(known))})"
+            )
+        alg = config.get("alg_name", ALG_NAME)
+        if alg != ALG_NAME:
+            raise HParamsError(f"{source}: alg_name is {alg!r}, expected {ALG_NAME!r} for MEMLAHyperParams")
+        config = cls.construct_float_from_scientific_notation(config)
+        try:
+            return cls(**config)
+        except HParamsError as exc:
+            raise HParamsError(f"{source}: {exc}") from None
+
+    @staticmethod
+    def construct_float_from_scientific_notation(config: dict) -> dict:
+        """Turn "1e-3"-style strings of float fields into floats (YAML 1.1 reads them as str).
+
+        Unlike EasyEdit's helper this touches only float-typed fields, so a string such as
+        ``model_name: "1e5"`` or ``device: "0"`` keeps its type.
+        """
+        out = dict(config)
+        for key in _FLOAT_FIELDS:
+            value = out.get(key)
+            if isinstance(value, str):
+                try:
+                    out[key] = float(value)
+                except ValueError:
+                    raise HParamsError(f"{key}={value!r} is not a number") from None
+        return out
+
+    # ------------------------------------------------------------------ EasyEdit surface
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def replace(self, **changes: Any) -> "MEMLAHyperParams":
+        """A validated copy with some fields changed (used by ablations and tests)."""
+        unknown = sorted(k for k in changes if k not in {f.name for f in fields(self)})
+        if unknown:
+            raise HParamsError(f"unknown MEMLA hparams key(s): {', '.join(unknown)}")
+        return dataclasses.replace(self, **changes)
+
+    def torch_device(self):
+        """``device`` as a ``torch.device`` ("cpu", "cuda", "cuda:N", or an int meaning cuda:N)."""
+        import torch
+
+        dev = self.device
+        if isinstance(dev, int):
+            return torch.device(f"cuda:{dev}")
+        if dev.isdigit():
+            return torch.device(f"cuda:{dev}")
+        return torch.device(dev)
+
+    def torch_dtype(self):
+        """The dtype to load a model in: ``dtype`` if set, else float16 when ``fp16``, else None."""
+        import torch
+
+        if self.dtype is not None:
+            return getattr(torch, self.dtype)
+        return torch.float16 if self.fp16 else None
+
+    # ------------------------------------------------------------------ checks
+    def _coerce(self) -> None:
+        for name in _FLOAT_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, str):
+                try:
+                    value = float(value)
+                except ValueError:
+                    raise HParamsError(f"{name}={value!r} is not a number") from None
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise HParamsError(f"{name} must be a number, got {value!r}")
+            value = float(value)
+            if not math.isfinite(value):
+                raise HParamsError(f"{name} must be finite, got {value!r}")
+            setattr(self, name, value)
+        for name in _INT_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+                value = int(value)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise HParamsError(f"{name} must be an integer, got {value!r}")
+            setattr(self, name, value)
+        for name in _BOOL_FIELDS:
+            value = getattr(self, name)
+            if not isinstance(value, bool):
+                raise HParamsError(f"{name} must be true or false, got {value!r}")
+        if isinstance(self.device, str):
+            self.device = self.device.strip()
+        if isinstance(self.id_langs, str):
+            self.id_langs = [self.id_langs]
+        if isinstance(self.id_langs, tuple):
+            self.id_langs = list(self.id_langs)
+        if isinstance(self.layers, tuple):
+            self.layers = list(self.layers)
+        if isinstance(self.attr_baseline, str):
+            self.attr_baseline = self.attr_baseline.lower()
+
+    def _validate(self) -> None:
+        if self.alg_name != ALG_NAME:
+            raise HParamsError(f"alg_name is {self.alg_name!r}, expected {ALG_NAME!r}")
+        if not isinstance(self.model_name, str) or not self.model_name:
+            raise HParamsError(f"model_name must be a non-empty string, got {self.model_name!r}")
+        self._validate_device()
+        if self.dtype is not None and self.dtype not in _DTYPES:
+            raise HParamsError(f"dtype={self.dtype!r}; choose one of {', '.join(_DTYPES)} or leave it unset")
+        for name in ("attr_module_tmp", "edit_module_tmp"):
+            tmp = getattr(self, name)
+            if tmp is not None and (not isinstance(tmp, str) or "{}" not in tmp):
+                raise HParamsError(f"{name}={tmp!r} must be a string with a '{{}}' for the layer index")
+        if self.layers is not None:
+            if not isinstance(self.layers, list) or not all(
+                isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in self.layers
+            ):
+                raise HParamsError(f"layers must be a list of non-negative layer indices or null, got {self.layers!r}")
+            if not self.layers:
+                raise HParamsError("layers is an empty list; use null to attribute over all layers")
+        for name in ("max_length", "batch_size", "attr_steps", "attr_batch_size", "rank_per_neuron", "max_steps"):
+            if getattr(self, name) < 1:
+                raise HParamsError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if self.attr_baseline not in _BASELINES:
+            raise HParamsError(f"attr_baseline={self.attr_baseline!r}; choose one of {', '.join(_BASELINES)}")
+        if not 0.0 <= self.attr_threshold <= 1.0:
+            raise HParamsError(f"attr_threshold must lie in [0, 1] (fraction of the max attribution), got {self.attr_threshold}")
+        if not isinstance(self.id_langs, list) or not self.id_langs:
+            raise HParamsError(f"id_langs must be a non-empty list of language codes, got {self.id_langs!r}")
+        bad = [lang for lang in self.id_langs if lang not in MKEB_LANGS]
+        if bad:
+            raise HParamsError(
+                f"id_langs has unknown language code(s) {bad}; known: {', '.join(MKEB_LANGS)}"
+            )
+        if len(set(self.id_langs)) != len(self.id_langs):
+            raise HParamsError(f"id_langs lists a language twice: {self.id_langs}")
+        if self.neuron_cache_dir is not None and not isinstance(self.neuron_cache_dir, (str, Path)):
+            raise HParamsError(f"neuron_cache_dir must be a path or null, got {self.neuron_cache_dir!r}")
+        if self.neuron_cache_dir is not None:
+            self.neuron_cache_dir = str(self.neuron_cache_dir)
+        if self.lr <= 0:
+            raise HParamsError(f"lr must be positive, got {self.lr}")
+        if self.stop_loss < 0:
+            raise HParamsError(f"stop_loss must be >= 0, got {self.stop_loss}")
+        if not 0.0 <= self.stop_prob <= 1.0:
+            raise HParamsError(f"stop_prob must lie in [0, 1], got {self.stop_prob}")
+        if self.new_loss_weight < 0 or self.true_loss_weight < 0:
+            raise HParamsError(
+                f"loss weights must be >= 0, got new_loss_weight={self.new_loss_weight}, "
+                f"true_loss_weight={self.true_loss_weight}"
+            )
+        if self.new_loss_weight == 0 and self.true_loss_weight == 0:
+            raise HParamsError("new_loss_weight and true_loss_weight are both 0: nothing to train")
+        if not (self.use_language_specific or self.use_language_independent):
+            raise HParamsError("use_language_specific and use_language_independent are both false: nothing to train")
+
+    def _validate_device(self) -> None:
+        dev = self.device
+        if isinstance(dev, bool):
+            raise HParamsError(f"device must be 'cpu', 'cuda', 'cuda:N' or an int, got {dev!r}")
+        if isinstance(dev, int):
+            if dev < 0:
+                raise HParamsError(f"device index must be >= 0, got {dev}")
+            return
+        if not isinstance(dev, str):
+            raise HParamsError(f"device must be 'cpu', 'cuda', 'cuda:N' or an int, got {dev!r}")
+        if dev in ("cpu", "cuda", "mps") or dev.isdigit():
+            return
+        if dev.startswith("cuda:") and dev[5:].isdigit():
+            return
+        raise HParamsError(f"device must be 'cpu', 'cuda', 'cuda:N' or an int, got {dev!r}")
