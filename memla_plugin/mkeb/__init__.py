@@ -1,0 +1,31 @@
+"""MKEB: records, loader/validation, BMIKE-53 converter, metrics, aggregation, dataset adapter.
+
+Works without EasyEdit. Heavy modules (metrics needs torch, dataset's HF export needs
+``datasets``) are imported lazily.
+"""
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+from .loader import load_mkeb, read_meta, read_test_ids, shipped_data_dir
+from .schema import LANGS, METRICS, EditFact, MKEBRecord
+from .validate import validate
+
+_LAZY = {
+    "MKEBDataset": "memla_plugin.mkeb.dataset",
+    "score_record": "memla_plugin.mkeb.metrics",
+    "target_with_space": "memla_plugin.mkeb.metrics",
+    "convert_bmike53": "memla_plugin.mkeb.convert",
+}
+
+__all__ = sorted(
+    ["LANGS", "METRICS", "EditFact", "MKEBRecord", "load_mkeb", "read_meta", "read_test_ids", "shipped_data_dir", "validate"]
+    + list(_LAZY)
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'memla_plugin.mkeb' has no attribute {name!r}")
