@@ -227,16 +227,23 @@ def install_easyedit_pth(path: Path, source: str) -> dict:
             f"cannot write {sp / PTH_NAME} ({e.strerror}); run memla-setup inside a virtualenv you own, "
             f"or add {path} to PYTHONPATH"
         ) from e
-    # a fresh interpreter reads the .pth; find_spec only (a full `import easyeditor` is slow and writes ./logs)
-    probe = subprocess.run(
-        [sys.executable, "-c", "import importlib.util as u; s = u.find_spec('easyeditor'); print(s.origin if s else '')"],
-        capture_output=True, text=True, cwd=str(sp),
-    )
-    origin = probe.stdout.strip()
-    if probe.returncode != 0 or not origin:
+    origin = probe_easyedit()
+    if not origin:
         raise SetupError(f"wrote {sp / PTH_NAME} but `easyeditor` is still not importable; check {path}")
     record["module"] = origin
     return record
+
+
+def probe_easyedit() -> str:
+    """Where a fresh interpreter finds ``easyeditor`` ('' if nowhere).
+
+    Only ``find_spec``: a full ``import easyeditor`` takes ~12 s, seeds RNGs and writes ./logs.
+    """
+    probe = subprocess.run(
+        [sys.executable, "-c", "import importlib.util as u; s = u.find_spec('easyeditor'); print(s.origin if s else '')"],
+        capture_output=True, text=True, cwd=str(Path(sysconfig.get_paths()["purelib"])),
+    )
+    return probe.stdout.strip() if probe.returncode == 0 else ""
 
 
 def prepare_easyedit(clone_dir: Optional[Path] = None) -> dict:
