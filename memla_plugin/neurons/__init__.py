@@ -1,0 +1,36 @@
+"""Knowledge-neuron attribution for MEMLA (DESIGN §3.1-3.2).
+
+* :func:`attribute_prompt`: integrated-gradients scores of one prompt (fast or reference);
+* :func:`find_neurons`: thresholded union over a fact's prompts;
+* :func:`build_neuron_sets` / :class:`NeuronSets`: LIKN and LSKN grouped by layer;
+* :class:`NeuronCache`: on-disk cache in the MEMLA authors' JSON format.
+
+Submodules import torch lazily through these names, so importing the package is cheap.
+"""
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_LAZY = {
+    "attribute_prompt": ".selection",
+    "find_neurons": ".selection",
+    "select_neurons": ".selection",
+    "build_neuron_sets": ".sets",
+    "NeuronSets": ".sets",
+    "group_by_layer": ".sets",
+    "NeuronCache": ".cache",
+    "cache_key": ".cache",
+    "attribute_fast": ".fast",
+    "attribute_reference": ".reference",
+    "EmptyPromptError": ".inputs",
+    "MissingEOSError": ".inputs",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

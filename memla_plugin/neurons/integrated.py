@@ -1,0 +1,129 @@
+"""Pieces of the integrated-gradients recipe shared by the reference and the fast path.
+
+DESIGN §3.1: ``attr_i = (a_i / m) * sum_{k=0..m-1} dP(y | a' + k/m (a - a')) / da_i``: a left
+Riemann sum that starts at the baseline and stops one step short of ``a``, multiplied by the
+activation itself (not ``a - a'``), with P the softmax probability of each target token,
+summed over the teacher-forced target tokens.
+
+AMIG baseline, precise reading used here: for every prompt position j the prompt with token j
+replaced by EOS gives a baseline activation ``a'_j`` at the last position, and the path
+points are averaged over j: ``x_k = mean_j (a'_j + k/m (a - a'_j))``. Because a path point
+is affine in its baseline this equals the single path from the mean baseline
+``mean_j a'_j``, so AMIG costs m gradient evaluations per layer, like the zero baseline.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator, Sequence
+
+import torch
+
+BASELINES = ("amig", "zero")
+
+
+def path_points(a: torch.Tensor, base: torch.Tensor, steps: int) -> torch.Tensor:
+    """[steps, d] points ``base + k/steps (a - base)`` for k = 0..steps-1 (left Riemann sum)."""
+    alphas = torch.arange(steps, device=a.device, dtype=torch.float32) / steps
+    pts = base.float().unsqueeze(0) + alphas.unsqueeze(1) * (a.float() - base.float()).unsqueeze(0)
+    return pts.to(a.dtype)
+
+
+def finish_scores(a: torch.Tensor, grad_sum: torch.Tensor, steps: int) -> torch.Tensor:
+    """``a / m * sum_k grad_k`` in float32."""
+    return a.float() * grad_sum.float() / steps
+
+
+def target_probability(logits: torch.Tensor, target_ids: torch.Tensor) -> torch.Tensor:
+    """P(target token t | its teacher-forced prefix) for logits [B, k, V] -> [B, k] (float32)."""
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    idx = target_ids.view(1, -1, 1).expand(logits.shape[0], -1, 1)
+    return logp.gather(-1, idx).squeeze(-1).exp()
+
+
+def check_baseline(baseline: str) -> str:
+    b = str(baseline).lower()
+    if b not in BASELINES:
+        from ..errors import HParamsError
+
+        raise HParamsError(f"attr_baseline={baseline!r} is not one of {', '.join(BASELINES)}")
+    return b
+
+
+def check_layers(layers: Sequence[int] | None, num_layers: int) -> list[int]:
+    """Sorted unique layer indices to attribute; all layers when ``layers`` is None."""
+    if layers is None:
+        return list(range(num_layers))
+    out = sorted({int(l) for l in layers})
+    bad = [l for l in out if not 0 <= l < num_layers]
+    if bad:
+        from ..errors import HParamsError
+
+        raise HParamsError(f"layers={list(layers)!r}: {bad} outside the model's 0..{num_layers - 1}")
+    if not out:
+        from ..errors import HParamsError
+
+        raise HParamsError("layers=[] leaves no layer to attribute; use null for all layers")
+    return out
+
+
+@contextlib.contextmanager
+def attribution_mode(model) -> Iterator[None]:
+    """Eval mode (no dropout) and frozen parameters for the duration; restores both after.
+
+    Freezing keeps autograd from saving tensors for weight gradients the attribution never
+    uses, and leaves ``.grad`` of the user's parameters untouched.
+    """
+    was_training = model.training
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        model.eval()
+        for p, _ in flags:
+            p.requires_grad_(False)
+        with torch.enable_grad():
+            yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+        model.train(was_training)
+
+
+@contextlib.contextmanager
+def capture_at(model, arch, layers: Sequence[int], position: int, store: dict) -> Iterator[None]:
+    """Record ``attr_module(l)`` output at ``position`` (all batch rows) into ``store[l]``."""
+    handles = []
+
+    def make(l):
+        def hook(_m, _inp, out):
+            store[l] = out[:, position].detach()
+
+        return hook
+
+    try:
+        for l in layers:
+            handles.append(model.get_submodule(arch.attr_module(l)).register_forward_hook(make(l)))
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+@contextlib.contextmanager
+def patch_rows(module, x: torch.Tensor, position: int, first_row: int = 0) -> Iterator[None]:
+    """Replace ``module``'s output at ``position`` for rows ``first_row:`` by ``x`` (differentiably)."""
+
+    def hook(_m, _inp, out):
+        out = out.clone()
+        out[first_row:, position] = x.to(out.dtype)
+        return out
+
+    h = module.register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        h.remove()
+
+
+def step_batches(steps: int, batch_size: int) -> list[tuple[int, int]]:
+    """Split ``range(steps)`` into [start, stop) pieces of at most ``batch_size``."""
+    bs = max(1, int(batch_size))
+    return [(s, min(s + bs, steps)) for s in range(0, steps, bs)]
