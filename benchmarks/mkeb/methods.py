@@ -1,0 +1,145 @@
+"""Editors: every method behind one EasyEdit-style apply function.
+
+MEMLA goes through ``memla_plugin.memla_main.apply_memla_to_model`` and the host's editors
+through ``memla_plugin.easyedit.get_apply_fn``; both get ``(model, tok, [request], hparams,
+return_orig_weights=True)`` and hand back ``(model, weights_copy)``. EasyEdit is imported
+only when a baseline is actually run, so unedited/MEMLA runs work without it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from typing import Any, Callable, Optional
+
+from .settings import BenchConfigError, MethodSpec
+
+
+def jsonable(value: Any) -> Any:
+    """Stats dicts -> JSON-serialisable values (tensors to lists, tuples to lists, keys to str)."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = sorted(value) if isinstance(value, (set, frozenset)) else value
+        return [jsonable(v) for v in items]
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if hasattr(value, "tolist"):
+        return jsonable(value.tolist())
+    return str(value)
+
+
+def torch_device_for_easyedit(device: str) -> Any:
+    """EasyEdit hparams want "cpu" or a CUDA index."""
+    dev = str(device)
+    if dev == "cpu":
+        return "cpu"
+    if dev == "cuda":
+        return 0
+    if dev.startswith("cuda:"):
+        return int(dev.split(":", 1)[1])
+    return dev
+
+
+def _apply_overrides(hparams: Any, overrides: dict[str, Any], method: str) -> Any:
+    if not overrides:
+        return hparams
+    if hasattr(hparams, "replace"):  # MEMLAHyperParams validates its own fields
+        return hparams.replace(**overrides)
+    if dataclasses.is_dataclass(hparams):
+        known = {f.name for f in dataclasses.fields(hparams)}
+        unknown = sorted(k for k in overrides if k not in known)
+        if unknown:
+            raise BenchConfigError(
+                f"catalog.{method}.overrides: {', '.join(unknown)} not a field of {type(hparams).__name__}"
+            )
+        return dataclasses.replace(hparams, **overrides)
+    for key, value in overrides.items():
+        if not hasattr(hparams, key):
+            raise BenchConfigError(f"catalog.{method}.overrides: {key} not a field of {type(hparams).__name__}")
+        setattr(hparams, key, value)
+    return hparams
+
+
+class Editor:
+    """One method, ready to edit a model in place and say how to undo it."""
+
+    spec: MethodSpec
+
+    def __init__(self, spec: MethodSpec) -> None:
+        self.spec = spec
+        self.hparams: Any = None
+        self.apply_fn: Optional[Callable[..., Any]] = None
+
+    @property
+    def edits(self) -> bool:
+        return self.apply_fn is not None
+
+    def hparams_json(self) -> Optional[dict[str, Any]]:
+        if self.hparams is None:
+            return None
+        if dataclasses.is_dataclass(self.hparams):
+            return jsonable(dataclasses.asdict(self.hparams))
+        return jsonable(vars(self.hparams))
+
+    def edit(self, model: Any, tok: Any, request: dict[str, Any]) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+        """Apply the edit; returns (model, weights_copy, stats). Raises what the method raises."""
+        assert self.apply_fn is not None
+        out_model, weights_copy = self.apply_fn(
+            model, tok, [request], self.hparams, copy=False, return_orig_weights=True, keep_original_weight=True
+        )
+        return out_model, dict(weights_copy or {}), self.last_stats()
+
+    def last_stats(self) -> dict[str, Any]:
+        return {}
+
+
+class UneditedEditor(Editor):
+    """The reference: no edit; its rows reuse the cached unedited scores."""
+
+
+class MemlaEditor(Editor):
+    def __init__(self, spec: MethodSpec, device: str) -> None:
+        super().__init__(spec)
+        from memla_plugin.hparams import MEMLAHyperParams
+        from memla_plugin.memla_main import apply_memla_to_model
+
+        hp = MEMLAHyperParams.from_hparams(spec.hparams)  # type: ignore[arg-type]
+        hp = hp.replace(device=device)
+        self.hparams = _apply_overrides(hp, spec.overrides, spec.name)
+        self.apply_fn = apply_memla_to_model
+
+    def last_stats(self) -> dict[str, Any]:
+        from memla_plugin.memla_main import LAST_EDIT_STATS
+
+        return jsonable(dict(LAST_EDIT_STATS))
+
+
+class EasyEditEditor(Editor):
+    def __init__(self, spec: MethodSpec, model: Any, tok: Any, device: str) -> None:
+        super().__init__(spec)
+        from memla_plugin import easyedit as ee  # raises EasyEditNotFoundError with set-up advice
+
+        ee.apply_host_fixes()
+        hp = ee.load_hparams(spec.alg_name, spec.hparams)
+        if hasattr(hp, "device"):
+            hp.device = torch_device_for_easyedit(device)
+        self.hparams = _apply_overrides(hp, spec.overrides, spec.name)
+        t0 = time.perf_counter()
+        ee.prepare_baseline(spec.alg_name, model, tok, self.hparams)
+        self.prepare_s = time.perf_counter() - t0
+        self.apply_fn = ee.get_apply_fn(spec.alg_name)
+
+
+def make_editor(spec: MethodSpec, model: Any, tok: Any, device: str) -> Editor:
+    """Build the editor of ``spec`` (loads hparams, prepares baselines' statistics)."""
+    if spec.kind == "unedited":
+        return UneditedEditor(spec)
+    if spec.kind == "memla":
+        return MemlaEditor(spec, device)
+    return EasyEditEditor(spec, model, tok, device)
+
+
+__all__ = ["EasyEditEditor", "Editor", "MemlaEditor", "UneditedEditor", "jsonable", "make_editor"]

@@ -1,0 +1,277 @@
+"""Validation of the benchmark config and the choices derived from it.
+
+Everything a user can get wrong on the command line is checked here, before a model is
+loaded, and reported as one :class:`BenchConfigError` line naming the setting and value.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from memla_plugin.errors import MEMLAError
+
+#: The 12 MKEB language codes (kept in sync with memla_plugin.mkeb.LANGS; a test checks it).
+MKEB_LANGS: tuple[str, ...] = ("en", "zh", "fr", "de", "it", "es", "pt", "pl", "ru", "ja", "ko", "th")
+METHOD_KINDS = ("unedited", "memla", "easyedit")
+SHARD_MODES = ("contiguous", "strided")
+
+
+class BenchConfigError(MEMLAError, ValueError):
+    """A benchmark setting is invalid (unknown method, language, missing file, bad shard...)."""
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One entry of the catalog, resolved for the current model."""
+
+    name: str
+    kind: str
+    alg_name: Optional[str] = None
+    hparams: Optional[str] = None  # resolved path (None for unedited)
+    overrides: dict[str, Any] = field(default_factory=dict)
+    needs_subject_slot: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "alg_name": self.alg_name,
+            "hparams": self.hparams,
+            "overrides": dict(sorted(self.overrides.items())),
+            "needs_subject_slot": self.needs_subject_slot,
+        }
+
+
+def _plain(node: Any) -> Any:
+    """OmegaConf node -> plain Python containers (no-op for plain values)."""
+    try:
+        from omegaconf import OmegaConf
+
+        if OmegaConf.is_config(node):
+            return OmegaConf.to_container(node, resolve=True)
+    except ImportError:  # pragma: no cover - hydra is a core dependency
+        pass
+    return node
+
+
+def _as_list(value: Any, setting: str) -> list[Any]:
+    value = _plain(value)
+    if value is None:
+        return []
+    if isinstance(value, (str, int)):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    raise BenchConfigError(f"{setting} must be a list, got {value!r}")
+
+
+def check_langs(value: Any, setting: str, *, allow_empty: bool = False) -> list[str]:
+    """Validate a list of MKEB language codes; unknown ones are named."""
+    langs = [str(x) for x in _as_list(value, setting)]
+    unknown = [x for x in langs if x not in MKEB_LANGS]
+    if unknown:
+        raise BenchConfigError(
+            f"unknown language {', '.join(repr(x) for x in unknown)} in {setting}; "
+            f"MKEB languages: {' '.join(MKEB_LANGS)}"
+        )
+    if not langs and not allow_empty:
+        raise BenchConfigError(f"{setting} is empty; name at least one of: {' '.join(MKEB_LANGS)}")
+    dup = sorted({x for x in langs if langs.count(x) > 1})
+    if dup:
+        raise BenchConfigError(f"{setting} names {', '.join(dup)} more than once")
+    return langs
+
+
+def default_hparams_dir() -> Path:
+    """The repository's ``hparams/`` (next to ``memla_plugin``), else ``./hparams``."""
+    import memla_plugin
+
+    repo = Path(memla_plugin.__file__).resolve().parent.parent / "hparams"
+    return repo if repo.is_dir() else Path.cwd() / "hparams"
+
+
+def resolve_methods(cfg: Any) -> list[MethodSpec]:
+    """Look up every name of ``cfg.methods`` in ``cfg.catalog``; unknown names are errors."""
+    names = [str(x) for x in _as_list(cfg.methods, "methods")]
+    if not names:
+        raise BenchConfigError("methods is empty; name at least one method, e.g. methods=[unedited,memla]")
+    catalog = _plain(cfg.get("catalog")) or {}
+    unknown = [n for n in names if n not in catalog]
+    if unknown:
+        raise BenchConfigError(
+            f"unknown method {', '.join(repr(n) for n in unknown)} in methods; "
+            f"known: {', '.join(sorted(catalog))} (define new ones under catalog.<name>)"
+        )
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise BenchConfigError(f"methods names {', '.join(dup)} more than once")
+    hp_dir = cfg.get("hparams_dir")
+    hp_dir = Path(str(hp_dir)) if hp_dir else default_hparams_dir()
+    model_key = str(cfg.model.get("hparams_name") or cfg.model.get("name"))
+    specs = []
+    for name in names:
+        entry = catalog[name] or {}
+        if not isinstance(entry, dict):
+            raise BenchConfigError(f"catalog.{name} must be a mapping, got {entry!r}")
+        kind = str(entry.get("kind", "easyedit"))
+        if kind not in METHOD_KINDS:
+            raise BenchConfigError(f"catalog.{name}.kind={kind!r} unknown; use one of {', '.join(METHOD_KINDS)}")
+        alg = entry.get("alg_name")
+        hparams = None
+        if kind != "unedited":
+            alg = str(alg or ("MEMLA" if kind == "memla" else name.upper()))
+            template = str(entry.get("hparams") or "{hparams_dir}/" + alg + "/{model}.yaml")
+            hparams = template.replace("{hparams_dir}", str(hp_dir)).replace("{model}", model_key)
+        overrides = entry.get("overrides") or {}
+        if not isinstance(overrides, dict):
+            raise BenchConfigError(f"catalog.{name}.overrides must be a mapping, got {overrides!r}")
+        specs.append(
+            MethodSpec(
+                name=name,
+                kind=kind,
+                alg_name=alg,
+                hparams=hparams,
+                overrides=dict(overrides),
+                needs_subject_slot=bool(entry.get("needs_subject_slot", False)),
+            )
+        )
+    return specs
+
+
+def check_shard(cfg: Any) -> tuple[int, int, str]:
+    shard = cfg.get("shard") or {}
+    try:
+        index, count = int(shard.get("index", 0)), int(shard.get("count", 1))
+    except (TypeError, ValueError):
+        raise BenchConfigError(f"shard.index and shard.count must be integers, got {dict(shard)!r}") from None
+    mode = str(shard.get("mode", "contiguous"))
+    if count < 1:
+        raise BenchConfigError(f"shard.count={count} must be at least 1")
+    if not 0 <= index < count:
+        raise BenchConfigError(f"shard.index={index} must be in 0..{count - 1} (shard.count={count})")
+    if mode not in SHARD_MODES:
+        raise BenchConfigError(f"shard.mode={mode!r} unknown; use contiguous or strided")
+    return index, count, mode
+
+
+def shard_slice(items: Sequence[Any], index: int, count: int, mode: str) -> list[Any]:
+    """The part of ``items`` that shard ``index`` of ``count`` runs (see conf/config.yaml)."""
+    if mode == "strided":
+        return list(items[index::count])
+    n = len(items)
+    base, extra = divmod(n, count)
+    start = index * base + min(index, extra)
+    stop = start + base + (1 if index < extra else 0)
+    return list(items[start:stop])
+
+
+def shard_tag(index: int, count: int) -> str:
+    """File-name part of a shard ('' for an unsharded run)."""
+    return "" if count == 1 else f".shard{index}of{count}"
+
+
+def data_paths(cfg: Any) -> tuple[Path, Optional[str]]:
+    """(data file, id selection) from ``cfg.data``; missing files are named."""
+    from memla_plugin.mkeb.loader import ID_SETS, resolve_data_path
+
+    raw_path = cfg.data.get("path")
+    path = resolve_data_path(None if raw_path in (None, "default") else str(raw_path))
+    if not path.is_file():
+        raise BenchConfigError(f"data file not found: data.path={raw_path} ({path})")
+    ids = cfg.data.get("ids")
+    is_shipped = raw_path in (None, "default")
+    if ids == "auto":
+        ids = "dev" if is_shipped else None
+    if ids is not None:
+        ids = str(ids)
+        if ids not in ID_SETS and not Path(ids).is_file():
+            raise BenchConfigError(f"id file not found: data.ids={ids} (use dev, test, a file, or null)")
+    return path, ids
+
+
+def data_name(cfg: Any) -> str:
+    name = cfg.data.get("name")
+    if name:
+        return str(name)
+    raw_path = cfg.data.get("path")
+    ids = cfg.data.get("ids")
+    if raw_path in (None, "default"):
+        return "dev" if ids in ("auto", "dev") else (Path(str(ids)).stem if ids else "all")
+    stem = Path(str(raw_path)).stem
+    return stem if ids in (None, "auto") else f"{stem}-{Path(str(ids)).stem}"
+
+
+def check_limit(cfg: Any) -> Optional[int]:
+    limit = cfg.data.get("limit")
+    if limit is None:
+        return None
+    try:
+        limit = int(limit)
+    except (TypeError, ValueError):
+        raise BenchConfigError(f"data.limit must be an integer or null, got {limit!r}") from None
+    if limit < 1:
+        raise BenchConfigError(f"data.limit={limit} must be at least 1")
+    return limit
+
+
+def run_dir_name(cfg: Any) -> str:
+    """Default run directory: runs/<model>/<data>-n<limit|all>-seed<seed>."""
+    limit = cfg.data.get("limit")
+    return str(Path("runs") / str(cfg.model.get("name")) / f"{data_name(cfg)}-n{limit if limit else 'all'}-seed{cfg.seed}")
+
+
+def resolve_run_dir(cfg: Any) -> Path:
+    return Path(str(cfg.run_dir)) if cfg.get("run_dir") else Path(run_dir_name(cfg))
+
+
+def stable_hash(obj: Any) -> str:
+    """Short sha256 of a JSON-serialisable object (sorted keys): identifies settings."""
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def check_restore_mode(cfg: Any) -> str:
+    mode = str((cfg.get("run") or {}).get("restore_check", "exact"))
+    if mode not in ("exact", "checksum"):
+        raise BenchConfigError(f"run.restore_check={mode!r} unknown; use exact or checksum")
+    return mode
+
+
+def check_on_edit_error(cfg: Any) -> str:
+    mode = str((cfg.get("run") or {}).get("on_edit_error", "record"))
+    if mode not in ("record", "raise"):
+        raise BenchConfigError(f"run.on_edit_error={mode!r} unknown; use record or raise")
+    return mode
+
+
+__all__ = [
+    "BenchConfigError",
+    "MKEB_LANGS",
+    "MethodSpec",
+    "check_langs",
+    "check_limit",
+    "check_on_edit_error",
+    "check_restore_mode",
+    "check_shard",
+    "data_name",
+    "data_paths",
+    "default_hparams_dir",
+    "file_sha256",
+    "resolve_methods",
+    "resolve_run_dir",
+    "run_dir_name",
+    "shard_slice",
+    "shard_tag",
+    "stable_hash",
+]

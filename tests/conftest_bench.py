@@ -1,0 +1,141 @@
+"""Fixtures and helpers of the benchmark-harness tests (imported by tests/test_bench_*.py).
+
+``bench_env`` lays out everything a harness run needs in a temp dir, offline and small:
+a tiny Qwen2 saved with its tokenizer (so ``model=hf model.name_or_path=DIR`` loads it
+through ``memla_plugin.models.load_model``, also from a subprocess), a tiny 12-language
+MKEB file, and MEMLA hparams with few attribution/training steps.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+LANGS = ("en", "zh", "fr", "de", "it", "es", "pt", "pl", "ru", "ja", "ko", "th")
+
+# (subject, relation template, true, new, neighbour prompt, neighbour answer, multi-hop q, multi-hop a)
+FACTS = [
+    ("France", "The capital of {} is", "Paris", "Rome", "The capital of Italy is", "Rome",
+     "The country whose capital is the capital of France is", "Italy"),
+    ("Germany", "The capital of {} is", "Berlin", "Madrid", "The capital of France is", "Paris",
+     "The language spoken in the capital of Germany is", "Spanish"),
+    ("Italy", "The capital of {} is", "Rome", "Tokyo", "The capital of Germany is", "Berlin",
+     "The continent of the capital of Italy is", "Asia"),
+    ("Toyota", "{} is produced by", "Japan", "France", "Apple was founded by", "Steve Jobs",
+     "The capital of the country that produces Toyota is", "Paris"),
+    ("Danielle Darrieux", "The mother tongue of {} is", "French", "Italian", "The Eiffel Tower is located in",
+     "Paris", "The country of the mother tongue of Danielle Darrieux is", "Italy"),
+    ("The Eiffel Tower", "{} is located in", "Paris", "London", "Rome is a city in", "Italy",
+     "The country in which the Eiffel Tower is located is", "England"),
+]
+
+
+def mkeb_record(i: int, *, zsre: bool = False, untemplatable: tuple[str, ...] = ()) -> dict[str, Any]:
+    """One MKEB record in all 12 languages (language tag in the text keeps them distinct)."""
+    subj, tmpl, true, new, nb_p, nb_a, mh_q, mh_a = FACTS[i % len(FACTS)]
+    edit, para, nprompts, nans, mhq, mha = {}, {}, {}, {}, {}, {}
+    for lang in LANGS:
+        tag = "" if lang == "en" else f"[{lang}] "
+        fact: dict[str, Any] = {"prompt": tag + tmpl, "subject": subj, "target_new": new}
+        if lang in untemplatable:
+            fact = {"prompt": tag + tmpl.replace("{}", subj.lower()), "subject": subj, "target_new": new,
+                    "has_subject_slot": False}
+        if not zsre:
+            fact["target_true"] = true
+        edit[lang] = fact
+        para[lang] = [tag + f"In short, {tmpl.replace('{}', subj)}"]
+        nprompts[lang] = [tag + nb_p]
+        nans[lang] = [nb_a]
+        mhq[lang] = [tag + mh_q]
+        mha[lang] = mh_a
+    return {
+        "example_id": 100 + i,
+        "relation_description": tmpl,
+        "edit": edit,
+        "paraphrase_prompts": para,
+        "neighborhood_prompts": nprompts,
+        "neighborhood_answers": nans,
+        "multi_hop_questions": mhq,
+        "multi_hop_new_answer": mha,
+    }
+
+
+def write_mkeb(path: Path, n: int, **kw: Any) -> Path:
+    path.write_text(json.dumps([mkeb_record(i, **kw) for i in range(n)], ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+TINY_MEMLA = """\
+alg_name: MEMLA
+model_name: tiny
+device: cpu
+dtype: float32
+attr_steps: 4
+attr_threshold: 0.3
+attr_batch_size: 8
+id_langs: [en, zh, fr]
+max_steps: 3
+seed: 42
+"""
+
+
+@dataclass
+class BenchEnv:
+    root: Path
+    model_dir: Path
+    hparams_dir: Path
+    data: Path
+    run_dir: Path
+    extra: list[str] = field(default_factory=list)
+
+    def overrides(self, *more: str, run_dir: Path | None = None, data: Path | None = None) -> list[str]:
+        """Hydra overrides for a quiet run on the tiny model (later ones win)."""
+        return [
+            "model=hf",
+            "model.name=tiny",
+            f"model.name_or_path={self.model_dir}",
+            "model.hparams_name=tiny",
+            f"hparams_dir={self.hparams_dir}",
+            f"data.path={data or self.data}",
+            f"run_dir={run_dir or self.run_dir}",
+            "methods=[unedited,memla]",
+            "source_langs=[en]",
+            "eval_langs=[en,zh,fr]",
+            "run.progress=false",
+            "eval.batch_size=8",
+            *self.extra,
+            *more,
+        ]
+
+
+@pytest.fixture(scope="session")
+def bench_model_dir(tmp_path_factory, tiny_tok, _pristine_models):
+    """The tiny Qwen2 + tokenizer saved as a model directory (loadable by load_model)."""
+    out = tmp_path_factory.mktemp("tiny_qwen2")
+    _pristine_models["qwen2"].save_pretrained(out)
+    tiny_tok.save_pretrained(out)
+    return out
+
+
+@pytest.fixture
+def bench_env(tmp_path, bench_model_dir) -> BenchEnv:
+    hp = tmp_path / "hparams"
+    (hp / "MEMLA").mkdir(parents=True)
+    (hp / "MEMLA" / "tiny.yaml").write_text(TINY_MEMLA, encoding="utf-8")
+    data = write_mkeb(tmp_path / "tiny_mkeb.json", 4)
+    return BenchEnv(tmp_path, bench_model_dir, hp, data, tmp_path / "run")
+
+
+def compose(overrides: list[str]) -> Any:
+    from memla_mkeb.app import compose_config
+
+    return compose_config(overrides)
+
+
+def read_rows(run_dir: Path) -> list[dict[str, Any]]:
+    from memla_mkeb.store import RESULTS_GLOB, iter_files, read_jsonl
+
+    return [row for p in iter_files(Path(run_dir), RESULTS_GLOB) for row in read_jsonl(p)]
