@@ -479,9 +479,13 @@ def load_model(name_or_path: Any = "default", device: Any = "cpu", dtype: DtypeL
     transformers). ``dtype``: None (float32), "float32", "bfloat16", "float16" or a torch dtype.
     ``device``: "cpu", "cuda", "cuda:N", an int, or "auto" (accelerate device_map).
     """
+    t_import = time.perf_counter()
+    import transformers  # noqa: F401  (timed apart: importing torch + transformers is not loading)
+
     torch_dtype = resolve_dtype(dtype)
     dev = resolve_device(device)
     t0 = time.perf_counter()
+    import_s = t0 - t_import
     if is_default_model(name_or_path):
         path = default_model_dir()
         try:
@@ -496,7 +500,10 @@ def load_model(name_or_path: Any = "default", device: Any = "cpu", dtype: DtypeL
                 model, tok = _from_pretrained(str(path), dev, torch_dtype)
             except Exception as e2:
                 raise DefaultModelError(f"the rebuilt default model at {path} does not load: {e2}") from e2
-        _say(f"loaded default model {DEFAULT_MODEL_NAME} from {path} in {time.perf_counter() - t0:.1f} s")
+        _say(
+            f"loaded default model {DEFAULT_MODEL_NAME} from {path} in {time.perf_counter() - t0:.1f} s"
+            + (f" (+ {import_s:.1f} s importing transformers)" if import_s > 0.5 else "")
+        )
         return model, tok
     name = str(name_or_path)
     try:
