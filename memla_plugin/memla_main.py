@@ -23,7 +23,6 @@ import time
 from copy import deepcopy
 from dataclasses import dataclass, field
 from importlib import import_module
-from pathlib import Path
 from typing import Any, Optional, Union
 
 import torch
@@ -95,7 +94,7 @@ def edit_view(request: dict) -> EditView:
 
     def pick(top_key: str, lang_key: str) -> Any:
         value = request.get(top_key)
-        if value is None or (isinstance(value, str) and value == ""):
+        if value is None:  # absent: take the language entry; present but empty stays an error
             value = own.get(lang_key)
         return value
 
@@ -150,18 +149,14 @@ def _build_neuron_sets(per_lang: dict[str, set[Neuron]], edit_lang: str, id_lang
     return _neurons().build_neuron_sets(per_lang, edit_lang, id_langs)
 
 
-def _group(neurons: set[Neuron]) -> dict[int, list[int]]:
-    out: dict[int, list[int]] = {}
-    for layer, idx in sorted(neurons):
-        out.setdefault(layer, []).append(idx)
-    return out
-
-
 def _model_key(model: nn.Module, hparams: MEMLAHyperParams) -> str:
+    """Cache key: the model's name plus the attribution settings that change the neurons."""
     name = str(hparams.model_name)
     if name == "default":
         name = str(getattr(getattr(model, "config", None), "name_or_path", "") or "default")
-    return Path(name.rstrip("/")).name or "default"
+    return _neurons().cache_key(
+        name, hparams.attr_steps, hparams.attr_baseline, hparams.attr_threshold, hparams.layers
+    )
 
 
 def _open_cache(model: nn.Module, hparams: MEMLAHyperParams):
@@ -237,17 +232,18 @@ def execute_memla(
     stats["missing_id_langs"] = missing
     if edit.edit_lang not in per_lang:
         raise MissingLanguageError(f"no attribution for the edit language of {edit.label}")
-    if len(available) >= 2:
-        sets = _build_neuron_sets(per_lang, edit.edit_lang, available)
-        likn, lskn = {int(k): list(v) for k, v in sets.likn.items()}, {int(k): list(v) for k, v in sets.lskn.items()}
-        if missing:
-            LOG.warning(
-                "MEMLA %s: identification language(s) %s missing from the request and the neuron cache; "
-                "language-independent neurons are the intersection over %s only",
-                edit.label, ", ".join(missing), ", ".join(available),
-            )
-    else:
-        likn, lskn = {}, _group(per_lang[edit.edit_lang])
+    # an intersection over fewer than two languages would call every neuron language-independent
+    use_ids = available if len(available) >= 2 else []
+    sets = _build_neuron_sets(per_lang, edit.edit_lang, use_ids)
+    likn = {int(k): list(v) for k, v in sets.likn.items()}
+    lskn = {int(k): list(v) for k, v in sets.lskn.items()}
+    if missing and use_ids:
+        LOG.warning(
+            "MEMLA %s: identification language(s) %s missing from the request and the neuron cache; "
+            "language-independent neurons are the intersection over %s only",
+            edit.label, ", ".join(missing), ", ".join(available),
+        )
+    elif missing:
         LOG.warning(
             "MEMLA %s: identification language(s) %s missing from the request and the neuron cache; "
             "editing with the language-specific editor alone (no language-independent neurons)",
@@ -289,6 +285,8 @@ def execute_memla(
     stats["p_true"] = result.final_p_true
     stats["initial_loss"] = result.losses[0] if result.losses else float("nan")
     stats["reused_lower_layers"] = result.reused_lower_layers
+    stats["loss_trace"] = list(result.losses)
+    stats["p_new_trace"] = list(result.p_new)
 
     # --- §3.5 the update to merge
     updates = lora.weight_updates(scale=hparams.apply_scale)

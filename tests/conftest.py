@@ -18,6 +18,10 @@ import torch
 
 TINY_DIMS = {"d": 32, "d_ff": 48, "layers": 3}
 
+# tiny models gain nothing from intra-op threads, and on a shared 2-core machine spinning
+# worker threads make every op many times slower
+torch.set_num_threads(1)
+
 CORPUS = [
     "The capital of France is Paris. The capital of Germany is Berlin. The capital of Italy is Rome.",
     "Paris is a city in France. Rome is a city in Italy. Berlin is a city in Germany. London, Madrid, Tokyo.",
