@@ -231,6 +231,8 @@ def save_run_files(plan: Plan, env: dict[str, Any]) -> None:
     cfg_yaml = OmegaConf.to_yaml(plan.cfg, resolve=True) if OmegaConf.is_config(plan.cfg) else json.dumps(plan.cfg)
     (plan.run_dir / f"config{plan.tag}.yaml").write_text(cfg_yaml, encoding="utf-8")
     meta = {
+        "model": {"name": str(plan.cfg.model.get("name")), "name_or_path": str(plan.cfg.model.get("name_or_path")),
+                  "dtype": plan.cfg.model.get("dtype"), "device": plan.device},
         "base_id": plan.base_id,
         "method_ids": plan.method_ids,
         "methods": [m.to_json() for m in plan.methods],
@@ -379,7 +381,7 @@ def run_benchmark(
                     ref = unedited.get(model, tok, record)
                     row: dict[str, Any] = {
                         "key": store.row_key(spec.name, source, rid),
-                        "method": spec.name, "source": source, "record_id": rid,
+                        "method": spec.name, "kind": spec.kind, "source": source, "record_id": rid,
                         "record_index": index_of[rid], "cfg_id": plan.method_ids[spec.name],
                         "seed": plan.seed, "shard": shard_txt, "hardware": env["hardware"],
                         "status": "ok", "error": None, "scores": None, "edit_stats": {},

@@ -1,0 +1,556 @@
+"""``memla-mkeb-report RUN_DIR... [--out FILE]``: tables, intervals and plots from run dirs.
+
+Reads every ``results*.jsonl`` of the given run dirs (a dir without one is searched
+recursively, so a multirun or results folder can be passed whole), merges shards and
+sittings (a key seen twice must carry the same scores, else it is an error), and writes:
+
+* ``FILE`` (default ``report.md`` in the first run dir): markdown with per-method tables,
+  deltas against the unedited model, MEMLA minus the best baseline, record counts, seeds,
+  hardware, per-edit wall time and restore checks;
+* ``<FILE stem>_files/``: CSV tables and PNG plots.
+
+The output depends only on the input files and the options: no timestamps, fixed float
+formatting, seeded bootstrap, sorted orders. Running it twice gives identical bytes.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import sys
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from memla_plugin.errors import MEMLAError
+
+from . import store
+from .settings import MKEB_LANGS
+from .stats import (
+    EASYEDIT_METRICS,
+    MKEB_METRICS,
+    VIEW_LABEL,
+    VIEWS,
+    Estimate,
+    bootstrap,
+    by_record,
+    ordered_values,
+    paired,
+)
+
+ALL_METRICS = MKEB_METRICS + EASYEDIT_METRICS
+BASELINE_ORDER = ("rome", "memit", "mend", "ft_l", "ft_m", "lora")
+METRIC_NEEDS = {
+    "ES": "needs target_true (the pre-edit answer): ES compares P(target_new) with P(target_true)",
+    "PS": "needs target_true (the pre-edit answer) and paraphrase prompts",
+    "NS": "needs neighbourhood prompts with answers",
+    "MQ": "needs multi-hop questions with their new answers",
+    "rel_acc": "needs the edit prompt and target_new",
+    "gen_acc": "needs paraphrase prompts",
+    "loc_acc": "needs neighbourhood prompts with answers and the unedited model's outputs",
+    "port_acc": "needs multi-hop questions with their new answers",
+}
+METRIC_TITLE = {
+    "ES": "edit success", "PS": "paraphrase score", "NS": "neighbourhood score", "MQ": "multi-hop score",
+    "rel_acc": "reliability (token acc.)", "gen_acc": "generalisation (token acc.)",
+    "loc_acc": "locality (token acc.)", "port_acc": "portability (token acc.)",
+}
+
+
+class ReportError(MEMLAError, ValueError):
+    """The run dirs cannot be reported on (missing, empty, conflicting duplicates...)."""
+
+
+# --------------------------------------------------------------------------- loading
+
+
+@dataclass
+class Collected:
+    run_dirs: list[Path]
+    files: list[Path]
+    rows: dict[str, dict[str, Any]]
+    origin: dict[str, Path]
+    duplicates: int = 0
+    plans: list[dict[str, Any]] = field(default_factory=list)
+    envs: list[dict[str, Any]] = field(default_factory=list)
+    restore_failures: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _result_files(run_dir: Path) -> list[Path]:
+    if not run_dir.is_dir():
+        raise ReportError(f"run dir not found: {run_dir}")
+    files = store.iter_files(run_dir, store.RESULTS_GLOB)
+    if not files:
+        files = sorted(p for p in run_dir.rglob(store.RESULTS_GLOB) if p.is_file())
+    if not files:
+        raise ReportError(f"no results*.jsonl in {run_dir} (or below it)")
+    return files
+
+
+def _comparable(row: dict[str, Any]) -> str:
+    return json.dumps({"status": row.get("status"), "scores": row.get("scores")}, sort_keys=True)
+
+
+def collect(run_dirs: Sequence[Path]) -> Collected:
+    """Read and merge the rows of ``run_dirs`` (dedupe by key; conflicting duplicates are errors)."""
+    files: list[Path] = []
+    for d in run_dirs:
+        for f in _result_files(Path(d)):
+            if f.resolve() not in {x.resolve() for x in files}:
+                files.append(f)
+    rows: dict[str, dict[str, Any]] = {}
+    origin: dict[str, Path] = {}
+    dup = 0
+    for path, row in store.rows_of(files):
+        key = row.get("key")
+        if not key:
+            raise ReportError(f"{path}: a row without 'key'")
+        if key in rows:
+            if _comparable(rows[key]) != _comparable(row):
+                raise ReportError(
+                    f"conflicting results for {key}: {origin[key]} and {path} hold different scores; "
+                    f"remove one of them"
+                )
+            dup += 1
+            continue
+        rows[key] = row
+        origin[key] = path
+    out = Collected(list(map(Path, run_dirs)), files, rows, origin, dup)
+    seen_dirs: list[Path] = []
+    for f in files:
+        if f.parent not in seen_dirs:
+            seen_dirs.append(f.parent)
+    for d in seen_dirs:
+        for p in sorted(d.glob("plan*.json")):
+            out.plans.append(json.loads(p.read_text(encoding="utf-8")))
+        for p in sorted(d.glob("env*.json")):
+            out.envs.append(json.loads(p.read_text(encoding="utf-8")))
+        out.restore_failures += store.read_jsonl(d / store.RESTORE_FAILURES)
+    # one method, one setting: rows of a method made with different configs must not mix
+    ids: dict[str, dict[str, Path]] = defaultdict(dict)
+    for key, row in rows.items():
+        ids[row["method"]].setdefault(str(row.get("cfg_id")), origin[key])
+    for method, by_id in sorted(ids.items()):
+        if len(by_id) > 1:
+            where = ", ".join(f"{k} in {v}" for k, v in sorted(by_id.items()))
+            raise ReportError(f"rows of method {method!r} come from different settings ({where}); report them separately")
+    return out
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def pct(x: Optional[float], signed: bool = False) -> str:
+    if x is None:
+        return "–"
+    v = 100.0 * x
+    if abs(v) < 0.05:
+        v = 0.0
+    return f"{v:+.1f}" if signed else f"{v:.1f}"
+
+
+def fmt_est(e: Estimate, signed: bool = False) -> str:
+    if e.n == 0 or e.mean is None:
+        return "–"
+    return f"{pct(e.mean, signed)} [{pct(e.lo, signed)}, {pct(e.hi, signed)}]"
+
+
+def num(x: Optional[float], digits: int = 4) -> str:
+    return "" if x is None else f"{x:.{digits}f}"
+
+
+def secs(x: Optional[float]) -> str:
+    return "–" if x is None else f"{x:.2f}"
+
+
+def md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    w.writerows(rows)
+    path.write_text(buf.getvalue(), encoding="utf-8")
+
+
+# --------------------------------------------------------------------------- the report
+
+
+def method_kinds(c: Collected) -> dict[str, str]:
+    kinds: dict[str, str] = {}
+    for plan in c.plans:
+        for m in plan.get("methods", []):
+            kinds.setdefault(m["name"], m["kind"])
+    for row in c.rows.values():
+        name = row["method"]
+        if name not in kinds:
+            kinds[name] = row.get("kind") or (
+                "unedited" if name == "unedited" else "memla" if name.startswith("memla") else "easyedit"
+            )
+    return kinds
+
+
+def method_order(names: Sequence[str], kinds: dict[str, str]) -> list[str]:
+    def rank(n: str) -> tuple:
+        k = kinds.get(n, "easyedit")
+        if k == "unedited":
+            return (0, 0, n)
+        if k == "memla":
+            return (1, 0 if n == "memla" else 1, n)
+        return (2, BASELINE_ORDER.index(n) if n in BASELINE_ORDER else len(BASELINE_ORDER), n)
+
+    return sorted(set(names), key=rank)
+
+
+def lang_order(langs: Sequence[str]) -> list[str]:
+    return sorted(set(langs), key=lambda x: (MKEB_LANGS.index(x) if x in MKEB_LANGS else len(MKEB_LANGS), x))
+
+
+@dataclass
+class Report:
+    markdown: str
+    files: dict[str, bytes]
+
+
+def _rel(path: Path, base: Path) -> str:
+    try:
+        return Path(os.path.relpath(path.resolve(), base.resolve())).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def build(c: Collected, out: Path, *, n_boot: int = 2000, seed: int = 0, plots: bool = True) -> Report:
+    """Compute every table (and the plot files) of the report; nothing is written here."""
+    kinds = method_kinds(c)
+    rows = list(c.rows.values())
+    methods = method_order([r["method"] for r in rows], kinds)
+    sources = lang_order([r["source"] for r in rows])
+    grouped: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        grouped[(r["method"], r["source"])].append(r)
+    for v in grouped.values():
+        v.sort(key=lambda r: (r.get("record_index", 0), str(r["record_id"])))
+    scored = [r for r in rows if r.get("status") != "skipped" and r.get("scores")]
+    targets = lang_order([t for r in scored for t in r["scores"]])
+    files_dir_name = out.stem + "_files"
+    files: dict[str, bytes] = {}
+    md: list[str] = []
+    base = out.parent
+
+    # ---------------------------------------------------------------- header
+    md.append("# MKEB benchmark report\n")
+    md.append("Generated by `memla-mkeb-report` from the run directories below; every number is computed from "
+              "their `results*.jsonl` files.\n")
+    md.append("- Run directories: " + ", ".join(f"`{_rel(d, base)}`" for d in c.run_dirs))
+    md.append(f"- Result rows: {len(rows)} (files: {len(c.files)}; identical duplicate rows merged: {c.duplicates})")
+    model_names = sorted({f"{p['model'].get('name')} ({p['model'].get('name_or_path')})"
+                          for p in c.plans if isinstance(p.get("model"), dict)})
+    data_files = sorted({Path(p["data_path"]).name for p in c.plans if p.get("data_path")})
+    id_sets = sorted({str(p["data_ids"]) if p.get("data_ids") else "all records in file order" for p in c.plans})
+    if model_names:
+        md.append("- Model: " + ", ".join(f"`{m}`" for m in model_names))
+    if data_files:
+        md.append("- Data: " + ", ".join(f"`{d}`" for d in data_files) + f" (record selection: {', '.join(id_sets)})")
+    seeds = sorted({int(r.get("seed", 0)) for r in rows})
+    md.append(f"- Seeds: editing/evaluation seed {', '.join(map(str, seeds))}; bootstrap seed {seed}, "
+              f"{n_boot} resamples of records, 95% percentile intervals")
+    md.append(f"- Edit languages: {' '.join(sources)}; evaluation languages: {' '.join(targets)}")
+    hw = sorted({str(r.get("hardware")) for r in rows})
+    md.append("- Hardware: " + "; ".join(hw))
+    pkgs: dict[str, set[str]] = defaultdict(set)
+    for env in c.envs:
+        for name, ver in (env.get("packages") or {}).items():
+            if ver and name in ("torch", "transformers", "memla-plugin"):
+                pkgs[name].add(ver)
+        if env.get("easyedit_commit"):
+            pkgs["EasyEdit"].add(str(env["easyedit_commit"])[:7])
+    if pkgs:
+        md.append("- Software: " + ", ".join(f"{k} {'/'.join(sorted(v))}" for k, v in sorted(pkgs.items())))
+    md.append("- Scores are percentages. \"edit→edit\": evaluated in the edit language; \"others\": per record the "
+              "mean over the other evaluation languages, then the mean over records. Intervals: bootstrap over "
+              "records. Δ: paired difference to the unedited model on the same records.")
+    md.append("")
+
+    # ---------------------------------------------------------------- counts and restore checks
+    md.append("## Records, failures and restore checks\n")
+    count_rows, csv_counts = [], []
+    n_fail_restore = Counter(str(f.get("key", "")).split("|")[0] for f in c.restore_failures)
+    for m in methods:
+        for s in sources:
+            g = grouped.get((m, s), [])
+            if not g:
+                continue
+            st = Counter(r.get("status") for r in g)
+            checks = sum(1 for r in g if (r.get("restore") or {}).get("checked"))
+            errs = Counter((r.get("error") or {}).get("type") for r in g if r.get("status") == "error")
+            err_txt = ", ".join(f"{k} ×{v}" for k, v in sorted(errs.items())) or "–"
+            count_rows.append([m, s, str(len(g)), str(st.get("ok", 0)), str(st.get("error", 0)),
+                               str(st.get("skipped", 0)), str(checks), err_txt])
+            csv_counts.append([m, s, len(g), st.get("ok", 0), st.get("error", 0), st.get("skipped", 0), checks])
+    md.append(md_table(["method", "edit lang", "records", "edited", "failed edits", "skipped", "restore checks passed",
+                        "failure types"], count_rows))
+    total_checks = sum(r[6] for r in csv_counts)
+    md.append("")
+    md.append(f"Restore checks: {total_checks} passed, {len(c.restore_failures)} mismatches"
+              + (" (" + ", ".join(f"{k}: {v}" for k, v in sorted(n_fail_restore.items())) + ")"
+                 if c.restore_failures else "")
+              + ". After every edit the weights are restored and compared with a copy taken when the model was "
+                "loaded; a failed edit is scored on the unchanged model and counted above; a skipped record "
+                "(the method needs the subject in the prompt and it is not there verbatim) is left out of that "
+                "method's means.\n")
+    _csv_bytes(files, f"{files_dir_name}/counts.csv",
+               ["method", "source", "records", "edited", "failed", "skipped", "restore_checks"], csv_counts)
+
+    # ---------------------------------------------------------------- skipped metrics
+    avail: dict[str, list[int]] = {m: [0, 0] for m in ALL_METRICS}
+    for r in scored:
+        for lang, sc in r["scores"].items():
+            for m in ALL_METRICS:
+                avail[m][1] += 1
+                avail[m][0] += sc.get(m) is not None
+    data_reasons: dict[str, str] = {}
+    for p in c.plans:
+        data_reasons.update((p.get("data_meta") or {}).get("unavailable_metrics") or {})
+    skipped = [m for m in ALL_METRICS if avail[m][1] and avail[m][0] == 0]
+    partial = [m for m in ALL_METRICS if 0 < avail[m][0] < avail[m][1]]
+    metrics = [m for m in ALL_METRICS if m not in skipped]
+    if skipped or partial:
+        md.append("## Metrics the data does not support\n")
+        for m in skipped:
+            why = data_reasons.get(m) or METRIC_NEEDS[m]
+            md.append(f"- **{m}** skipped: no value in any row; {why}.")
+        for m in partial:
+            md.append(f"- **{m}** computed for {avail[m][0]} of {avail[m][1]} (record, language) pairs; "
+                      f"it {METRIC_NEEDS[m]}, which the other pairs lack.")
+        md.append("")
+
+    # ---------------------------------------------------------------- per-source tables
+    summary_csv: list[list[Any]] = []
+    vs_best_csv: list[list[Any]] = []
+    ests: dict[tuple[str, str, str, str], Estimate] = {}
+    values: dict[tuple[str, str, str, str], dict[str, float]] = {}
+    for s in sources:
+        for m in methods:
+            for metric in metrics:
+                for view in VIEWS:
+                    vals = by_record(grouped.get((m, s), []), s, metric, view)
+                    values[(m, s, metric, view)] = vals
+                    ests[(m, s, metric, view)] = bootstrap(
+                        ordered_values(vals), label=f"{m}|{s}|{metric}|{view}", seed=seed, n_boot=n_boot)
+    for s in sources:
+        ms = [m for m in methods if grouped.get((m, s))]
+        md.append(f"## Edit language {s}\n")
+        for family, title in ((MKEB_METRICS, "MKEB metrics"), (EASYEDIT_METRICS, "EasyEdit token-accuracy family")):
+            fam = [x for x in family if x in metrics]
+            if not fam:
+                continue
+            header = ["method", "n"] + [f"{x} {VIEW_LABEL[v]}" for x in fam for v in VIEWS]
+            table, dtable = [], []
+            for m in ms:
+                n = sum(1 for r in grouped[(m, s)] if r.get("status") != "skipped")
+                table.append([m, str(n)] + [fmt_est(ests[(m, s, x, v)]) for x in fam for v in VIEWS])
+                if m != "unedited" and grouped.get(("unedited", s)):
+                    drow = [m, ""]
+                    for x in fam:
+                        for v in VIEWS:
+                            d = paired(values[(m, s, x, v)], values[("unedited", s, x, v)])
+                            e = bootstrap(d, label=f"delta|{m}|{s}|{x}|{v}", seed=seed, n_boot=n_boot)
+                            drow.append(fmt_est(e, signed=True))
+                            est = ests[(m, s, x, v)]
+                            summary_csv.append([s, m, x, v, est.n, num(est.mean), num(est.lo), num(est.hi),
+                                                e.n, num(e.mean), num(e.lo), num(e.hi)])
+                    drow[1] = str(min(len(paired(values[(m, s, x, v)], values[("unedited", s, x, v)]))
+                                      for x in fam for v in VIEWS))
+                    dtable.append(drow)
+                else:
+                    for x in fam:
+                        for v in VIEWS:
+                            est = ests[(m, s, x, v)]
+                            summary_csv.append([s, m, x, v, est.n, num(est.mean), num(est.lo), num(est.hi),
+                                                "", "", "", ""])
+            md.append(f"### {title} (edit language {s})\n")
+            md.append(md_table(header, table))
+            md.append("")
+            if dtable:
+                md.append(f"Δ vs unedited (paired, same records; n = smallest number of pairs in the row):\n")
+                md.append(md_table(["method", "n"] + header[2:], dtable))
+                md.append("")
+
+        # MEMLA minus the best baseline
+        baselines = [m for m in ms if kinds.get(m) == "easyedit"]
+        if "memla" in ms and baselines:
+            md.append(f"### MEMLA minus the best baseline (edit language {s})\n")
+            md.append("Best baseline: the baseline with the highest mean on that metric and view; the difference "
+                      "is paired over the records both have.\n")
+            vrows = []
+            for x in metrics:
+                for v in VIEWS:
+                    cands = [(ests[(b, s, x, v)].mean, b) for b in baselines if ests[(b, s, x, v)].mean is not None]
+                    if not cands or ests[("memla", s, x, v)].mean is None:
+                        continue
+                    best_mean, best = max(cands, key=lambda t: (t[0], -baselines.index(t[1])))
+                    d = paired(values[("memla", s, x, v)], values[(best, s, x, v)])
+                    e = bootstrap(d, label=f"vsbest|{s}|{x}|{v}", seed=seed, n_boot=n_boot)
+                    verdict = "–"
+                    if e.n > 1 and e.lo is not None:
+                        verdict = "MEMLA higher" if e.lo > 0 else "MEMLA lower" if e.hi < 0 else "no clear difference"
+                    vrows.append([x, VIEW_LABEL[v], best, pct(ests[("memla", s, x, v)].mean), pct(best_mean),
+                                  fmt_est(e, signed=True), str(e.n), verdict])
+                    vs_best_csv.append([s, x, v, best, num(ests[("memla", s, x, v)].mean), num(best_mean),
+                                        e.n, num(e.mean), num(e.lo), num(e.hi)])
+            md.append(md_table(["metric", "view", "best baseline", "MEMLA", "baseline", "MEMLA − baseline [95% CI]",
+                                "pairs", "interval says"], vrows))
+            md.append("")
+
+    _csv_bytes(files, f"{files_dir_name}/summary.csv",
+               ["source", "method", "metric", "view", "n", "mean", "ci_lo", "ci_hi",
+                "delta_n", "delta_mean", "delta_lo", "delta_hi"], summary_csv)
+    if vs_best_csv:
+        _csv_bytes(files, f"{files_dir_name}/memla_vs_best.csv",
+                   ["source", "metric", "view", "best_baseline", "memla", "baseline", "n", "diff", "diff_lo", "diff_hi"],
+                   vs_best_csv)
+
+    # ---------------------------------------------------------------- source x target matrices
+    matrix: dict[tuple[str, str], dict[str, dict[str, Optional[float]]]] = {}
+    matrix_csv = []
+    for m in methods:
+        for x in metrics:
+            grid: dict[str, dict[str, Optional[float]]] = {}
+            for s in sources:
+                g = [r for r in grouped.get((m, s), []) if r.get("status") != "skipped" and r.get("scores")]
+                if not g:
+                    continue
+                grid[s] = {}
+                for t in targets:
+                    vals = [float(r["scores"][t][x]) for r in g if t in r["scores"] and r["scores"][t].get(x) is not None]
+                    grid[s][t] = sum(vals) / len(vals) if vals else None
+                    matrix_csv.append([m, x, s, t, len(vals), num(grid[s][t])])
+            matrix[(m, x)] = grid
+    _csv_bytes(files, f"{files_dir_name}/matrix.csv", ["method", "metric", "source", "target", "n", "mean"], matrix_csv)
+
+    # ---------------------------------------------------------------- wall time
+    md.append("## Per-edit wall time\n")
+    trows, tcsv = [], []
+    for m in methods:
+        g = [r for s in sources for r in grouped.get((m, s), []) if r.get("status") in ("ok", "error")]
+        edited = [r for r in g if kinds.get(m) != "unedited"]
+        if not edited:
+            continue
+        e_s = sorted(float(r.get("edit_s") or 0.0) for r in edited)
+        v_s = [float(r.get("eval_s") or 0.0) for r in edited if r.get("status") == "ok"]
+        med = e_s[len(e_s) // 2] if len(e_s) % 2 else (e_s[len(e_s) // 2 - 1] + e_s[len(e_s) // 2]) / 2
+        mean_e = sum(e_s) / len(e_s)
+        mean_v = sum(v_s) / len(v_s) if v_s else None
+        hwm = "; ".join(sorted({str(r.get("hardware")) for r in edited}))
+        trows.append([m, str(len(e_s)), secs(mean_e), secs(med), secs(sum(e_s)), secs(mean_v), hwm])
+        tcsv.append([m, len(e_s), num(mean_e, 3), num(med, 3), num(sum(e_s), 3), num(mean_v, 3), hwm])
+    if trows:
+        md.append(md_table(["method", "edits", "edit s (mean)", "edit s (median)", "edit s (total)",
+                            f"evaluation s (mean, {len(targets)} languages)", "hardware"], trows))
+        md.append("")
+        md.append("The unedited model's scores are computed once per record and reused for every method and edit "
+                  "language.\n")
+    _csv_bytes(files, f"{files_dir_name}/timing.csv",
+               ["method", "edits", "edit_s_mean", "edit_s_median", "edit_s_total", "eval_s_mean", "hardware"], tcsv)
+
+    # ---------------------------------------------------------------- plots
+    if plots and scored:
+        import tempfile
+
+        from . import plots as P
+
+        md.append("## Plots\n")
+        with tempfile.TemporaryDirectory() as tmp:
+            tmpd = Path(tmp)
+            plot_metrics = [x for x in MKEB_METRICS if x in metrics]
+            md.append("Source × target heatmaps (mean over records, %):\n")
+            for m in methods:
+                links = []
+                for x in plot_metrics:
+                    grid = matrix.get((m, x)) or {}
+                    if not grid:
+                        continue
+                    name = f"heatmap_{_safe(m)}_{x}.png"
+                    P.heatmap(tmpd / name, grid, list(grid), targets, f"{m}: {x} ({METRIC_TITLE[x]})")
+                    files[f"{files_dir_name}/{name}"] = (tmpd / name).read_bytes()
+                    links.append(f"[{x}]({files_dir_name}/{name})")
+                if links:
+                    md.append(f"- {m}: " + " · ".join(links))
+            md.append("")
+            md.append("Per-language bars comparing methods:\n")
+            for s in sources:
+                ms = [m for m in methods if any((matrix.get((m, x)) or {}).get(s) for x in plot_metrics)]
+                for x in plot_metrics:
+                    name = f"bars_{s}_{x}.png"
+                    vals = {m: (matrix.get((m, x)) or {}).get(s, {}) for m in ms}
+                    P.language_bars(tmpd / name, vals, ms, targets, f"edit language {s}: {x} ({METRIC_TITLE[x]})")
+                    files[f"{files_dir_name}/{name}"] = (tmpd / name).read_bytes()
+                    md.append(f"![{x}, edit language {s}]({files_dir_name}/{name})")
+            md.append("")
+        md.append(f"CSV tables: `{files_dir_name}/summary.csv` (means, intervals, deltas), `matrix.csv` (source × "
+                  f"target), `counts.csv`, `timing.csv`" + (", `memla_vs_best.csv`" if vs_best_csv else "") + ".\n")
+    text = "\n".join(md).rstrip("\n") + "\n"
+    return Report(text, files)
+
+
+def _safe(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+
+
+def _csv_bytes(files: dict[str, bytes], name: str, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    w.writerows(rows)
+    files[name] = buf.getvalue().encode("utf-8")
+
+
+def write_report(run_dirs: Sequence[Path], out: Optional[Path] = None, *, n_boot: int = 2000, seed: int = 0,
+                 plots: bool = True) -> Path:
+    """Build the report of ``run_dirs`` and write it (markdown + ``<stem>_files/``). Returns the markdown path."""
+    if not run_dirs:
+        raise ReportError("name at least one run dir")
+    out = Path(out) if out else Path(run_dirs[0]) / "report.md"
+    c = collect([Path(d) for d in run_dirs])
+    rep = build(c, out, n_boot=n_boot, seed=seed, plots=plots)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    files_dir = out.parent / (out.stem + "_files")
+    if files_dir.is_dir():  # stale plots of methods no longer present must not linger
+        for old in files_dir.iterdir():
+            if old.is_file() and old.suffix in (".png", ".csv"):
+                old.unlink()
+    for rel, data in sorted(rep.files.items()):
+        p = out.parent / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data)
+    out.write_text(rep.markdown, encoding="utf-8")
+    return out
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Console entry point (``memla-mkeb-report``)."""
+    ap = argparse.ArgumentParser(prog="memla-mkeb-report", description=__doc__.split("\n\n")[0])
+    ap.add_argument("run_dirs", nargs="+", type=Path, help="run directories (shards/sittings are merged)")
+    ap.add_argument("--out", type=Path, default=None, help="markdown file (default: report.md in the first run dir)")
+    ap.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    ap.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    ap.add_argument("--no-plots", action="store_true", help="tables only")
+    args = ap.parse_args(argv)
+    try:
+        out = write_report(args.run_dirs, args.out, n_boot=args.bootstrap, seed=args.seed, plots=not args.no_plots)
+    except MEMLAError as exc:
+        print(f"memla-mkeb-report: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    print(f"memla-mkeb-report: wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
