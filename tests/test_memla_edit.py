@@ -464,3 +464,14 @@ def test_real_pipeline_end_to_end(tiny_model, tiny_tok, fact_request):
     for name, orig in weights_copy.items():
         tiny_model.get_parameter(name).data.copy_(orig)
     assert_bit_identical(tiny_model, snap)
+
+
+def test_half_precision_model(qwen2_model, tiny_tok, fact_request, fixed_neurons):
+    """A bfloat16 model: editors train in float32, the merge keeps the weight dtype."""
+    model = qwen2_model.to(torch.bfloat16)
+    snap = snapshot(model)
+    _, weights_copy = apply_memla_to_model(model, tiny_tok, [fact_request], hp(max_steps=10), return_orig_weights=True)
+    assert all(p.dtype == torch.bfloat16 for p in model.parameters())
+    assert changed_neurons(model, snap, 1) == [3, 5] and changed_neurons(model, snap, 2) == [7, 11]
+    assert_bit_identical(model, snap, skip=set(weights_copy))
+    assert LAST_EDIT_STATS["final_loss"] < LAST_EDIT_STATS["initial_loss"]
