@@ -1,0 +1,184 @@
+"""Runtime fixes for defects of the pinned EasyEdit host (commit 14cea82) that the baselines hit.
+
+Each fix is the smallest change that makes the host behave as its authors intended, applied
+at run time (never by editing the checkout), idempotent, and logged once:
+
+* ``generate_fast`` (``easyeditor/util/generate.py``) passes ``attention_mask[:, cur_context]``
+  together with the KV cache. Under transformers 5.x the mask must cover the cached positions
+  too, so every generated token attends to nothing before it and ROME/MEMIT's context
+  templates come out as garbage. The fix recompiles the host's own function with
+  ``attention_mask[:, :cur_context.stop]`` (the one-token change proposed upstream) and rebinds
+  it wherever the host imported it by name.
+* ``layer_stats(..., progress=None)`` calls ``None``'s replacement with ``total=`` and raises
+  TypeError; the wrapper maps ``progress=None`` to a pass-through that accepts it.
+* ``BaseTrainer.run`` reloads the checkpoint it has just written with ``torch.load`` defaults;
+  torch >= 2.6 defaults to ``weights_only=True`` and refuses it. The wrapper lets exactly the
+  pickled types of that checkpoint through (``torch.serialization.safe_globals``) while the
+  trainer runs.
+"""
+from __future__ import annotations
+
+import ast
+import functools
+import inspect
+import logging
+import textwrap
+from typing import Callable
+
+from ..errors import MEMLAError
+from .host import host_module, host_modules, import_easyeditor
+
+LOG = logging.getLogger(__name__)
+
+_BUGGY_MASK = "attention_mask[:, cur_context]"
+_FIXED_MASK = "attention_mask[:, :cur_context.stop]"
+_MARK = "__memla_host_fix__"
+
+# what apply_host_fixes() did in this process: fix name -> one-line description
+APPLIED: dict[str, str] = {}
+
+
+class HostPatchError(MEMLAError):
+    """A host fix could not be applied because the EasyEdit source is not the expected one."""
+
+
+def _rebind(old: Callable, new: Callable, attr: str) -> list[str]:
+    """Replace ``old`` by ``new`` in every loaded host module that bound it as ``attr``."""
+    rebound = []
+    for mod in host_modules():
+        if getattr(mod, attr, None) is old:
+            setattr(mod, attr, new)
+            rebound.append(mod.__name__)
+    return rebound
+
+
+def fixed_generate_fast(original: Callable) -> Callable:
+    """Recompile the host's ``generate_fast`` with the KV-cache attention mask covering the cache."""
+    source = textwrap.dedent(inspect.getsource(original))
+    if source.count(_BUGGY_MASK) != 1:
+        raise HostPatchError(
+            f"easyeditor.util.generate.generate_fast does not contain {_BUGGY_MASK!r} exactly once; "
+            f"this EasyEdit version is not the pinned one, check whether the KV-cache mask fix is still needed"
+        )
+    tree = ast.parse(source.replace(_BUGGY_MASK, _FIXED_MASK))
+    ast.increment_lineno(tree, original.__code__.co_firstlineno - 1)  # tracebacks point into generate.py
+    code = compile(tree, inspect.getsourcefile(original) or "<generate>", "exec")
+    namespace: dict = {}
+    exec(code, original.__globals__, namespace)  # defines the function against the host module's globals
+    fixed = namespace[original.__name__]
+    fixed.__doc__ = original.__doc__
+    fixed.__wrapped__ = original
+    setattr(fixed, _MARK, "generate_fast KV-cache attention mask")
+    return fixed
+
+
+def _fix_generate_fast() -> str | None:
+    gen = host_module("easyeditor.util.generate")
+    current = gen.generate_fast
+    if getattr(current, _MARK, None):
+        return None
+    if _BUGGY_MASK not in inspect.getsource(current) and _FIXED_MASK in inspect.getsource(current):
+        return None  # fixed upstream
+    fixed = fixed_generate_fast(current)
+    modules = _rebind(current, fixed, "generate_fast")
+    reset_context_template_caches()  # templates generated before the fix are garbage
+    return f"generate_fast: attention_mask[:, :cur_context.stop] under the KV cache (rebound in {len(modules)} modules)"
+
+
+def _accepting_no_progress(original: Callable, default_progress: Callable) -> Callable:
+    @functools.wraps(original)
+    def layer_stats(*args, progress=default_progress, **kwargs):
+        return original(*args, progress=_no_progress if progress is None else progress, **kwargs)
+
+    setattr(layer_stats, _MARK, "layer_stats progress=None")
+    return layer_stats
+
+
+def _fix_layer_stats_progress() -> str | None:
+    done = []
+    for mod_name in ("easyeditor.models.rome.layer_stats", "easyeditor.models.r_rome.layer_stats"):
+        try:
+            mod = host_module(mod_name)
+        except ImportError:
+            continue
+        original = mod.layer_stats
+        if getattr(original, _MARK, None):
+            continue
+        _rebind(original, _accepting_no_progress(original, mod.tqdm), "layer_stats")
+        done.append(mod_name)
+    return "layer_stats: progress=None accepted" if done else None
+
+
+def _no_progress(iterable, **_kwargs):
+    return iterable
+
+
+def trainer_checkpoint_globals(model_config=None) -> list:
+    """Types pickled in a checkpoint written by EasyEdit's ``BaseTrainer.save_state``.
+
+    The MEND state dict carries the edited model's config object (``model_config``) and
+    ``val_stats`` may hold numpy scalars; the rest is tensors, dicts, strings and numbers.
+    """
+    import numpy as np
+
+    allowed = [np.dtype, np.ndarray]
+    if model_config is not None:
+        allowed.append(type(model_config))
+    for name in ("_reconstruct", "scalar"):
+        for mod_name in ("numpy._core.multiarray", "numpy.core.multiarray"):
+            try:
+                mod = __import__(mod_name, fromlist=[name])
+                allowed.append(getattr(mod, name))
+                break
+            except (ImportError, AttributeError):
+                continue
+    allowed.extend(type(np.dtype(t)) for t in ("float64", "float32", "int64", "int32", "bool"))
+    return allowed
+
+
+def _fix_trainer_reload() -> str | None:
+    base = host_module("easyeditor.trainer.BaseTrainer")
+    cls = base.BaseTrainer
+    if getattr(cls.run, _MARK, None):
+        return None
+    original = cls.run
+
+    @functools.wraps(original)
+    def run(self, *args, **kwargs):
+        import torch
+
+        inner = getattr(getattr(self, "model", None), "model", None)
+        with torch.serialization.safe_globals(trainer_checkpoint_globals(getattr(inner, "config", None))):
+            return original(self, *args, **kwargs)
+
+    setattr(run, _MARK, "BaseTrainer.run checkpoint reload under weights_only")
+    cls.run = run
+    return "BaseTrainer.run: reload of its own checkpoint allowed under torch>=2.6 weights_only"
+
+
+def reset_context_template_caches() -> None:
+    """Forget context templates / covariance caches the host keeps per process (they are model-specific)."""
+    for mod in host_modules():
+        if getattr(mod, "CONTEXT_TEMPLATES_CACHE", None) is not None:
+            mod.CONTEXT_TEMPLATES_CACHE = None
+        for cache_name in ("inv_mom2_cache", "COV_CACHE"):
+            cache = getattr(mod, cache_name, None)
+            if isinstance(cache, dict):
+                cache.clear()
+
+
+def apply_host_fixes() -> dict[str, str]:
+    """Apply every host fix once per process; log each the first time. Returns what is applied."""
+    import_easyeditor()
+    for name, fix in (
+        ("generate_fast", _fix_generate_fast),
+        ("layer_stats", _fix_layer_stats_progress),
+        ("trainer_reload", _fix_trainer_reload),
+    ):
+        if name in APPLIED:
+            continue
+        message = fix()
+        if message is not None:
+            APPLIED[name] = message
+            LOG.info("memla_plugin applied EasyEdit host fix: %s", message)
+    return dict(APPLIED)
