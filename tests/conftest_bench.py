@@ -73,11 +73,11 @@ alg_name: MEMLA
 model_name: tiny
 device: cpu
 dtype: float32
-attr_steps: 4
+attr_steps: 2
 attr_threshold: 0.3
 attr_batch_size: 8
 id_langs: [en, zh, fr]
-max_steps: 3
+max_steps: 2
 seed: 42
 """
 
@@ -120,13 +120,17 @@ def bench_model_dir(tmp_path_factory, tiny_tok, _pristine_models):
     return out
 
 
+def make_bench_env(root: Path, model_dir: Path, n_records: int = 4) -> BenchEnv:
+    hp = root / "hparams"
+    (hp / "MEMLA").mkdir(parents=True, exist_ok=True)
+    (hp / "MEMLA" / "tiny.yaml").write_text(TINY_MEMLA, encoding="utf-8")
+    data = write_mkeb(root / "tiny_mkeb.json", n_records)
+    return BenchEnv(root, model_dir, hp, data, root / "run")
+
+
 @pytest.fixture
 def bench_env(tmp_path, bench_model_dir) -> BenchEnv:
-    hp = tmp_path / "hparams"
-    (hp / "MEMLA").mkdir(parents=True)
-    (hp / "MEMLA" / "tiny.yaml").write_text(TINY_MEMLA, encoding="utf-8")
-    data = write_mkeb(tmp_path / "tiny_mkeb.json", 4)
-    return BenchEnv(tmp_path, bench_model_dir, hp, data, tmp_path / "run")
+    return make_bench_env(tmp_path, bench_model_dir)
 
 
 def compose(overrides: list[str]) -> Any:

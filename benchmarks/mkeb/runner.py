@@ -194,6 +194,12 @@ _MODEL_CACHE: dict[tuple, tuple[Any, Any, Any]] = {}
 def load_model_once(model_cfg: Any, restore_mode: str) -> tuple[Any, Any, ParamSnapshot]:
     """Load (and snapshot) the model; reused across Hydra multirun jobs in one process."""
     key = (str(model_cfg.get("name_or_path")), str(model_cfg.get("device")), str(model_cfg.get("dtype")), restore_mode)
+    if key in _MODEL_CACHE:
+        model, _, snap = _MODEL_CACHE[key]
+        try:
+            snap.verify(model, "cached model")
+        except RestoreMismatchError:
+            _MODEL_CACHE.clear()
     if key not in _MODEL_CACHE:
         _MODEL_CACHE.clear()
         from memla_plugin.models import load_model
@@ -347,9 +353,25 @@ def run_benchmark(
     if threads:
         torch.set_num_threads(int(threads))
     if model is None:
+        if not run_cfg.get("progress", True):
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
         model, tok, snapshot = load_model_once(cfg.model, plan.restore_mode)
     else:
         snapshot = ParamSnapshot(model, plan.restore_mode)
+    try:
+        return _run(plan, cfg, model, tok, snapshot, hooks, todo, summary, say, t_start)
+    except BaseException:
+        _MODEL_CACHE.clear()  # the model may be left edited; the next run in this process reloads it
+        raise
+
+
+def _run(plan: Plan, cfg: Any, model: Any, tok: Any, snapshot: ParamSnapshot, hooks: Hooks, todo: list,
+         summary: RunSummary, say: Callable[..., None], t_start: float) -> RunSummary:
+    run_cfg = cfg.get("run") or {}
+    total = summary.planned
+    results_path = summary.results_file
     env = envinfo.collect(plan.device, plan.seed)
     save_run_files(plan, env)
     eval_cfg = cfg.get("eval") or {}
