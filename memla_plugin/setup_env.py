@@ -231,6 +231,7 @@ def install_easyedit_pth(path: Path, source: str) -> dict:
     if not origin:
         raise SetupError(f"wrote {sp / PTH_NAME} but `easyeditor` is still not importable; check {path}")
     record["module"] = origin
+    (sp / RECORD_NAME).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
     return record
 
 

@@ -71,6 +71,7 @@ def test_easyedit_path_env_wins_and_commit_is_recorded(tmp_path, monkeypatch):
     saved = json.loads((sp / "memla_easyedit.json").read_text())
     assert saved["commit"] == setup_env.EASYEDIT_COMMIT and saved["matches_pin"] is True
     assert saved["source"] == "EASYEDIT_PATH" and record["commit"] == saved["commit"]
+    assert saved["module"].endswith("__init__.py")
 
 
 def test_pth_really_makes_easyeditor_importable(tmp_path):
@@ -80,7 +81,7 @@ def test_pth_really_makes_easyeditor_importable(tmp_path):
     sp.mkdir()
     (sp / "easyedit.pth").write_text(str(checkout) + "\n")
     code = f"import site; site.addsitedir({str(sp)!r}); import easyeditor; print(easyeditor.__file__)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, cwd=tmp_path)  # -S: only our site dir
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == str(checkout / "easyeditor" / "__init__.py")
 

@@ -23,7 +23,7 @@ def test_memla_edits_spike_hughes_to_philadelphia():
 
     # the cache built by memla-setup is complete and the model reloads from it
     path = models.default_model_dir()
-    assert models.check_cache(path, verify=True) is None
+    assert models.check_cache(path) is None
     t0 = time.perf_counter()
     model, tok = models.load_model("default")
     print(f"default model reloaded from cache in {time.perf_counter() - t0:.1f} s")
