@@ -412,3 +412,22 @@ def test_mend_trained_in_test_edits_and_restores(ee, tiny_dir, tmp_path):
     )
     assert (tmp_path / "mend" / "mend.pt").is_file() and (tmp_path / "mend" / "provenance.json").is_file()
     assert math.isfinite(metrics[0]["post"]["rewrite_acc"][0] if isinstance(metrics[0]["post"]["rewrite_acc"], list) else metrics[0]["post"]["rewrite_acc"])
+
+
+def test_mkeb_requests_through_edit_requests(ee, tiny_dir, tmp_path):
+    """Benchmark records from the MKEB dataset (all 12 languages) edited by MEMLA via edit_requests."""
+    from easyeditor import BaseEditor
+
+    from memla_plugin.hparams import MEMLAHyperParams
+    from memla_plugin.mkeb import MKEBDataset
+
+    requests = list(MKEBDataset("default", edit_lang="en", test_ids="dev", size=1))
+    assert len(requests[0]["languages"]) == 12
+    path = write_hparams(
+        tmp_path, "MEMLA", "qwen2.5-0.5b.yaml", model_name=str(tiny_dir), device="cpu", attr_steps=2, max_steps=3,
+    )
+    editor = BaseEditor.from_hparams(MEMLAHyperParams.from_hparams(path))
+    before = snapshot(editor.model)
+    metrics, _, _ = editor.edit_requests(requests, sequential_edit=False, verbose=False)
+    assert "rewrite_acc" in metrics[0]["post"] and metrics[0]["requested_rewrite"]["edit_lang"] == "en"
+    assert_bit_identical(editor.model, before)
