@@ -256,3 +256,36 @@ def test_methods_needing_the_subject_skip_untemplatable_records(bench_env, tmp_p
     assert rows[0]["error"]["type"] == "NoSubjectSlot" and rows[0]["scores"] is None
     md = write_report([bench_env.run_dir], n_boot=50, plots=False).read_text(encoding="utf-8")
     assert "| needs_subject | en | 2 | 0 | 0 | 2 | 0 | – |" in md
+
+
+# --------------------------------------------------------------------------- host baselines
+
+
+def test_easyedit_baselines_run_through_the_same_path(bench_env):
+    """ROME, FT-M and LoRA (a PEFT wrapper that is unloaded, not copied back) on the tiny model."""
+    import yaml
+
+    repo = Path(__file__).resolve().parents[1] / "hparams"
+
+    def write(alg_dir, name, out, **changes):
+        cfg = yaml.safe_load((repo / alg_dir / name).read_text())
+        cfg.update(changes)
+        (bench_env.hparams_dir / alg_dir).mkdir(exist_ok=True)
+        (bench_env.hparams_dir / alg_dir / out).write_text(yaml.safe_dump(cfg))
+
+    model = str(bench_env.model_dir)
+    write("ROME", "qwen2.5-0.5b.yaml", "tiny.yaml", model_name=model, layers=[1], v_loss_layer=2, mom2_n_samples=24,
+          context_template_length_params=[[5, 5]], stats_dir=str(bench_env.root / "stats"))
+    write("FT", "qwen2.5-0.5b-ft-m.yaml", "tiny-ft-m.yaml", model_name=model, layers=[2], lr=5e-2)
+    write("LoRA", "qwen2.5-0.5b.yaml", "tiny.yaml", model_name=model, num_steps=5, lora_dropout=0.0)
+    summary = run_benchmark(compose(bench_env.overrides("data.limit=2", "methods=[unedited,rome,ft_m,lora]")))
+    assert summary.written == 8 and summary.restore_checks == 6 and summary.errors == 0
+    rows = _by_key(read_rows(bench_env.run_dir))
+    assert rows["lora|en|101"]["kind"] == "easyedit" and rows["lora|en|101"]["restore"]["restored"] == 1
+    assert rows["rome|en|100"]["edit_s"] > 0 and set(rows["ft_m|en|100"]["scores"]) == {"en", "zh", "fr"}
+    assert "Executing" in (bench_env.run_dir / "host_output.log").read_text()  # host prints kept off the bars
+    from memla_mkeb.runner import _MODEL_CACHE
+
+    (edited_model, _, _), = _MODEL_CACHE.values()
+    assert not edited_model.is_gradient_checkpointing and edited_model.config.use_cache is True
+    assert not hasattr(edited_model, "peft_config") and not edited_model.training

@@ -88,9 +88,11 @@ class Editor:
         """Apply the edit; returns (model, weights_copy, stats). Raises what the method raises."""
         assert self.apply_fn is not None
         out_model, weights_copy = self.apply_fn(
-            model, tok, [request], self.hparams, copy=False, return_orig_weights=True, keep_original_weight=True
+            model, tok, [request], self.hparams, copy=False, return_orig_weights=True, keep_original_weight=False
         )
-        return out_model, dict(weights_copy or {}), self.last_stats()
+        if weights_copy is None:
+            weights_copy = {}
+        return out_model, weights_copy if callable(weights_copy) else dict(weights_copy), self.last_stats()
 
     def last_stats(self) -> dict[str, Any]:
         return {}
@@ -118,7 +120,7 @@ class MemlaEditor(Editor):
 
 
 class EasyEditEditor(Editor):
-    def __init__(self, spec: MethodSpec, model: Any, tok: Any, device: str) -> None:
+    def __init__(self, spec: MethodSpec, model: Any, tok: Any, device: str, model_path: Optional[str] = None) -> None:
         super().__init__(spec)
         from memla_plugin import easyedit as ee  # raises EasyEditNotFoundError with set-up advice
 
@@ -126,6 +128,11 @@ class EasyEditEditor(Editor):
         hp = ee.load_hparams(spec.alg_name, spec.hparams)
         if hasattr(hp, "device"):
             hp.device = torch_device_for_easyedit(device)
+        if model_path is not None and getattr(hp, "model_name", None) != model_path:
+            # cached statistics / MEND checkpoints are keyed by model_name: it must name the model edited
+            if getattr(hp, "tokenizer_name", None) == hp.model_name:
+                hp.tokenizer_name = model_path
+            hp.model_name = model_path
         self.hparams = _apply_overrides(hp, spec.overrides, spec.name)
         t0 = time.perf_counter()
         ee.prepare_baseline(spec.alg_name, model, tok, self.hparams)
@@ -133,13 +140,17 @@ class EasyEditEditor(Editor):
         self.apply_fn = ee.get_apply_fn(spec.alg_name)
 
 
-def make_editor(spec: MethodSpec, model: Any, tok: Any, device: str) -> Editor:
-    """Build the editor of ``spec`` (loads hparams, prepares baselines' statistics)."""
+def make_editor(spec: MethodSpec, model: Any, tok: Any, device: str, model_path: Optional[str] = None) -> Editor:
+    """Build the editor of ``spec`` (loads hparams, prepares baselines' statistics).
+
+    ``model_path``: what the model was loaded from (a directory or hub id); host editors get it
+    as ``model_name`` so their cached statistics belong to this model.
+    """
     if spec.kind == "unedited":
         return UneditedEditor(spec)
     if spec.kind == "memla":
         return MemlaEditor(spec, device)
-    return EasyEditEditor(spec, model, tok, device)
+    return EasyEditEditor(spec, model, tok, device, model_path)
 
 
 __all__ = ["EasyEditEditor", "Editor", "MemlaEditor", "UneditedEditor", "jsonable", "make_editor"]

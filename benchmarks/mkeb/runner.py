@@ -11,6 +11,7 @@ against it and a failed edit is scored with it.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import sys
@@ -30,6 +31,7 @@ from .settings import (
     MethodSpec,
     check_langs,
     check_limit,
+    check_host_output,
     check_on_edit_error,
     check_restore_mode,
     check_shard,
@@ -115,6 +117,7 @@ def plan_run(cfg: Any) -> Plan:
     data_path, ids = data_paths(cfg)
     restore_mode = check_restore_mode(cfg)
     on_edit_error = check_on_edit_error(cfg)
+    check_host_output(cfg)
     seed = int(cfg.get("seed", 42))
     device = str(cfg.model.get("device") or "cpu")
     hp_shas = {m.name: _hparams_sha(m) for m in methods}
@@ -208,6 +211,18 @@ def load_model_once(model_cfg: Any, restore_mode: str) -> tuple[Any, Any, ParamS
                                 dtype=model_cfg.get("dtype"))
         _MODEL_CACHE[key] = (model, tok, ParamSnapshot(model, restore_mode))
     return _MODEL_CACHE[key]
+
+
+def _model_path(model_cfg: Any) -> Optional[str]:
+    """The directory or hub id the model came from ("default" -> the converted cache dir)."""
+    name = model_cfg.get("name_or_path")
+    from memla_plugin.models import is_default_model
+
+    if is_default_model(name):
+        from memla_plugin.models import default_model_dir
+
+        return str(default_model_dir())
+    return str(name) if name is not None else None
 
 
 def build_requests(plan: Plan, source: str) -> dict[str, dict[str, Any]]:
@@ -315,11 +330,48 @@ class _Unedited:
         return UneditedReference.from_json(row)
 
 
-def _undo(model: Any, out_model: Any, weights_copy: dict[str, Any]) -> int:
-    """Put the original weights back; a wrapper a method returned (peft) is unloaded first."""
-    if out_model is not None and out_model is not model and hasattr(out_model, "unload"):
+@dataclass
+class _ModelFlags:
+    """Non-parameter state some host editors change (EasyEdit's LoRA turns on gradient
+    checkpointing, input grads and ``use_cache=False``); put back after every edit."""
+
+    use_cache: Any
+    checkpointing: bool
+
+    @classmethod
+    def of(cls, model: Any) -> "_ModelFlags":
+        return cls(getattr(getattr(model, "config", None), "use_cache", None),
+                   bool(getattr(model, "is_gradient_checkpointing", False)))
+
+    def put_back(self, model: Any) -> None:
+        if getattr(model, "config", None) is not None and self.use_cache is not None:
+            model.config.use_cache = self.use_cache
+        if not self.checkpointing and getattr(model, "is_gradient_checkpointing", False):
+            model.gradient_checkpointing_disable()
+        if getattr(model, "_require_grads_hook", None) is not None and hasattr(model, "disable_input_require_grads"):
+            model.disable_input_require_grads()
+        if hasattr(model, "peft_config"):
+            del model.peft_config
+        model.eval()
+
+
+def _undo(model: Any, out_model: Any, weights_copy: Any, flags: _ModelFlags) -> int:
+    """Undo an edit as EasyEdit's restore_after_edit does: a callable restores itself, a PEFT
+    wrapper is unloaded, otherwise the returned originals are copied back."""
+    n = 0
+    if callable(weights_copy):
+        import torch
+
+        with torch.no_grad():
+            weights_copy()
+        n = 1
+    elif out_model is not None and out_model is not model and hasattr(out_model, "unload"):
         out_model.unload()
-    return restore(model, weights_copy)
+        n = 1
+    else:
+        n = restore(model, weights_copy)
+    flags.put_back(model)
+    return n
 
 
 def run_benchmark(
@@ -387,7 +439,15 @@ def _run(plan: Plan, cfg: Any, model: Any, tok: Any, snapshot: ParamSnapshot, ho
                disable=not run_cfg.get("progress", True), smoothing=0.1)
     say(f"memla-mkeb: {len(todo)} of {total} rows to do -> {results_path}", file=sys.stderr)
     cache_path = plan.run_dir / f"unedited_cache{plan.tag}.jsonl"
-    with store.JsonlWriter(results_path) as out, store.JsonlWriter(cache_path) as cache_w:
+    host_mode = str(run_cfg.get("host_output", "log"))
+    host_log = open(plan.run_dir / f"host_output{plan.tag}.log", "a", encoding="utf-8") if host_mode == "log" else None
+
+    def host_out() -> Any:
+        """What editors print (EasyEdit prints every step) goes to the run dir's log, not over the bars."""
+        return contextlib.redirect_stdout(host_log) if host_log is not None else contextlib.nullcontext()
+
+    with store.JsonlWriter(results_path) as out, store.JsonlWriter(cache_path) as cache_w, \
+            (host_log if host_log is not None else contextlib.nullcontext()):
         unedited = _Unedited(plan, cache_w)
         requests: dict[str, dict[str, dict[str, Any]]] = {}
         try:
@@ -396,7 +456,9 @@ def _run(plan: Plan, cfg: Any, model: Any, tok: Any, snapshot: ParamSnapshot, ho
                 if not work:
                     continue
                 bar.set_description(f"{spec.name}: preparing")
-                editor: Editor = make_editor(spec, model, tok, plan.device)
+                with host_out():
+                    editor: Editor = make_editor(spec, model, tok, plan.device,
+                                                 _model_path(cfg.model) if spec.kind == "easyedit" else None)
                 for source, record in work:
                     rid = str(record.example_id)
                     bar.set_description(f"{spec.name} {source} #{rid}")
@@ -424,11 +486,13 @@ def _run(plan: Plan, cfg: Any, model: Any, tok: Any, snapshot: ParamSnapshot, ho
                             hooks.before_edit(spec, source, record)
                         where = f"record {rid} (method {spec.name}, source {source})"
                         out_model, weights_copy = None, {}
+                        flags = _ModelFlags.of(model)
                         set_seed(plan.seed)
                         t0 = time.perf_counter()
                         try:
                             try:
-                                out_model, weights_copy, stats = editor.edit(model, tok, request)
+                                with host_out():
+                                    out_model, weights_copy, stats = editor.edit(model, tok, request)
                                 row["edit_stats"] = stats
                             except Exception as exc:  # a failed edit must leave the model unchanged
                                 if plan.on_edit_error == "raise":
@@ -449,7 +513,7 @@ def _run(plan: Plan, cfg: Any, model: Any, tok: Any, snapshot: ParamSnapshot, ho
                                 row["scores"] = ref.scores  # the unchanged model's scores
                         finally:
                             t2 = time.perf_counter()
-                            restored = _undo(model, out_model, weights_copy)
+                            restored = _undo(model, out_model, weights_copy, flags)
                             try:
                                 checked = snapshot.verify(model, where)
                             except RestoreMismatchError as exc:

@@ -248,6 +248,13 @@ def check_restore_mode(cfg: Any) -> str:
     return mode
 
 
+def check_host_output(cfg: Any) -> str:
+    mode = str((cfg.get("run") or {}).get("host_output", "log"))
+    if mode not in ("log", "show"):
+        raise BenchConfigError(f"run.host_output={mode!r} unknown; use log or show")
+    return mode
+
+
 def check_on_edit_error(cfg: Any) -> str:
     mode = str((cfg.get("run") or {}).get("on_edit_error", "record"))
     if mode not in ("record", "raise"):
