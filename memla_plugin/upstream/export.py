@@ -25,9 +25,7 @@ from pathlib import Path
 from typing import Optional
 
 from .source import (
-    UPSTREAM_PKG,
     ExportError,
-    SourceModule,
     check_upstream_module,
     export_closure,
     exported_path,

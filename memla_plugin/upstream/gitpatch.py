@@ -45,14 +45,21 @@ def git_env(extra: Optional[dict] = None) -> dict:
 def git(cwd: Path, *args: str, input: Optional[str] = None, ceiling: bool = True) -> str:
     """Run git in ``cwd``; never let it walk up into an enclosing repository."""
     env = git_env({"GIT_CEILING_DIRECTORIES": str(Path(cwd).resolve().parent)} if ceiling else None)
-    proc = subprocess.run(
+    try:
+        proc = _run_git(cwd, env, input, args)
+    except FileNotFoundError:
+        raise GitError("git is not installed; making and applying patches needs it") from None
+    if proc.returncode != 0:
+        raise GitError(f"git {' '.join(args)} failed in {cwd}:\n{proc.stdout}{proc.stderr}")
+    return proc.stdout
+
+
+def _run_git(cwd: Path, env: dict, input: Optional[str], args: Sequence[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
         ["git", "-c", "core.autocrlf=false", "-c", "diff.noprefix=false", "-c", "diff.mnemonicPrefix=false",
          "-c", "init.defaultBranch=main", "-c", "commit.gpgsign=false", *args],
         cwd=cwd, env=env, input=input, capture_output=True, text=True,
     )
-    if proc.returncode != 0:
-        raise GitError(f"git {' '.join(args)} failed in {cwd}:\n{proc.stdout}{proc.stderr}")
-    return proc.stdout
 
 
 def checkout_commit(root: Path) -> Optional[str]:

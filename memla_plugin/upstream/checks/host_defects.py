@@ -14,6 +14,7 @@ import copy
 import importlib
 import os
 import sys
+import time
 import traceback
 import unicodedata
 from pathlib import Path
@@ -127,6 +128,7 @@ def main():
     os.chdir(work)
     tok = build_tokenizer()
     model = build_qwen2(tok)
+    t0 = time.monotonic()
     import easyeditor  # noqa: F401  (the package must import before its modules are probed)
 
     result = {"easyeditor_file": sys.modules["easyeditor"].__file__}
@@ -135,13 +137,16 @@ def main():
         "layer-stats-progress-none": lambda: probe_layer_stats(model, tok, work / "stats"),
         "trainer-reload-weights-only": lambda: probe_trainer_reload(model, work / "trainer"),
     }
+    result["import_s"] = round(time.monotonic() - t0, 1)
     for name, probe in probes.items():
         (work / "trainer").mkdir(exist_ok=True)
+        t1 = time.monotonic()
         try:
             result[name] = probe()
         except Exception as exc:  # a defect shows as an exception: record it
             result[name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:500],
                             "where": traceback.format_exc(limit=-2)[-800:]}
+        result[name]["seconds"] = round(time.monotonic() - t1, 1)
     emit(result)
 
 
