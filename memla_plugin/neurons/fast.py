@@ -9,7 +9,8 @@ anything at earlier positions, nor anything below layer l. So:
 2. for the AMIG baseline, the T token-replaced prompts go through the model in one batch
    that yields every layer's baseline activation at once (no LM head);
 3. path points are evaluated on the k positions only, from layer l upward, attending over the
-   cached prefix. Several layers share one batch as a "staircase": the batch starts at the
+   cached prefix; at layer l itself only the FFN of position T-1 is recomputed (attention
+   there, and all later positions, still see unpatched inputs). Several layers share one batch as a "staircase": the batch starts at the
    lowest layer of the chunk and each further layer's path points join it at their own
    layer, so every row is computed exactly from its patch layer up, with one LM-head call
    and one backward per chunk.
@@ -43,11 +44,13 @@ _WARNED: set = set()
 
 @dataclass
 class CleanRun:
-    """What the ordinary forward leaves behind for the path points."""
+    """What the ordinary forward leaves behind for the path points (per attributed layer)."""
 
-    hidden_in: dict[int, torch.Tensor]  # layer -> [1, k, d] layer input at positions T-1..
-    kv: PrefixKV  # prefix keys/values of every layer
-    acts: dict[int, torch.Tensor]  # layer -> [d_ff] activation at T-1
+    mid: dict[int, torch.Tensor]  # [1, d]: residual stream after attention at T-1 (FFN skip input)
+    ffn_in: dict[int, torch.Tensor]  # [1, d]: the FFN's (normed) input at T-1
+    out_after: dict[int, torch.Tensor]  # [1, k-1, d]: layer output at T.. (unchanged by a patch at T-1)
+    kv: PrefixKV  # keys/values of positions 0..T-2, every layer from the lowest attributed one
+    acts: dict[int, torch.Tensor]  # [d_ff]: activation at T-1
 
 
 @dataclass
@@ -67,29 +70,65 @@ def _base_model(model):
 def clean_forward(model, stack: DecoderStack, arch, fact: FactTokens, layers: Sequence[int]) -> CleanRun:
     """One no-grad forward of prompt + target[:-1] caching what the path points reuse."""
     P = fact.last
-    hidden_in: dict[int, torch.Tensor] = {}
-    lo = min(layers)
+    mid, ffn_in, out_after = {}, {}, {}
 
-    def make(l):
+    def first_arg(args, kwargs):
+        return args[0] if args else kwargs["hidden_states"]
+
+    def grab(store, l, sl):
         def pre(_m, args, kwargs):
-            h = args[0] if args else kwargs["hidden_states"]
-            hidden_in[l] = h[:, P:].detach()
+            store[l] = first_arg(args, kwargs)[:, sl].detach()
 
         return pre
 
-    handles = [stack.layers[l].register_forward_pre_hook(make(l), with_kwargs=True) for l in layers]
+    def grab_out(l):
+        def post(_m, _args, out):
+            out = out[0] if isinstance(out, (tuple, list)) else out
+            out_after[l] = out[:, P + 1 :].detach()
+
+        return post
+
+    handles = []
     acts: dict[int, torch.Tensor] = {}
     try:
+        for l in layers:
+            handles.append(stack.ffn_norm(l).register_forward_pre_hook(grab(mid, l, P), with_kwargs=True))
+            ffn = model.get_submodule(stack.ffn_paths[l])
+            handles.append(ffn.register_forward_pre_hook(grab(ffn_in, l, P), with_kwargs=True))
+            handles.append(stack.layers[l].register_forward_hook(grab_out(l)))
         with torch.no_grad(), capture_at(model, arch, layers, P, acts):
             out = _base_model(model)(input_ids=fact.teacher_forced(), use_cache=True)
     finally:
         for h in handles:
             h.remove()
     keys, values = {}, {}
-    for j in range(lo, stack.num_layers):
+    for j in range(min(layers), stack.num_layers):
         k, v = cache_layer_kv(out.past_key_values, j)
         keys[j], values[j] = k[:, :, :P], v[:, :, :P]
-    return CleanRun(hidden_in, PrefixKV(keys, values), {l: acts[l][0] for l in layers})
+    return CleanRun(mid, ffn_in, out_after, PrefixKV(keys, values), {l: acts[l][0] for l in layers})
+
+
+def patched_layer_output(model, stack: DecoderStack, arch, clean: CleanRun, layer: int, x: torch.Tensor) -> torch.Tensor:
+    """Layer ``layer``'s output [n, k, d] with its FFN pre-activation at T-1 set to each row of ``x``.
+
+    Attention at the patched layer and every position after T-1 are unaffected by the patch,
+    so only the FFN of position T-1 is recomputed; the other rows are the clean outputs.
+    """
+    n = x.shape[0]
+
+    def put(_m, _inp, out):
+        return x.to(out.dtype).view_as(out)
+
+    ffn = model.get_submodule(stack.ffn_paths[layer])
+    handle = model.get_submodule(arch.attr_module(layer)).register_forward_hook(put)
+    try:
+        row = clean.mid[layer].unsqueeze(1) + ffn(clean.ffn_in[layer].expand(n, -1).unsqueeze(1))  # [n, 1, d]
+    finally:
+        handle.remove()
+    rest = clean.out_after[layer]
+    if rest.shape[1] == 0:
+        return row
+    return torch.cat([row, rest.expand(n, -1, -1)], dim=1)
 
 
 def amig_baseline(model, arch, fact: FactTokens, layers: Sequence[int], eos: int, batch_size: int) -> dict:
@@ -130,38 +169,29 @@ def plan_chunks(layers: Sequence[int], steps: int, batch_size: int) -> list[list
 def run_staircase(
     model, stack: DecoderStack, arch, clean: CleanRun, fact: FactTokens, pieces: list[Piece], points: dict
 ) -> list[torch.Tensor]:
-    """Gradient of the summed target probability w.r.t. each piece's path points."""
+    """Gradient of the summed target probability w.r.t. each piece's path points.
+
+    Rows of a piece enter the batch at the output of their own layer (see
+    :func:`patched_layer_output`) and run through every layer above it with the rows that
+    entered earlier; one LM-head call and one backward serve the whole chunk.
+    """
     P, k = fact.last, fact.n_target
     xs = [points[p.layer][p.start : p.stop].clone().requires_grad_(True) for p in pieces]
+    some = clean.mid[pieces[0].layer]
+    mask = stack.causal_mask(P, k, some.dtype, some.device)
+    rope = stack.rope(some, P, k)
     h: Optional[torch.Tensor] = None
-    first = pieces[0].layer
-    any_h = clean.hidden_in[first]
-    mask = stack.causal_mask(P, k, any_h.dtype, any_h.device)
-    rope = stack.rope(any_h, P, k)
     nxt = 0
-    for j in range(first, stack.num_layers):
+    for j in range(pieces[0].layer, stack.num_layers):
+        if h is not None:
+            h = stack.run_layer(j, h, clean.kv, mask, rope)
         joining = []
         while nxt < len(pieces) and pieces[nxt].layer == j:
-            joining.append(nxt)
+            joining.append(xs[nxt])
             nxt += 1
-        handle = None
         if joining:
-            x = torch.cat([xs[i] for i in joining], dim=0)
-            new = clean.hidden_in[j].expand(x.shape[0], -1, -1)
+            new = patched_layer_output(model, stack, arch, clean, j, torch.cat(joining, dim=0))
             h = new if h is None else torch.cat([h, new], dim=0)
-            start = h.shape[0] - x.shape[0]
-
-            def hook(_m, _inp, out, x=x, start=start):
-                out = out.clone()
-                out[start:, 0] = x.to(out.dtype)
-                return out
-
-            handle = model.get_submodule(arch.attr_module(j)).register_forward_hook(hook)
-        try:
-            h = stack.run_layer(j, h, clean.kv, mask, rope)
-        finally:
-            if handle is not None:
-                handle.remove()
     prob = target_probability(stack.logits(h), fact.target_ids)
     return list(torch.autograd.grad(prob.sum(), xs))
 

@@ -15,13 +15,17 @@ from typing import Optional
 
 import torch
 
-# model_type -> (decoder-layer list, final norm, rotary embedding or None)
+# model_type -> (decoder-layer list, final norm, rotary embedding or None, the norm in front
+# of the FFN inside a layer). Every family listed computes a layer as
+#   mid = x + attn(norm1(x));  out = mid + ffn(ffn_norm(mid))
+# which is what lets the fast path rebuild a patched layer from its FFN alone.
+_LLAMA = ("model.layers", "model.norm", "model.rotary_emb", "post_attention_layernorm")
 _FAMILIES = {
-    "gpt2": ("transformer.h", "transformer.ln_f", None),
-    "llama": ("model.layers", "model.norm", "model.rotary_emb"),
-    "qwen2": ("model.layers", "model.norm", "model.rotary_emb"),
-    "qwen3": ("model.layers", "model.norm", "model.rotary_emb"),
-    "mistral": ("model.layers", "model.norm", "model.rotary_emb"),
+    "gpt2": ("transformer.h", "transformer.ln_f", None, "ln_2"),
+    "llama": _LLAMA,
+    "qwen2": _LLAMA,
+    "qwen3": _LLAMA,
+    "mistral": _LLAMA,
 }
 
 
@@ -70,6 +74,11 @@ class DecoderStack:
     lm_head: torch.nn.Module
     rotary: Optional[torch.nn.Module]
     cache_kwarg: str
+    ffn_norm_name: str
+    ffn_paths: list[str]  # per layer: the FFN module that owns the attribution module
+
+    def ffn_norm(self, idx: int) -> torch.nn.Module:
+        return getattr(self.layers[idx], self.ffn_norm_name)
 
     @property
     def num_layers(self) -> int:
@@ -126,7 +135,7 @@ def resolve_stack(model, arch) -> Optional[DecoderStack]:
     fam = _FAMILIES.get(arch.model_type)
     if fam is None or getattr(model.config, "add_cross_attention", False):
         return None
-    layers_path, norm_path, rotary_path = fam
+    layers_path, norm_path, rotary_path, ffn_norm_name = fam
     try:
         layers = model.get_submodule(layers_path)
         norm = model.get_submodule(norm_path)
@@ -140,6 +149,9 @@ def resolve_stack(model, arch) -> Optional[DecoderStack]:
         if not arch.attr_module(l).startswith(f"{layers_path}.{l}."):
             return None
     kwarg = _cache_kwarg(layers[0])
-    if kwarg is None:
+    if kwarg is None or not all(hasattr(layer, ffn_norm_name) for layer in layers):
         return None
-    return DecoderStack(arch.model_type, layers, layers_path, norm, lm_head, rotary, kwarg)
+    ffn_paths = [arch.attr_module(l).rsplit(".", 1)[0] for l in range(arch.num_layers)]
+    if any(not p.startswith(f"{layers_path}.{l}.") for l, p in enumerate(ffn_paths)):
+        return None
+    return DecoderStack(arch.model_type, layers, layers_path, norm, lm_head, rotary, kwarg, ffn_norm_name, ffn_paths)
