@@ -88,6 +88,22 @@ def test_render_answer_stops_at_end_of_turn_and_first_line(tiny_tok):
     assert cli.render_answer(tiny_tok, ids + [eos]) == "Paris"
 
 
+def test_render_answer_stops_at_chat_end_marker(tiny_tok):
+    """Qwen's <|im_end|> is an added special token that is not in all_special_ids."""
+    import copy
+
+    from tokenizers import AddedToken
+
+    tok = copy.deepcopy(tiny_tok)
+    tok.add_tokens([AddedToken("<|im_end|>", special=True)])
+    im_end = tok.convert_tokens_to_ids("<|im_end|>")
+    assert im_end not in tok.all_special_ids
+    newline = tok("\n", add_special_tokens=False)["input_ids"]
+    paris = tok(" Paris", add_special_tokens=False)["input_ids"]
+    assert cli.render_answer(tok, [im_end] + newline + paris) == "<|im_end|>"
+    assert cli.render_answer(tok, paris + [im_end] + newline + paris) == "Paris"
+
+
 def test_attribution_progress_hook_is_removed(tiny_setup):
     import memla_plugin.neurons as neurons
 

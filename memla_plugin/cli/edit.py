@@ -106,6 +106,10 @@ def request_from_record(case_id: str, data: Optional[str], lang: str) -> dict[st
 
 def _stop_ids(tok) -> set[int]:
     ids = set(getattr(tok, "all_special_ids", []) or [])
+    # chat markers such as Qwen's <|im_end|> are added special tokens outside all_special_ids
+    for tid, added in (getattr(tok, "added_tokens_decoder", None) or {}).items():
+        if getattr(added, "special", False):
+            ids.add(int(tid))
     for name in ("eos_token_id", "pad_token_id"):
         v = getattr(tok, name, None)
         if isinstance(v, int):
