@@ -29,6 +29,7 @@ target positions; greedy decoding is batched with a KV cache.
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import weakref
@@ -36,11 +37,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from memla_plugin.errors import EmptyTargetError
+from memla_plugin.errors import EmptyTargetError, MEMLAError
 
 from .schema import NO_SPACE_LANGS, MKEBRecord
 
 Scores = dict[str, dict[str, Any]]
+
+
+class MetricConfigError(MEMLAError, ValueError):
+    """A scoring option is invalid (e.g. a prompt template without ``{}``)."""
 
 # --------------------------------------------------------------------------- tokenisation
 
@@ -84,7 +89,7 @@ def target_with_space(text: str, lang: str, tok: Any) -> str:
     leading space exactly when the tokenizer folds spaces into tokens (:func:`uses_space_prefix`).
     """
     text = text.strip()
-    if lang in NO_SPACE_LANGS or not uses_space_prefix(tok):
+    if not text or lang in NO_SPACE_LANGS or not uses_space_prefix(tok):
         return text
     return " " + text
 
@@ -96,6 +101,9 @@ def encode_prompt(tok: Any, text: str) -> list[int]:
     if eos is not None and len(ids) > 1 and ids[-1] == eos and text and _ids(tok, text, False)[-1:] != [eos]:
         ids = ids[:-1]
     return ids
+
+
+_encode_prompt = encode_prompt
 
 
 def encode_target(tok: Any, text: str, lang: str, *, where: str = "target") -> list[int]:
@@ -131,6 +139,19 @@ def token_set_f1(pred: set[str], gold: set[str]) -> float:
 
 
 # --------------------------------------------------------------------------- batched engines
+
+
+def _no_grad(fn: Any) -> Any:
+    """Run ``fn`` under ``torch.no_grad()`` (torch imported only when called)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        import torch
+
+        with torch.no_grad():
+            return fn(*args, **kwargs)
+
+    return wrapper
 
 
 def _model_device(model: Any) -> Any:
@@ -182,6 +203,7 @@ class TFResult:
     correct: float  # share of positions where argmax == target token
 
 
+@_no_grad
 def teacher_forced(
     model: Any,
     pairs: Sequence[tuple[Sequence[int], Sequence[int]]],
@@ -220,6 +242,7 @@ def teacher_forced(
     return results  # type: ignore[return-value]
 
 
+@_no_grad
 def greedy_decode(
     model: Any,
     prompts: Sequence[Sequence[int]],
@@ -272,6 +295,202 @@ def greedy_decode(
     return out
 
 
+#: Upper bound on (rows x positions) whose full-vocabulary logits are materialised at once.
+MAX_LOGIT_POSITIONS = 1024
+
+
+def group_by_length(lengths: Sequence[int], *, max_size: int, overhead: int, max_positions: int | None = None) -> list[list[int]]:
+    """Split items into padded batches minimising padded positions plus a per-call overhead.
+
+    Items are sorted longest first; a batch costs ``size * longest + overhead`` positions
+    (``overhead``: what one extra forward call costs, in token positions: weight loading on a
+    CPU, launch latency on a GPU). Exact dynamic programme over the sorted order, O(n * max_size).
+    Returns lists of item indices.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    n = len(order)
+    best = [0.0] + [float("inf")] * n  # best[j]: cost of the first j items
+    cut = [0] * (n + 1)
+    for j in range(1, n + 1):
+        for size in range(1, min(max_size, j) + 1):
+            i = j - size
+            width = max(lengths[order[i]], 1)  # longest item of the batch order[i:j]
+            if max_positions is not None and size > 1 and size * width > max_positions:
+                break
+            cost = best[i] + size * width + overhead
+            if cost < best[j]:
+                best[j], cut[j] = cost, i
+    groups: list[list[int]] = []
+    j = n
+    while j > 0:
+        groups.append(order[cut[j]: j])
+        j = cut[j]
+    return groups[::-1]
+
+
+def _call_overhead(device: Any) -> int:
+    """Per-call overhead in token positions for :func:`group_by_length`."""
+    return 32 if str(getattr(device, "type", device)).startswith("cpu") else 256
+
+
+def _forkable(cache: Any) -> bool:
+    """A transformers Cache whose layers can be row-selected into an independent copy."""
+    return hasattr(cache, "layers") and hasattr(cache, "reorder_cache") and all(
+        hasattr(layer, "reorder_cache") for layer in cache.layers
+    )
+
+
+def _fork_cache(cache: Any, rows: Any) -> Any:
+    """A new cache holding rows ``rows`` (repeats allowed) of ``cache``; ``cache`` is untouched.
+
+    ``reorder_cache`` rebinds each layer's key/value tensors to ``index_select`` results, so
+    shallow copies of the cache and its layers are enough to keep the original intact.
+    """
+    import copy
+
+    new = copy.copy(cache)
+    new.layers = [copy.copy(layer) for layer in cache.layers]
+    new.reorder_cache(rows)
+    return new
+
+
+@_no_grad
+def shared_prompt_scoring(
+    model: Any,
+    pairs: Sequence[tuple[Sequence[int], Sequence[int]]],
+    decodes: Sequence[tuple[Sequence[int], int]],
+    *,
+    pad_id: int,
+    device: Any = None,
+    batch_size: int = 32,
+) -> tuple[list[TFResult], list[list[int]]] | None:
+    """Teacher-forced pairs and greedy decodes computing every distinct prompt only once.
+
+    Each batch of distinct prompts is run once (left-padded, KV cache kept); the cache is then
+    forked per (prompt, target) row, every row feeds its target (teacher forcing) or its first
+    greedy token in one right-padded block, and the decode rows go on step by step. The edit
+    question (new and true target), paraphrases and neighbourhood prompts (scored and decoded)
+    thus share their prompt computation. Returns ``None`` when the model's cache cannot be
+    forked (the caller then uses :func:`teacher_forced` / :func:`greedy_decode`).
+    """
+    import torch
+
+    device = device if device is not None else _model_device(model)
+    keep_ok = _accepts(model, "logits_to_keep")
+    users: dict[tuple[int, ...], list[tuple[str, int]]] = {}
+    for i, (p, _) in enumerate(pairs):
+        users.setdefault(tuple(p), []).append(("tf", i))
+    for i, (p, n) in enumerate(decodes):
+        if n > 0:
+            users.setdefault(tuple(p), []).append(("dec", i))
+    tf: list[TFResult | None] = [None] * len(pairs)
+    dec: list[list[int]] = [[] for _ in decodes]
+    prompts = list(users)
+    step = max(1, batch_size)
+    overhead = _call_overhead(device)
+    # every prompt group runs its own greedy loop, so a group also costs the decode steps
+    steps = max([n for _, n in decodes] + [1])
+    for group in group_by_length([len(p) for p in prompts], max_size=step, overhead=overhead * steps):
+        batch = [prompts[g] for g in group]
+        ids, mask, pos = _left_pad(batch, pad_id, device)
+        kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, "position_ids": pos, "use_cache": True}
+        if keep_ok:
+            kwargs["logits_to_keep"] = 1
+        out = model(**kwargs)
+        cache = getattr(out, "past_key_values", None)
+        if cache is None or not _forkable(cache):
+            return None
+        last = out.logits[:, -1, :].float()
+        last_lse = torch.logsumexp(last, -1)
+        last_top = last.argmax(-1)
+        # rows: (prompt row b, kind, index, continuation tokens)
+        rows = []
+        for b, prompt in enumerate(batch):
+            for kind, i in users[prompt]:
+                if kind == "tf":
+                    rows.append((b, kind, i, list(pairs[i][1])[:-1]))
+                else:
+                    rows.append((b, kind, i, [int(last_top[b])] if decodes[i][1] > 1 else []))
+        for group in group_by_length([len(r[3]) for r in rows], max_size=4 * step, overhead=overhead,
+                                     max_positions=MAX_LOGIT_POSITIONS):
+            _continue_rows(model, [rows[g] for g in group], cache, mask, pos, last, last_lse, last_top, pairs,
+                           decodes, tf, dec, pad_id=pad_id, keep_ok=keep_ok)
+    return tf, dec  # type: ignore[return-value]
+
+
+def _continue_rows(model: Any, chunk: list[Any], cache: Any, mask: Any, pos: Any, last: Any, last_lse: Any,
+                   last_top: Any, pairs: Any, decodes: Any, tf: list[Any], dec: list[list[int]], *, pad_id: int,
+                   keep_ok: bool) -> None:
+    """Score/decode one chunk of rows that continue prompts already in ``cache``."""
+    import torch
+
+    if not chunk:
+        return
+    dev = mask.device
+    b_idx = torch.tensor([r[0] for r in chunk], device=dev)
+    width = max(len(r[3]) for r in chunk)
+    logits = None
+    row_mask = mask[b_idx]
+    last_pos = pos[b_idx, -1]
+    sub = None
+    if width > 0:
+        sub = _fork_cache(cache, b_idx)
+        cont = torch.full((len(chunk), width), pad_id, dtype=torch.long, device=dev)
+        cmask = torch.zeros((len(chunk), width), dtype=row_mask.dtype, device=dev)
+        for r, row in enumerate(chunk):
+            if row[3]:
+                cont[r, : len(row[3])] = torch.tensor(row[3], dtype=torch.long, device=dev)
+                cmask[r, : len(row[3])] = 1
+        row_mask = torch.cat([row_mask, cmask], dim=-1)
+        cpos = last_pos[:, None] + 1 + torch.arange(width, device=dev)[None, :]
+        out = model(input_ids=cont, attention_mask=row_mask, position_ids=cpos, past_key_values=sub, use_cache=True)
+        logits = out.logits[:, -width:, :].float()
+        sub = out.past_key_values
+    decode_rows = []
+    for r, (b, kind, i, cont_tokens) in enumerate(chunk):
+        if kind == "tf":
+            target = list(pairs[i][1])
+            t0 = target[0]
+            lp = float(last[b, t0] - last_lse[b])
+            am = [int(last_top[b])]
+            if len(target) > 1:
+                seg = logits[r, : len(target) - 1]
+                tgt = torch.tensor(target[1:], device=seg.device)
+                lp += float((seg.gather(-1, tgt[:, None])[:, 0] - torch.logsumexp(seg, -1)).sum())
+                am += seg.argmax(-1).tolist()
+            tf[i] = TFResult(lp, am, sum(a == t for a, t in zip(am, target)) / len(target))
+        else:
+            n = decodes[i][1]
+            if n == 1:
+                dec[i] = [int(last_top[b])]
+            else:
+                decode_rows.append((r, i, [int(last_top[b]), int(logits[r, 0].argmax())]))
+    if not decode_rows:
+        return
+    need = max(decodes[i][1] for _, i, _ in decode_rows)
+    sel = torch.tensor([r for r, _, _ in decode_rows], device=dev)
+    gen = [g for _, _, g in decode_rows]
+    if need > 2:
+        sub.reorder_cache(sel)
+        dmask = row_mask[sel]
+        dpos = last_pos[sel] + 1  # position of the first generated token
+        nxt = torch.tensor([g[-1] for g in gen], device=dev)
+        for _ in range(need - 2):
+            dmask = torch.cat([dmask, torch.ones_like(dmask[:, :1])], dim=-1)
+            dpos = dpos + 1
+            kwargs: dict[str, Any] = {"input_ids": nxt[:, None], "attention_mask": dmask, "position_ids": dpos[:, None],
+                                      "past_key_values": sub, "use_cache": True}
+            if keep_ok:
+                kwargs["logits_to_keep"] = 1
+            out = model(**kwargs)
+            sub = out.past_key_values
+            nxt = out.logits[:, -1, :].argmax(-1)
+            for g, t in zip(gen, nxt.tolist()):
+                g.append(int(t))
+    for (_, i, _), g in zip(decode_rows, gen):
+        dec[i] = g[: decodes[i][1]]
+
+
 # --------------------------------------------------------------------------- record scoring
 
 
@@ -320,8 +539,12 @@ class _Plan:
         return self.decode_index[key]
 
 
-def _plan_record(tok: Any, record: MKEBRecord, langs: Sequence[str], plan: _Plan, max_new_tokens: int | None) -> dict[str, Any]:
+def _plan_record(tok: Any, record: MKEBRecord, langs: Sequence[str], plan: _Plan, max_new_tokens: int | None,
+                 prompt_template: str = "{}") -> dict[str, Any]:
     """Per language: indices into the plan for every quantity a metric needs."""
+
+    def encode_prompt(tok: Any, text: str) -> list[int]:  # every evaluated prompt goes through the template
+        return _encode_prompt(tok, prompt_template.replace("{}", text, 1))
     spec: dict[str, Any] = {}
     rid = record.example_id
     for lang in langs:
@@ -397,20 +620,29 @@ def _finish(tok: Any, spec: dict[str, Any], tf: list[TFResult], dec: list[list[i
 
 def _run(model: Any, tok: Any, records: Sequence[MKEBRecord], langs: Sequence[str] | None, *, device: Any,
          batch_size: int, max_new_tokens: int | None, references: Sequence[UneditedReference | None] | None,
-         own_reference: bool) -> list[tuple[Scores, dict[str, list[list[int]]]]]:
+         own_reference: bool, share_prompts: bool = True, prompt_template: str = "{}") -> list[tuple[Scores, dict[str, list[list[int]]]]]:
     import torch
 
     plan = _Plan()
-    specs = [_plan_record(tok, rec, langs or rec.langs, plan, max_new_tokens) for rec in records]
+    if "{}" not in prompt_template:
+        raise MetricConfigError(f"prompt_template {prompt_template!r} has no '{{}}' for the question")
+    specs = [_plan_record(tok, rec, langs or rec.langs, plan, max_new_tokens, prompt_template) for rec in records]
     pad = _pad_id(tok)
     was_training = bool(getattr(model, "training", False))
     if was_training:
         model.eval()
     try:
         with torch.no_grad():
-            tf = teacher_forced(model, plan.pairs, pad_id=pad, device=device, batch_size=batch_size)
-            dec = greedy_decode(model, [p for p, _ in plan.decodes], [n for _, n in plan.decodes],
-                                pad_id=pad, device=device, batch_size=batch_size)
+            shared = (
+                shared_prompt_scoring(model, plan.pairs, plan.decodes, pad_id=pad, device=device, batch_size=batch_size)
+                if share_prompts else None
+            )
+            if shared is not None:
+                tf, dec = shared
+            else:
+                tf = teacher_forced(model, plan.pairs, pad_id=pad, device=device, batch_size=batch_size)
+                dec = greedy_decode(model, [p for p, _ in plan.decodes], [n for _, n in plan.decodes],
+                                    pad_id=pad, device=device, batch_size=batch_size)
     finally:
         if was_training:
             model.train()
@@ -428,15 +660,22 @@ def score_record(
     batch_size: int = 32,
     max_new_tokens: int | None = None,
     reference: UneditedReference | None = None,
+    share_prompts: bool = True,
+    prompt_template: str = "{}",
 ) -> Scores:
     """Score ``model`` on one record in ``langs`` (default: all of the record's languages).
 
     Returns ``{lang: {ES, PS, NS, MQ, rel_acc, gen_acc, loc_acc, port_acc}}``; a metric is
     ``None`` when the data lack what it needs, ``loc_acc`` is ``None`` unless ``reference``
     (the unedited model's outputs, see :func:`unedited_reference`) is given.
+    ``share_prompts=False`` scores every (prompt, target) sequence separately (slower; the
+    results are the same up to float rounding). ``prompt_template`` wraps every evaluated
+    prompt (e.g. ``"Q: {}\nA:"``); the default evaluates the questions as they are, which is
+    what EasyEdit does and what the edit methods are trained on.
     """
     return _run(model, tok, [record], langs, device=device, batch_size=batch_size, max_new_tokens=max_new_tokens,
-                references=[reference], own_reference=False)[0][0]
+                references=[reference], own_reference=False, share_prompts=share_prompts,
+                prompt_template=prompt_template)[0][0]
 
 
 def score_records(
@@ -449,10 +688,13 @@ def score_records(
     batch_size: int = 32,
     max_new_tokens: int | None = None,
     references: Sequence[UneditedReference | None] | None = None,
+    share_prompts: bool = True,
+    prompt_template: str = "{}",
 ) -> list[Scores]:
     """:func:`score_record` for several records with their batches pooled (same model state)."""
     return [s for s, _ in _run(model, tok, records, langs, device=device, batch_size=batch_size,
-                               max_new_tokens=max_new_tokens, references=references, own_reference=False)]
+                               max_new_tokens=max_new_tokens, references=references, own_reference=False,
+                               share_prompts=share_prompts, prompt_template=prompt_template)]
 
 
 def unedited_references(
@@ -464,10 +706,14 @@ def unedited_references(
     device: Any = None,
     batch_size: int = 32,
     max_new_tokens: int | None = None,
+    prompt_template: str = "{}",
 ) -> list[UneditedReference]:
-    """The unedited model's scores and neighbourhood outputs for each record (``loc_acc`` = 1)."""
+    """The unedited model's scores and neighbourhood outputs for each record (``loc_acc`` = 1).
+
+    Use the same ``prompt_template`` as for the edited model's :func:`score_record`.
+    """
     out = _run(model, tok, records, langs, device=device, batch_size=batch_size, max_new_tokens=max_new_tokens,
-               references=None, own_reference=True)
+               references=None, own_reference=True, prompt_template=prompt_template)
     return [UneditedReference(rec.example_id, s, loc) for rec, (s, loc) in zip(records, out)]
 
 
@@ -481,7 +727,9 @@ class ReferenceCache:
     """Unedited-model references keyed by record id and languages, optionally kept in a JSON file.
 
     Lets the harness compute the unedited model's outputs once per record and reuse them for
-    every method and source language, even across processes (pass ``path``).
+    every method and source language, even across processes (pass ``path``). ``model_key``
+    should name everything the outputs depend on (model, dtype, prompt template); a file
+    written under another key is ignored.
     """
 
     def __init__(self, path: str | Path | None = None, model_key: str = "") -> None:
@@ -503,7 +751,10 @@ class ReferenceCache:
 
     def get_or_compute(self, model: Any, tok: Any, records: Sequence[MKEBRecord], langs: Sequence[str],
                        **kwargs: Any) -> list[UneditedReference]:
-        """References for ``records``, computing (in pooled batches) only the missing ones."""
+        """References for ``records``, computing (in pooled batches) only the missing ones.
+
+        ``kwargs`` go to :func:`unedited_references` (device, batch_size, prompt_template, ...).
+        """
         todo = [r for r in records if self.get(r.example_id, langs) is None]
         if todo:
             for ref in unedited_references(model, tok, todo, langs, **kwargs):
