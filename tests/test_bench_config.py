@@ -24,7 +24,9 @@ def test_defaults_are_the_readme_main_job():
     specs = {s.name: s for s in settings.resolve_methods(cfg)}
     assert specs["memla"].kind == "memla" and specs["memla"].hparams.endswith("hparams/MEMLA/qwen2.5-0.5b.yaml")
     assert specs["rome"].needs_subject_slot and specs["rome"].alg_name == "ROME"
-    assert specs["ft_l"].overrides == {"objective_optimization": "prompt_last"}
+    assert specs["ft_l"].alg_name == "FT-L" and specs["ft_l"].hparams.endswith("hparams/FT/qwen2.5-0.5b-ft-l.yaml")
+    for spec in specs.values():  # the default job's hparams files are in the repository
+        assert spec.hparams is None or Path(spec.hparams).is_file(), spec.hparams
 
 
 def test_catalog_has_every_method_of_the_issue():
@@ -35,7 +37,7 @@ def test_catalog_has_every_method_of_the_issue():
     assert specs["memla_no_lse"].overrides == {"use_language_specific": False}
     assert specs["memla_no_lie"].overrides == {"use_language_independent": False}
     assert [specs[f"memla_scale{x}"].overrides["apply_scale"] for x in ("0p3", "0p5", "1p0")] == [0.3, 0.5, 1.0]
-    assert specs["ft_m"].alg_name == "FT" and specs["ft_m"].overrides == {"objective_optimization": "target_new"}
+    assert specs["ft_m"].alg_name == "FT-M" and specs["ft_m"].hparams.endswith("FT/qwen2.5-0.5b-ft-m.yaml")
     assert {specs[n].kind for n in ("rome", "memit", "mend", "ft_l", "ft_m", "lora")} == {"easyedit"}
 
 

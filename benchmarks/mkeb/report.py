@@ -77,6 +77,7 @@ class Collected:
     plans: list[dict[str, Any]] = field(default_factory=list)
     envs: list[dict[str, Any]] = field(default_factory=list)
     restore_failures: list[dict[str, Any]] = field(default_factory=list)
+    unedited: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _result_files(run_dir: Path) -> list[Path]:
@@ -129,6 +130,8 @@ def collect(run_dirs: Sequence[Path]) -> Collected:
         for p in sorted(d.glob("env*.json")):
             out.envs.append(json.loads(p.read_text(encoding="utf-8")))
         out.restore_failures += store.read_jsonl(d / store.RESTORE_FAILURES)
+        for p in store.iter_files(d, store.UNEDITED_GLOB):
+            out.unedited += [{"record_id": r.get("record_id"), "eval_s": r.get("eval_s")} for r in store.read_jsonl(p)]
     # one method, one setting: rows of a method made with different configs must not mix
     ids: dict[str, dict[str, Path]] = defaultdict(dict)
     for key, row in rows.items():
@@ -455,8 +458,11 @@ def build(c: Collected, out: Path, *, n_boot: int = 2000, seed: int = 0, plots: 
         md.append(md_table(["method", "edits", "edit s (mean)", "edit s (median)", "edit s (total)",
                             f"evaluation s (mean, {len(targets)} languages)", "hardware"], trows))
         md.append("")
+        ref_s = [float(r.get("eval_s") or 0.0) for r in c.unedited]
+        ref_txt = (f" (evaluation of the unedited model: {len(ref_s)} records, mean {secs(sum(ref_s) / len(ref_s))} s)"
+                   if ref_s else "")
         md.append("The unedited model's scores are computed once per record and reused for every method and edit "
-                  "language.\n")
+                  f"language{ref_txt}.\n")
     _csv_bytes(files, f"{files_dir_name}/timing.csv",
                ["method", "edits", "edit_s_mean", "edit_s_median", "edit_s_total", "eval_s_mean", "hardware"], tcsv)
 

@@ -274,7 +274,7 @@ def save_run_files(plan: Plan, env: dict[str, Any]) -> None:
         meta["data_meta"] = {}
     _write_json(plan.run_dir / f"plan{plan.tag}.json", meta)
     _write_json(plan.run_dir / f"env{plan.tag}.json", env)
-    with store.JsonlWriter(plan.run_dir / "sittings.jsonl") as w:
+    with store.JsonlWriter(plan.run_dir / "sittings.jsonl", wait=120) as w:
         w.append({"shard": plan.tag or ".", "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "env": env,
                   "argv": sys.argv[1:]})
 
@@ -435,9 +435,9 @@ def _run(plan: Plan, cfg: Any, model: Any, tok: Any, snapshot: ParamSnapshot, ho
     from memla_plugin.mkeb.metrics import score_record
     from tqdm.auto import tqdm
 
+    say(f"memla-mkeb: {len(todo)} of {total} rows to do -> {results_path}", file=sys.stderr)
     bar = tqdm(total=total, initial=summary.already_done, unit="edit", dynamic_ncols=True, file=sys.stderr,
                disable=not run_cfg.get("progress", True), smoothing=0.1)
-    say(f"memla-mkeb: {len(todo)} of {total} rows to do -> {results_path}", file=sys.stderr)
     cache_path = plan.run_dir / f"unedited_cache{plan.tag}.jsonl"
     host_mode = str(run_cfg.get("host_output", "log"))
     host_log = open(plan.run_dir / f"host_output{plan.tag}.log", "a", encoding="utf-8") if host_mode == "log" else None
@@ -517,7 +517,7 @@ def _run(plan: Plan, cfg: Any, model: Any, tok: Any, snapshot: ParamSnapshot, ho
                             try:
                                 checked = snapshot.verify(model, where)
                             except RestoreMismatchError as exc:
-                                with store.JsonlWriter(plan.run_dir / store.RESTORE_FAILURES) as fw:
+                                with store.JsonlWriter(plan.run_dir / store.RESTORE_FAILURES, wait=120) as fw:
                                     fw.append({"key": row["key"], "message": str(exc)})
                                 raise
                             row["restore"] = {"checked": checked, "restored": restored,

@@ -58,8 +58,10 @@ def iter_files(run_dir: Path, pattern: str) -> list[Path]:
 class JsonlWriter:
     """Append-only JSONL with one fsync'ed write per line and an exclusive lock per file."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, wait: float = 0.0) -> None:
+        """``wait``: seconds to wait for another writer (0: fail at once; shared files wait)."""
         self.path = Path(path)
+        self.wait = wait
         self._fh: Optional[Any] = None
         self._lock: Optional[Any] = None
 
@@ -71,7 +73,7 @@ class JsonlWriter:
         lock_dir.mkdir(exist_ok=True)
         self._lock = FileLock(str(lock_dir / (self.path.name + ".lock")))
         try:
-            self._lock.acquire(timeout=0)
+            self._lock.acquire(timeout=self.wait)
         except Timeout:
             raise BenchConfigError(
                 f"another memla-mkeb process is writing {self.path}; wait for it or use another run_dir/shard"
