@@ -70,7 +70,7 @@ def language_bars(
 
     matplotlib, plt = _pyplot()
     with matplotlib.rc_context(matplotlib.rcParamsDefault):
-        fig, ax = plt.subplots(figsize=(max(6.0, 0.75 * len(targets) * max(1, len(methods)) / 3 + 3), 3.4))
+        fig, ax = plt.subplots(figsize=(max(6.0, 0.75 * len(targets) * max(1, len(methods)) / 3 + 3) + 1.4, 3.4))
         width = 0.8 / max(1, len(methods))
         x = np.arange(len(targets))
         for k, method in enumerate(methods):
@@ -81,7 +81,7 @@ def language_bars(
         ax.set_ylim(0, 100)
         ax.set_ylabel("score (%)")
         ax.set_title(title, fontsize=10)
-        ax.legend(fontsize=7, ncols=min(len(methods), 4), loc="upper right", frameon=False)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
         fig.tight_layout()
         _save(fig, path)
         plt.close(fig)
