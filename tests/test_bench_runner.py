@@ -289,3 +289,10 @@ def test_easyedit_baselines_run_through_the_same_path(bench_env):
     (edited_model, _, _), = _MODEL_CACHE.values()
     assert not edited_model.is_gradient_checkpointing and edited_model.config.use_cache is True
     assert not hasattr(edited_model, "peft_config") and not edited_model.training
+
+
+def test_model_object_injection(bench_env, qwen2_model, tiny_tok):
+    """Notebooks/tests can hand the runner a loaded model instead of model.name_or_path."""
+    cfg = compose(bench_env.overrides("data.limit=1", "methods=[unedited]", "model.name_or_path=not-loaded"))
+    summary = run_benchmark(cfg, model=qwen2_model, tok=tiny_tok)
+    assert summary.written == 1 and read_rows(bench_env.run_dir)[0]["scores"]["en"]["loc_acc"] == 1.0
