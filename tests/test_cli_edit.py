@@ -125,10 +125,15 @@ def test_attribution_progress_labels_and_ticks(monkeypatch, capsys):
 
     monkeypatch.setattr(neurons, "find_neurons", slow_find)
     arch, hp = SimpleNamespace(num_layers=24), SimpleNamespace(attr_steps=20)
+    hp.max_steps = 60
     with cli.attribution_progress(["en", "zh"], tick_s=0.1):
         assert neurons.find_neurons(None, None, ["q"], "London", arch, hp) == {(0, 1), (2, 3)}
+        neurons.find_neurons(None, None, ["q"], "伦敦", arch, hp)
+        time.sleep(0.35)  # the training phase that follows the last attribution
     err = capsys.readouterr().err
     assert "attribution en (1/2): 1 prompt(s), target 'London'" in err
     assert "attribution en (1/2) still running" in err
     assert "attribution en (1/2) done" in err and "2 neurons" in err
+    assert "attribution zh (2/2) done" in err
+    assert "training the masked dual LoRA (at most 60 steps)" in err and "training still running" in err
     assert neurons.find_neurons is slow_find

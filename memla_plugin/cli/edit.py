@@ -167,7 +167,8 @@ def probe(model, tok, languages: dict[str, dict[str, Any]], langs: Sequence[str]
 
 @contextmanager
 def attribution_progress(labels: Sequence[str] = (), tick_s: float = 30.0) -> Iterator[None]:
-    """Print a line as each language's neuron attribution starts, every ``tick_s`` while it runs, and when it ends.
+    """Progress lines for the edit: each language's attribution (start, every ``tick_s``, end),
+    then the masked-LoRA training that follows the last one.
 
     Wraps the public ``memla_plugin.neurons.find_neurons`` for the duration of the edit
     (apply_memla_to_model resolves it at call time), so the user sees which of the slow
@@ -182,6 +183,12 @@ def attribution_progress(labels: Sequence[str] = (), tick_s: float = 30.0) -> It
     had = "find_neurons" in vars(neurons)
     original = neurons.find_neurons
     calls = [0]
+    state = {"what": "", "t0": time.perf_counter()}  # what is running now (empty: nothing to report)
+    lock = threading.Lock()
+
+    def set_state(what: str) -> None:
+        with lock:
+            state["what"], state["t0"] = what, time.perf_counter()
 
     def wrapped(model, tok, prompts, target, arch, hparams, *a, **k):
         i = calls[0]
@@ -190,26 +197,37 @@ def attribution_progress(labels: Sequence[str] = (), tick_s: float = 30.0) -> It
         t0 = time.perf_counter()
         _say(f"  attribution {label}: {len(prompts)} prompt(s), target {target!r}, {arch.num_layers} layers, "
              f"{hparams.attr_steps} IG steps ...")
-        done = threading.Event()
-
-        def tick() -> None:
-            while not done.wait(tick_s):
-                _say(f"  attribution {label} still running ({time.perf_counter() - t0:.0f} s)")
-
-        ticker = threading.Thread(target=tick, daemon=True)
-        ticker.start()
+        set_state(f"attribution {label}")
         try:
             found = original(model, tok, prompts, target, arch, hparams, *a, **k)
-        finally:
-            done.set()
-            ticker.join()
+        except BaseException:
+            set_state("")
+            raise
         _say(f"  attribution {label} done in {time.perf_counter() - t0:.1f} s: {len(found)} neurons")
+        if calls[0] >= len(labels):
+            _say(f"  training the masked dual LoRA (at most {hparams.max_steps} steps) ...")
+            set_state("training")
+        else:
+            set_state("")
         return found
 
+    done = threading.Event()
+
+    def tick() -> None:
+        while not done.wait(tick_s):
+            with lock:
+                what, t0 = state["what"], state["t0"]
+            if what:
+                _say(f"  {what} still running ({time.perf_counter() - t0:.0f} s)")
+
+    ticker = threading.Thread(target=tick, daemon=True)
     neurons.find_neurons = wrapped
+    ticker.start()
     try:
         yield
     finally:
+        done.set()
+        ticker.join()
         if had:
             neurons.find_neurons = original
         else:
