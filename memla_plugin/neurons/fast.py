@@ -3,17 +3,17 @@
 Patching layer l's FFN pre-activation at the last prompt position (index T-1) cannot change
 anything at earlier positions, nor anything below layer l. So:
 
-1. one ordinary forward of prompt + target[:-1] records, for every layer, its input hidden
-   states at positions T-1.. (k rows for k target tokens), the keys/values of positions
-   0..T-2, and the clean activation ``a`` at T-1;
+1. one ordinary forward of prompt + target[:-1] records, per attributed layer, the residual
+   stream and FFN input at T-1, the layer's output at the k-1 positions after T-1, the
+   keys/values of positions 0..T-2 of every layer, and the clean activation ``a`` at T-1;
 2. for the AMIG baseline, the T token-replaced prompts go through the model in one batch
    that yields every layer's baseline activation at once (no LM head);
 3. path points are evaluated on the k positions only, from layer l upward, attending over the
-   cached prefix; at layer l itself only the FFN of position T-1 is recomputed (attention
-   there, and all later positions, still see unpatched inputs). Several layers share one batch as a "staircase": the batch starts at the
-   lowest layer of the chunk and each further layer's path points join it at their own
-   layer, so every row is computed exactly from its patch layer up, with one LM-head call
-   and one backward per chunk.
+   cached prefix. At layer l itself only the FFN of position T-1 is recomputed: attention
+   there, and every later position, still see unpatched inputs. Several layers share one
+   batch as a "staircase": the batch starts at the lowest layer of the chunk and each
+   further layer's path points join it at their own layer, so every row is computed exactly
+   from its patch layer up, with one LM-head call and one backward per chunk.
 
 Per layer that is m·k positions through L-l layers instead of m·(T+k) positions through all
 L layers. Models whose decoder stack :mod:`.stack` cannot drive fall back to the reference.
@@ -26,17 +26,16 @@ from typing import Optional, Sequence
 
 import torch
 
-from .inputs import FactTokens, amig_inputs, encode_fact, eos_token_id
+from .inputs import FactTokens, encode_fact, eos_token_id
 from .integrated import (
     attribution_mode,
-    capture_at,
     check_baseline,
     check_layers,
     finish_scores,
     path_points,
     target_probability,
 )
-from .stack import DecoderStack, PrefixKV, cache_layer_kv, resolve_stack
+from .stack import DecoderStack, PrefixKV, resolve_stack
 
 log = logging.getLogger(__name__)
 _WARNED: set = set()
@@ -49,7 +48,7 @@ class CleanRun:
     mid: dict[int, torch.Tensor]  # [1, d]: residual stream after attention at T-1 (FFN skip input)
     ffn_in: dict[int, torch.Tensor]  # [1, d]: the FFN's (normed) input at T-1
     out_after: dict[int, torch.Tensor]  # [1, k-1, d]: layer output at T.. (unchanged by a patch at T-1)
-    kv: PrefixKV  # keys/values of positions 0..T-2, every layer from the lowest attributed one
+    kv: PrefixKV  # keys/values of positions 0..T-2, every layer
     acts: dict[int, torch.Tensor]  # [d_ff]: activation at T-1
 
 
@@ -62,50 +61,147 @@ class Piece:
     stop: int
 
 
+class _Stop(Exception):
+    """Raised by a hook to end a forward once the embeddings are known."""
+
+
 def _base_model(model):
     base = getattr(model, "base_model", None)
     return base if base is not None and base is not model else model
 
 
-def clean_forward(model, stack: DecoderStack, arch, fact: FactTokens, layers: Sequence[int]) -> CleanRun:
-    """One no-grad forward of prompt + target[:-1] caching what the path points reuse."""
-    P = fact.last
-    mid, ffn_in, out_after = {}, {}, {}
+def _first_arg(args, kwargs):
+    return args[0] if args else kwargs["hidden_states"]
 
-    def first_arg(args, kwargs):
-        return args[0] if args else kwargs["hidden_states"]
 
-    def grab(store, l, sl):
+def layer0_input(model, stack: DecoderStack, ids: torch.Tensor) -> torch.Tensor:
+    """What the model feeds its first decoder layer for ``ids`` [B, S] at positions 0..S-1.
+
+    Runs the model's own embedding code (token and learned position embeddings, any
+    scaling) and stops before the first layer, so no family-specific embedding logic is needed.
+    """
+    got = {}
+
+    def pre(_m, args, kwargs):
+        got["h"] = _first_arg(args, kwargs).detach()
+        raise _Stop
+
+    handle = stack.layers[0].register_forward_pre_hook(pre, with_kwargs=True)
+    try:
+        with torch.no_grad():
+            _base_model(model)(input_ids=ids, use_cache=False)
+    except _Stop:
+        pass
+    finally:
+        handle.remove()
+    return got["h"]
+
+
+class RecordKV:
+    """Cache stand-in for the packed pass: passes keys/values through, keeps the prompt prefix's."""
+
+    def __init__(self, keep: int):
+        self.keep = keep
+        self.keys: dict[int, torch.Tensor] = {}
+        self.values: dict[int, torch.Tensor] = {}
+
+    def update(self, key_states, value_states, layer_idx, *args, **kwargs):
+        self.keys[layer_idx] = key_states[:, :, : self.keep]
+        self.values[layer_idx] = value_states[:, :, : self.keep]
+        return key_states, value_states
+
+
+def packed_layout(fact: FactTokens, eos: Optional[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Tokens, positions and row ids of the packed prelude sequence.
+
+    Row -1 is the clean teacher-forced sequence (prompt + target[:-1]). Row j (AMIG) is the
+    prompt with token j replaced by EOS, but only from position j on: its earlier positions
+    equal the clean row's, so it attends to those instead of recomputing them. Total length
+    S + T(T+1)/2 instead of S + T^2.
+    """
+    seq = fact.teacher_forced()[0]
+    S, T = seq.shape[0], fact.prompt_len
+    dev = seq.device
+    tokens, pos, row = [seq], [torch.arange(S, device=dev)], [torch.full((S,), -1, device=dev)]
+    if eos is not None:
+        for j in range(T):
+            t = seq[j:T].clone()
+            t[0] = eos
+            tokens.append(t)
+            pos.append(torch.arange(j, T, device=dev))
+            row.append(torch.full((T - j,), j, device=dev))
+    return torch.cat(tokens), torch.cat(pos), torch.cat(row)
+
+
+def packed_mask(pos: torch.Tensor, row: torch.Tensor, dtype) -> torch.Tensor:
+    """Additive mask [1, 1, N, N] of the packed sequence (see :func:`packed_layout`)."""
+    q_pos, k_pos = pos[:, None], pos[None, :]
+    q_row, k_row = row[:, None], row[None, :]
+    clean_key = k_row == -1
+    sees_clean = clean_key & torch.where(q_row == -1, k_pos <= q_pos, k_pos < q_row)
+    sees_own = (k_row == q_row) & (q_row >= 0) & (k_pos <= q_pos)
+    mask = torch.zeros(pos.shape[0], pos.shape[0], dtype=dtype, device=pos.device)
+    mask.masked_fill_(~(sees_clean | sees_own), torch.finfo(dtype).min)
+    return mask[None, None]
+
+
+def prelude(model, stack: DecoderStack, arch, fact: FactTokens, layers: Sequence[int], eos: Optional[int]):
+    """One no-grad pass (clean run + AMIG rows packed together) -> (CleanRun, baseline per layer).
+
+    Replaces an ordinary forward of the clean sequence plus a batched forward of the T
+    token-replaced prompts; every layer's baseline activation comes out of the same pass.
+    """
+    P, S = fact.last, fact.prompt_len + fact.n_target - 1
+    tokens, pos, row = packed_layout(fact, eos)
+    base_in = layer0_input(model, stack, fact.teacher_forced())[0]  # [S, d]
+    h = base_in[pos.clamp(max=S - 1)].clone()  # prompt tokens of AMIG rows: same as the clean row's
+    if eos is not None:
+        T = fact.prompt_len
+        eos_in = layer0_input(model, stack, torch.full((1, T), eos, dtype=torch.long, device=tokens.device))[0]
+        starts = (row >= 0) & (pos == row)
+        h[starts] = eos_in[pos[starts]]
+    h = h.unsqueeze(0)
+    mask = packed_mask(pos, row, h.dtype)
+    rope = stack.rope(h, pos.unsqueeze(0))
+    amig_last = ((row >= 0) & (pos == P)).nonzero().squeeze(1)
+    want = set(layers)
+    mid, ffn_in, out_after, acts, base = {}, {}, {}, {}, {}
+
+    def grab(store, l):
         def pre(_m, args, kwargs):
-            store[l] = first_arg(args, kwargs)[:, sl].detach()
+            store[l] = _first_arg(args, kwargs)[:, P].detach()
 
         return pre
 
-    def grab_out(l):
+    def grab_act(l):
         def post(_m, _args, out):
-            out = out[0] if isinstance(out, (tuple, list)) else out
-            out_after[l] = out[:, P + 1 :].detach()
+            acts[l] = out[0, P].detach()
+            if eos is not None:
+                base[l] = out[0, amig_last].float().mean(0)
 
         return post
 
+    kv = RecordKV(P)
     handles = []
-    acts: dict[int, torch.Tensor] = {}
     try:
         for l in layers:
-            handles.append(stack.ffn_norm(l).register_forward_pre_hook(grab(mid, l, P), with_kwargs=True))
+            handles.append(stack.ffn_norm(l).register_forward_pre_hook(grab(mid, l), with_kwargs=True))
             ffn = model.get_submodule(stack.ffn_paths[l])
-            handles.append(ffn.register_forward_pre_hook(grab(ffn_in, l, P), with_kwargs=True))
-            handles.append(stack.layers[l].register_forward_hook(grab_out(l)))
-        with torch.no_grad(), capture_at(model, arch, layers, P, acts):
-            out = _base_model(model)(input_ids=fact.teacher_forced(), use_cache=True)
+            handles.append(ffn.register_forward_pre_hook(grab(ffn_in, l), with_kwargs=True))
+            handles.append(model.get_submodule(arch.attr_module(l)).register_forward_hook(grab_act(l)))
+        with torch.no_grad():
+            for j in range(stack.num_layers):
+                h = stack.run_layer(j, h, kv, mask, rope)
+                if j in want:
+                    out_after[j] = h[:, P + 1 : S]
+                if eos is not None and j == max(layers):  # AMIG rows are done; keep the clean row
+                    h, mask = h[:, :S], mask[..., :S, :S]
+                    rope = stack.rope(h, pos[:S].unsqueeze(0))
     finally:
-        for h in handles:
-            h.remove()
-    keys, values = {}, {}
-    for j in range(min(layers), stack.num_layers):
-        k, v = cache_layer_kv(out.past_key_values, j)
-        keys[j], values[j] = k[:, :, :P], v[:, :, :P]
-    return CleanRun(mid, ffn_in, out_after, PrefixKV(keys, values), {l: acts[l][0] for l in layers})
+        for handle in handles:
+            handle.remove()
+    kv_prefix = PrefixKV({j: kv.keys[j] for j in kv.keys}, {j: kv.values[j] for j in kv.values})
+    return CleanRun(mid, ffn_in, out_after, kv_prefix, acts), base
 
 
 def patched_layer_output(model, stack: DecoderStack, arch, clean: CleanRun, layer: int, x: torch.Tensor) -> torch.Tensor:
@@ -129,20 +225,6 @@ def patched_layer_output(model, stack: DecoderStack, arch, clean: CleanRun, laye
     if rest.shape[1] == 0:
         return row
     return torch.cat([row, rest.expand(n, -1, -1)], dim=1)
-
-
-def amig_baseline(model, arch, fact: FactTokens, layers: Sequence[int], eos: int, batch_size: int) -> dict:
-    """Mean over j of the activation at T-1 with prompt token j replaced by EOS, every layer at once."""
-    rows = amig_inputs(fact, eos)
-    total: dict[int, torch.Tensor] = {}
-    bs = max(1, int(batch_size))
-    for s in range(0, rows.shape[0], bs):
-        got: dict[int, torch.Tensor] = {}
-        with torch.no_grad(), capture_at(model, arch, layers, fact.last, got):
-            _base_model(model)(input_ids=rows[s : s + bs], use_cache=False)
-        for l in layers:
-            total[l] = total.get(l, 0) + got[l].float().sum(0)
-    return {l: v / rows.shape[0] for l, v in total.items()}
 
 
 def plan_chunks(layers: Sequence[int], steps: int, batch_size: int) -> list[list[Piece]]:
@@ -179,7 +261,7 @@ def run_staircase(
     xs = [points[p.layer][p.start : p.stop].clone().requires_grad_(True) for p in pieces]
     some = clean.mid[pieces[0].layer]
     mask = stack.causal_mask(P, k, some.dtype, some.device)
-    rope = stack.rope(some, P, k)
+    rope = stack.rope(some, torch.arange(P, P + k, device=some.device).unsqueeze(0))
     h: Optional[torch.Tensor] = None
     nxt = 0
     for j in range(pieces[0].layer, stack.num_layers):
@@ -225,8 +307,7 @@ def attribute_fast(
         return attribute_reference(model, tok, prompt, target, arch, steps, baseline, layers, batch_size)
     eos = eos_token_id(tok, model) if baseline == "amig" else None
     with attribution_mode(model):
-        clean = clean_forward(model, stack, arch, fact, layers)
-        base = amig_baseline(model, arch, fact, layers, eos, batch_size) if baseline == "amig" else {}
+        clean, base = prelude(model, stack, arch, fact, layers, eos)
         points = {}
         for l in layers:
             a = clean.acts[l]

@@ -50,19 +50,6 @@ class PrefixKV:
         return k, v
 
 
-def cache_layer_kv(cache, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Keys and values of ``layer`` from a transformers cache (5.x layers API, 4.x lists, tuples)."""
-    inner = getattr(cache, "self_attention_cache", None)
-    if inner is not None:
-        cache = inner
-    layers = getattr(cache, "layers", None)
-    if layers is not None and hasattr(layers[layer], "keys"):
-        return layers[layer].keys, layers[layer].values
-    if hasattr(cache, "key_cache"):
-        return cache.key_cache[layer], cache.value_cache[layer]
-    return cache[layer][0], cache[layer][1]
-
-
 @dataclass
 class DecoderStack:
     """The parts of a causal LM the fast path drives by hand."""
@@ -102,12 +89,11 @@ class DecoderStack:
         mask.masked_fill_(~allowed, torch.finfo(dtype).min)
         return mask.view(1, 1, n, prefix + n)
 
-    def rope(self, hidden: torch.Tensor, prefix: int, n: int):
-        """(cos, sin) for positions prefix..prefix+n-1, or None for learned positions (GPT-2)."""
+    def rope(self, hidden: torch.Tensor, position_ids: torch.Tensor):
+        """((cos, sin), position_ids) for rotary models; (None, None) for learned positions (GPT-2)."""
         if self.rotary is None:
             return None, None
-        pos = torch.arange(prefix, prefix + n, device=hidden.device).unsqueeze(0)
-        return self.rotary(hidden, pos), pos
+        return self.rotary(hidden, position_ids), position_ids
 
     def run_layer(self, idx: int, hidden, kv: PrefixKV, mask, rope) -> torch.Tensor:
         emb, pos = rope
@@ -134,6 +120,9 @@ def resolve_stack(model, arch) -> Optional[DecoderStack]:
     """The model's :class:`DecoderStack`, or None when the fast path cannot drive this model."""
     fam = _FAMILIES.get(arch.model_type)
     if fam is None or getattr(model.config, "add_cross_attention", False):
+        return None
+    # the explicit 4-D additive mask below is understood by the eager and SDPA kernels only
+    if getattr(model.config, "_attn_implementation", None) not in (None, "eager", "sdpa"):
         return None
     layers_path, norm_path, rotary_path, ffn_norm_name = fam
     try:
