@@ -208,6 +208,17 @@ def test_fast_equals_reference_with_eager_attention(kind, make_tiny_model, tiny_
     torch.testing.assert_close(fast, ref, rtol=1e-4, atol=1e-5 * float(ref.abs().max()))
 
 
+def test_long_prompt_splits_amig_rows_over_several_passes(gpt2_model, tiny_tok, monkeypatch):
+    from memla_plugin.neurons import fast as fast_mod
+
+    arch = resolve_architecture(gpt2_model)
+    ref = attribute_prompt(gpt2_model, tiny_tok, PROMPT, " Paris", arch, steps=4, method="reference")
+    monkeypatch.setattr(fast_mod, "PACK_TOKENS", 4)
+    assert len(fast_mod.amig_groups(5)) > 2
+    fast = attribute_prompt(gpt2_model, tiny_tok, PROMPT, " Paris", arch, steps=4, method="fast")
+    torch.testing.assert_close(fast, ref, rtol=1e-4, atol=1e-5 * float(ref.abs().max()))
+
+
 def test_unsupported_stack_falls_back_to_reference(gpt2_model, tiny_tok, caplog):
     arch = dataclasses.replace(resolve_architecture(gpt2_model), model_type="gpt2-unknown-variant")
     ref = attribute_prompt(gpt2_model, tiny_tok, PROMPT, " Paris", arch, steps=3, method="reference")
@@ -215,6 +226,15 @@ def test_unsupported_stack_falls_back_to_reference(gpt2_model, tiny_tok, caplog)
         fast = attribute_prompt(gpt2_model, tiny_tok, PROMPT, " Paris", arch, steps=3, method="fast")
     assert torch.equal(fast, ref)
     assert "using the reference" in caplog.text
+
+
+def test_amig_groups_cover_every_row_once():
+    from memla_plugin.neurons.fast import amig_groups
+
+    for T, budget in ((1, 1024), (10, 1024), (10, 12), (50, 100)):
+        groups = amig_groups(T, budget)
+        assert [j for g in groups for j in g] == list(range(T))
+        assert all(sum(T - j for j in g) <= budget or len(g) == 1 for g in groups)
 
 
 def test_plan_chunks_covers_every_step_once():

@@ -111,26 +111,39 @@ class RecordKV:
         return key_states, value_states
 
 
-def packed_layout(fact: FactTokens, eos: Optional[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Tokens, positions and row ids of the packed prelude sequence.
+#: most AMIG tokens packed into one prelude pass (a pass's mask is N x N); longer prompts take several
+PACK_TOKENS = 1024
+
+
+def packed_layout(fact: FactTokens, eos: Optional[int], rows: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Positions and row ids of a packed prelude sequence.
 
     Row -1 is the clean teacher-forced sequence (prompt + target[:-1]). Row j (AMIG) is the
     prompt with token j replaced by EOS, but only from position j on: its earlier positions
-    equal the clean row's, so it attends to those instead of recomputing them. Total length
-    S + T(T+1)/2 instead of S + T^2.
+    equal the clean row's, so it attends to those instead of recomputing them (T(T+1)/2
+    AMIG tokens in all instead of T^2).
     """
-    seq = fact.teacher_forced()[0]
-    S, T = seq.shape[0], fact.prompt_len
-    dev = seq.device
-    tokens, pos, row = [seq], [torch.arange(S, device=dev)], [torch.full((S,), -1, device=dev)]
+    S, T = fact.prompt_len + fact.n_target - 1, fact.prompt_len
+    dev = fact.prompt_ids.device
+    pos, row = [torch.arange(S, device=dev)], [torch.full((S,), -1, device=dev)]
     if eos is not None:
-        for j in range(T):
-            t = seq[j:T].clone()
-            t[0] = eos
-            tokens.append(t)
+        for j in rows:
             pos.append(torch.arange(j, T, device=dev))
             row.append(torch.full((T - j,), j, device=dev))
-    return torch.cat(tokens), torch.cat(pos), torch.cat(row)
+    return torch.cat(pos), torch.cat(row)
+
+
+def amig_groups(T: int, budget: Optional[int] = None) -> list[list[int]]:
+    """AMIG rows 0..T-1 split so that each prelude pass packs at most ``budget`` of their tokens."""
+    budget = PACK_TOKENS if budget is None else budget
+    groups, cur, size = [], [], 0
+    for j in range(T):
+        if cur and size + (T - j) > budget:
+            groups.append(cur)
+            cur, size = [], 0
+        cur.append(j)
+        size += T - j
+    return groups + [cur]
 
 
 def packed_mask(pos: torch.Tensor, row: torch.Tensor, dtype) -> torch.Tensor:
@@ -146,62 +159,71 @@ def packed_mask(pos: torch.Tensor, row: torch.Tensor, dtype) -> torch.Tensor:
 
 
 def prelude(model, stack: DecoderStack, arch, fact: FactTokens, layers: Sequence[int], eos: Optional[int]):
-    """One no-grad pass (clean run + AMIG rows packed together) -> (CleanRun, baseline per layer).
+    """No-grad pass(es) over the clean run with the AMIG rows packed in -> (CleanRun, baseline per layer).
 
     Replaces an ordinary forward of the clean sequence plus a batched forward of the T
     token-replaced prompts; every layer's baseline activation comes out of the same pass.
+    Prompts with more than ~45 tokens split the AMIG rows over several passes.
     """
-    P, S = fact.last, fact.prompt_len + fact.n_target - 1
-    tokens, pos, row = packed_layout(fact, eos)
-    base_in = layer0_input(model, stack, fact.teacher_forced())[0]  # [S, d]
-    h = base_in[pos.clamp(max=S - 1)].clone()  # prompt tokens of AMIG rows: same as the clean row's
+    P, S, T = fact.last, fact.prompt_len + fact.n_target - 1, fact.prompt_len
+    clean_in = layer0_input(model, stack, fact.teacher_forced())[0]  # [S, d]
+    eos_in = None
     if eos is not None:
-        T = fact.prompt_len
-        eos_in = layer0_input(model, stack, torch.full((1, T), eos, dtype=torch.long, device=tokens.device))[0]
-        starts = (row >= 0) & (pos == row)
-        h[starts] = eos_in[pos[starts]]
-    h = h.unsqueeze(0)
-    mask = packed_mask(pos, row, h.dtype)
-    rope = stack.rope(h, pos.unsqueeze(0))
-    amig_last = ((row >= 0) & (pos == P)).nonzero().squeeze(1)
+        eos_ids = torch.full((1, T), eos, dtype=torch.long, device=clean_in.device)
+        eos_in = layer0_input(model, stack, eos_ids)[0]  # [T, d]: EOS at every prompt position
+    top = max(layers)
     want = set(layers)
-    mid, ffn_in, out_after, acts, base = {}, {}, {}, {}, {}
-
-    def grab(store, l):
-        def pre(_m, args, kwargs):
-            store[l] = _first_arg(args, kwargs)[:, P].detach()
-
-        return pre
-
-    def grab_act(l):
-        def post(_m, _args, out):
-            acts[l] = out[0, P].detach()
-            if eos is not None:
-                base[l] = out[0, amig_last].float().mean(0)
-
-        return post
-
+    mid, ffn_in, out_after, acts = {}, {}, {}, {}
+    base_sum: dict[int, torch.Tensor] = {}
     kv = RecordKV(P)
-    handles = []
-    try:
-        for l in layers:
-            handles.append(stack.ffn_norm(l).register_forward_pre_hook(grab(mid, l), with_kwargs=True))
-            ffn = model.get_submodule(stack.ffn_paths[l])
-            handles.append(ffn.register_forward_pre_hook(grab(ffn_in, l), with_kwargs=True))
-            handles.append(model.get_submodule(arch.attr_module(l)).register_forward_hook(grab_act(l)))
-        with torch.no_grad():
-            for j in range(stack.num_layers):
-                h = stack.run_layer(j, h, kv, mask, rope)
-                if j in want:
-                    out_after[j] = h[:, P + 1 : S]
-                if eos is not None and j == max(layers):  # AMIG rows are done; keep the clean row
-                    h, mask = h[:, :S], mask[..., :S, :S]
-                    rope = stack.rope(h, pos[:S].unsqueeze(0))
-    finally:
-        for handle in handles:
-            handle.remove()
-    kv_prefix = PrefixKV({j: kv.keys[j] for j in kv.keys}, {j: kv.values[j] for j in kv.values})
-    return CleanRun(mid, ffn_in, out_after, kv_prefix, acts), base
+    for n_pass, rows in enumerate(amig_groups(T) if eos is not None else [[]]):
+        first = n_pass == 0
+        pos, row = packed_layout(fact, eos, rows)
+        h = clean_in[pos].clone()  # AMIG rows' prompt tokens: same inputs as the clean row's
+        if eos is not None:
+            starts = (row >= 0) & (pos == row)
+            h[starts] = eos_in[pos[starts]]
+        h = h.unsqueeze(0)
+        mask = packed_mask(pos, row, h.dtype)
+        rope = stack.rope(h, pos.unsqueeze(0))
+        amig_last = ((row >= 0) & (pos == P)).nonzero().squeeze(1)
+
+        def grab(store, l):
+            def pre(_m, args, kwargs):
+                store[l] = _first_arg(args, kwargs)[:, P].detach()
+
+            return pre
+
+        def grab_act(l):
+            def post(_m, _args, out):
+                if first:
+                    acts[l] = out[0, P].detach()
+                if amig_last.numel():
+                    base_sum[l] = base_sum.get(l, 0) + out[0, amig_last].float().sum(0)
+
+            return post
+
+        handles = []
+        try:
+            for l in layers:
+                handles.append(model.get_submodule(arch.attr_module(l)).register_forward_hook(grab_act(l)))
+                if first:
+                    handles.append(stack.ffn_norm(l).register_forward_pre_hook(grab(mid, l), with_kwargs=True))
+                    ffn = model.get_submodule(stack.ffn_paths[l])
+                    handles.append(ffn.register_forward_pre_hook(grab(ffn_in, l), with_kwargs=True))
+            with torch.no_grad():
+                for j in range(stack.num_layers if first else top + 1):
+                    h = stack.run_layer(j, h, kv if first else None, mask, rope)
+                    if first and j in want:
+                        out_after[j] = h[:, P + 1 : S]
+                    if first and j == top and h.shape[1] > S:  # AMIG rows are done; keep the clean row
+                        h, mask = h[:, :S], mask[..., :S, :S]
+                        rope = stack.rope(h, pos[:S].unsqueeze(0))
+        finally:
+            for handle in handles:
+                handle.remove()
+    base = {l: v / T for l, v in base_sum.items()}
+    return CleanRun(mid, ffn_in, out_after, PrefixKV(kv.keys, kv.values), acts), base
 
 
 def patched_layer_output(model, stack: DecoderStack, arch, clean: CleanRun, layer: int, x: torch.Tensor) -> torch.Tensor:

@@ -95,7 +95,7 @@ class DecoderStack:
             return None, None
         return self.rotary(hidden, position_ids), position_ids
 
-    def run_layer(self, idx: int, hidden, kv: PrefixKV, mask, rope) -> torch.Tensor:
+    def run_layer(self, idx: int, hidden, kv, mask, rope) -> torch.Tensor:
         emb, pos = rope
         kwargs = {self.cache_kwarg: kv, "attention_mask": mask, "use_cache": False}
         if emb is not None:
