@@ -114,7 +114,13 @@ def _same(model, before) -> bool:
     return set(after) == set(before) and all(torch.equal(after[k], before[k]) for k in before)
 
 
-def run_method(alg: str, hparams_path: Path, inputs: dict[str, Any], check_restore: bool = True) -> dict[str, Any]:
+def run_method(
+    alg: str,
+    hparams_path: Path,
+    inputs: dict[str, Any],
+    check_restore: bool = True,
+    prepare_kwargs: Optional[dict[str, Any]] = None,
+) -> dict[str, Any]:
     """Edit with one method through BaseEditor; returns EasyEdit's metrics summary and timings."""
     from easyeditor import BaseEditor
 
@@ -125,7 +131,7 @@ def run_method(alg: str, hparams_path: Path, inputs: dict[str, Any], check_resto
     editor = BaseEditor.from_hparams(hp)
     t_load = time.perf_counter() - t0
     t0 = time.perf_counter()
-    prepare_baseline(alg, editor.model, editor.tok, hp)
+    prepare_baseline(alg, editor.model, editor.tok, hp, **(prepare_kwargs or {}))
     t_prepare = time.perf_counter() - t0
     before = _weights_digest(editor.model) if check_restore else None
     timing: dict[str, float] = {}
@@ -183,6 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--edit-lang", default="en")
     p.add_argument("--data", default=None, help="MKEB JSON file (default: the shipped CounterFact conversion)")
     p.add_argument("--hparams-dir", type=Path, default=None, help="folder with <ALG>/*.yaml (default: the repo's hparams/)")
+    p.add_argument("--mend-steps", type=int, default=None, help="MEND training iterations (default: memla_plugin.easyedit.mend.DEFAULT_STEPS)")
+    p.add_argument("--mend-accumulate", type=int, default=None, help="MEND gradient accumulation (default: the authors' 10)")
     p.add_argument("--no-restore-check", action="store_true", help="skip the bit-for-bit restore check (saves memory)")
     return p
 
@@ -206,7 +214,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     rows = []
     for alg in methods:
         print(f"== {alg}: editing through EasyEdit BaseEditor ...", flush=True)
-        row = run_method(alg, hdir / HPARAMS[alg], inputs, check_restore=not args.no_restore_check)
+        prepare: dict[str, Any] = {}
+        if alg == "MEND" and args.mend_steps is not None:
+            prepare["steps"] = args.mend_steps
+        if alg == "MEND" and args.mend_accumulate is not None:
+            prepare["training_overrides"] = {"accumulate_bs": args.mend_accumulate}
+        row = run_method(alg, hdir / HPARAMS[alg], inputs, check_restore=not args.no_restore_check, prepare_kwargs=prepare)
         rows.append(row)
         print(
             f"   {alg}: reliability {_fmt(row['rel_pre'])}->{_fmt(row['rel_post'])}, generalization "
