@@ -63,7 +63,10 @@ setup(
     + ["memla_mkeb"],
     package_dir={"memla_mkeb": "benchmarks/mkeb"},
     include_package_data=True,
-    package_data={"memla_mkeb": ["conf/**/*.yaml", "data/*", "data/**/*"]},
+    package_data={
+        "memla_mkeb": ["conf/**/*.yaml", "data/*", "data/**/*"],
+        "memla_plugin": ["upstream/templates/*", "easyedit/*.md"],
+    },
     install_requires=CORE,
     extras_require=EXTRAS,
     entry_points={
