@@ -208,12 +208,13 @@ def test_fast_equals_reference_with_eager_attention(kind, make_tiny_model, tiny_
     torch.testing.assert_close(fast, ref, rtol=1e-4, atol=1e-5 * float(ref.abs().max()))
 
 
-def test_long_prompt_splits_amig_rows_over_several_passes(gpt2_model, tiny_tok, monkeypatch):
+def test_long_prompt_splits_amig_rows_and_lm_head_rows_into_blocks(gpt2_model, tiny_tok, monkeypatch):
     from memla_plugin.neurons import fast as fast_mod
 
     arch = resolve_architecture(gpt2_model)
     ref = attribute_prompt(gpt2_model, tiny_tok, PROMPT, " Paris", arch, steps=4, method="reference")
     monkeypatch.setattr(fast_mod, "PACK_TOKENS", 4)
+    monkeypatch.setattr(fast_mod, "HEAD_ROWS", 3)  # and the LM head in blocks of 3 rows
     assert len(fast_mod.amig_groups(5)) > 2
     fast = attribute_prompt(gpt2_model, tiny_tok, PROMPT, " Paris", arch, steps=4, method="fast")
     torch.testing.assert_close(fast, ref, rtol=1e-4, atol=1e-5 * float(ref.abs().max()))

@@ -79,16 +79,17 @@ def counted_ratio(T: int, k: int, L: int, d: int, d_ff: int, vocab: int, kv_dim:
     """Multiply-accumulates of reference / fast for one prompt, LM head and backward included.
 
     Reference, per layer l: forward of m(T+k) positions through all L layers and the LM head,
-    backward through the head and layers l..L-1. Fast: m·k positions forward and backward
-    through layers l+1..L-1 and the head, plus the AMIG batch (T prompts of T tokens) and
-    the clean forward. Attention score products and norms are ignored (small here).
+    backward through the head and layers l..L-1, plus T full forwards for the AMIG baseline.
+    Fast: m·k positions forward and backward through layers l+1..L-1 and the head, plus the
+    packed prelude (clean sequence + T(T+1)/2 AMIG tokens through all layers). Attention
+    score products, norms and elementwise work are ignored (small here).
     """
     layer = 2 * d * d + 2 * d * kv_dim + 3 * d * d_ff
     head = d * vocab
     ref = sum(steps * (T + k) * ((L * layer + head) + ((L - l) * layer + head)) for l in range(L))
     ref += T * T * (L * layer + head)  # AMIG baseline: one forward per replaced token
     fast = sum(steps * k * 2 * ((L - 1 - l) * layer + head) for l in range(L))
-    fast += T * T * L * layer + (T + k - 1) * L * layer
+    fast += (T * (T + 1) // 2 + T + k - 1) * L * layer
     return ref / fast
 
 

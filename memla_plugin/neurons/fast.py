@@ -13,7 +13,8 @@ anything at earlier positions, nor anything below layer l. So:
    there, and every later position, still see unpatched inputs. Several layers share one
    batch as a "staircase": the batch starts at the lowest layer of the chunk and each
    further layer's path points join it at their own layer, so every row is computed exactly
-   from its patch layer up, with one LM-head call and one backward per chunk.
+   from its patch layer up, with one backward per chunk; the LM head runs in row blocks of
+   bounded size so large chunks do not hold [rows, vocab] logits.
 
 Per layer that is m·k positions through L-l layers instead of m·(T+k) positions through all
 L layers. Models whose decoder stack :mod:`.stack` cannot drive fall back to the reference.
@@ -277,7 +278,7 @@ def run_staircase(
 
     Rows of a piece enter the batch at the output of their own layer (see
     :func:`patched_layer_output`) and run through every layer above it with the rows that
-    entered earlier; one LM-head call and one backward serve the whole chunk.
+    entered earlier; one backward serves the whole chunk (the LM head runs in row blocks).
     """
     P, k = fact.last, fact.n_target
     xs = [points[p.layer][p.start : p.stop].clone().requires_grad_(True) for p in pieces]
@@ -296,8 +297,29 @@ def run_staircase(
         if joining:
             new = patched_layer_output(model, stack, arch, clean, j, torch.cat(joining, dim=0))
             h = new if h is None else torch.cat([h, new], dim=0)
-    prob = target_probability(stack.logits(h), fact.target_ids)
-    return list(torch.autograd.grad(prob.sum(), xs))
+    final = stack.norm(h)
+    return list(torch.autograd.grad(final, xs, grad_outputs=head_gradient(stack, final, fact)))
+
+
+#: LM-head rows (batch rows x target tokens) per matmul: large enough for efficient GEMMs,
+#: small enough that the [rows, vocab] logits stay around 150 MB in float32 for a 150k vocabulary
+HEAD_ROWS = 256
+
+
+def head_gradient(stack: DecoderStack, hidden: torch.Tensor, fact: FactTokens) -> torch.Tensor:
+    """d(sum of target probabilities)/d(final hidden states), the LM head run in row blocks.
+
+    Each block's logits are created, differentiated and freed before the next, so the
+    staircase batch can be large without holding [batch, k, vocab] logits for its backward.
+    """
+    hidden = hidden.detach()
+    grad = torch.empty_like(hidden)
+    rows = max(1, HEAD_ROWS // fact.n_target)
+    for r0 in range(0, hidden.shape[0], rows):
+        block = hidden[r0 : r0 + rows].requires_grad_(True)
+        prob = target_probability(stack.lm_head(block), fact.target_ids)
+        (grad[r0 : r0 + rows],) = torch.autograd.grad(prob.sum(), block)
+    return grad
 
 
 def attribute_fast(

@@ -104,9 +104,6 @@ class DecoderStack:
         out = self.layers[idx](hidden, **kwargs)
         return out[0] if isinstance(out, (tuple, list)) else out
 
-    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.lm_head(self.norm(hidden))
-
 
 def _cache_kwarg(layer: torch.nn.Module) -> Optional[str]:
     params = inspect.signature(layer.forward).parameters
