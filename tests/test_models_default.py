@@ -15,6 +15,16 @@ import torch
 pytestmark = pytest.mark.default_model
 
 
+def _answers(model, tok, prompts, n=8):
+    from memla_plugin.cli.edit import render_answer
+    from memla_plugin.mkeb.metrics import encode_prompt, greedy_decode
+
+    ids = [encode_prompt(tok, p) for p in prompts]
+    with torch.no_grad():
+        out = greedy_decode(model, ids, [n] * len(ids), pad_id=tok.pad_token_id)
+    return [render_answer(tok, o) for o in out]
+
+
 def test_memla_edits_spike_hughes_to_philadelphia():
     from memla_plugin import models
     from memla_plugin.cli.edit import find_hparams_file, probe, request_from_record
@@ -37,6 +47,8 @@ def test_memla_edits_spike_hughes_to_philadelphia():
 
     before = probe(model, tok, request["languages"], ["en"], max_new_tokens=6)["en"]
     assert not before["answer"].startswith("Philadelphia") and not before["new_beats_true"]
+    unrelated = ["Where was Barack Obama born?", "The capital of France is"]
+    unrelated_before = _answers(model, tok, unrelated)
 
     model, originals = apply_memla_to_model(model, tok, [request], hparams, return_orig_weights=True)
     after = probe(model, tok, request["languages"], ["en"], max_new_tokens=6)["en"]
@@ -44,6 +56,8 @@ def test_memla_edits_spike_hughes_to_philadelphia():
     assert after["answer"].startswith("Philadelphia")
     assert after["new_beats_true"]
     assert originals and all(".mlp.down_proj." in name for name in originals)
+    # the edit stays local: unrelated questions get the same greedy answer as before
+    assert _answers(model, tok, unrelated) == unrelated_before
 
     # restoring the returned originals gives back the unedited model
     with torch.no_grad():
