@@ -28,7 +28,9 @@ EXTRAS = {
     "bench": ["matplotlib>=3.7", "pandas>=2.0"],
     # what `import easyeditor` needs at the pinned commit 14cea82 (see README, "EasyEdit set-up")
     "easyedit": [
-        "transformers>=5.5,<6",
+        # EasyEdit 14cea82 pins 5.5.4; later 5.x releases removed modules it imports
+        # (transformers.modeling_attn_mask_utils), so `import easyeditor` fails with them.
+        "transformers==5.5.4",
         "torchvision>=0.20,<0.30",
         "timm>=1.0",
         "sentence-transformers>=3.0",
