@@ -317,12 +317,13 @@ class _Unedited:
         if row is None:
             eval_cfg = self.plan.cfg.get("eval") or {}
             set_seed(self.plan.seed)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             ref = unedited_reference(
                 model, tok, record, self.plan.eval_langs, device=self.plan.device,
                 batch_size=int(eval_cfg.get("batch_size") or 16), max_new_tokens=eval_cfg.get("max_new_tokens"),
             )
             row = {"record_id": rid, "base_id": self.plan.base_id, "eval_s": time.perf_counter() - t0,
+                   "eval_cpu_s": time.process_time() - c0,
                    **jsonable(ref.to_json())}
             self.writer.append(row)
             self.cached[rid] = row
@@ -488,7 +489,7 @@ def _run(plan: Plan, cfg: Any, model: Any, tok: Any, snapshot: ParamSnapshot, ho
                         out_model, weights_copy = None, {}
                         flags = _ModelFlags.of(model)
                         set_seed(plan.seed)
-                        t0 = time.perf_counter()
+                        t0, c0 = time.perf_counter(), time.process_time()
                         try:
                             try:
                                 with host_out():
@@ -501,14 +502,16 @@ def _run(plan: Plan, cfg: Any, model: Any, tok: Any, snapshot: ParamSnapshot, ho
                                 row["error"] = _error_info(exc)
                                 row["edit_stats"] = editor.last_stats()
                             row["edit_s"] = time.perf_counter() - t0
+                            row["edit_cpu_s"] = time.process_time() - c0
                             if row["status"] == "ok":
                                 set_seed(plan.seed)
-                                t1 = time.perf_counter()
+                                t1, c1 = time.perf_counter(), time.process_time()
                                 row["scores"] = score_record(
                                     out_model, tok, record, plan.eval_langs, device=plan.device,
                                     batch_size=batch_size, max_new_tokens=max_new, reference=ref,
                                 )
                                 row["eval_s"] = time.perf_counter() - t1
+                                row["eval_cpu_s"] = time.process_time() - c1
                             else:
                                 row["scores"] = ref.scores  # the unchanged model's scores
                         finally:
