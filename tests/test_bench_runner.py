@@ -297,3 +297,10 @@ def test_model_object_injection(bench_env, qwen2_model, tiny_tok):
     cfg = compose(bench_env.overrides("data.limit=1", "methods=[unedited]", "model.name_or_path=not-loaded"))
     summary = run_benchmark(cfg, model=qwen2_model, tok=tiny_tok)
     assert summary.written == 1 and read_rows(bench_env.run_dir)[0]["scores"]["en"]["loc_acc"] == 1.0
+
+
+def test_resume_refuses_rows_made_with_other_settings(bench_env):
+    run_benchmark(compose(bench_env.overrides("data.limit=1", "methods=[unedited]")))
+    with pytest.raises(Exception, match=r"already has rows for method 'unedited' made with other settings "
+                                         r"\(seed: 42 -> 7\); use a new run_dir"):
+        run_benchmark(compose(bench_env.overrides("data.limit=1", "methods=[unedited]", "seed=7")))

@@ -76,6 +76,7 @@ class Plan:
     on_edit_error: str
     base_id: str = ""
     method_ids: dict[str, str] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)  # what the ids hash, for readable mismatches
 
     def keys(self) -> list[tuple[MethodSpec, str, Any]]:
         return [(m, s, r) for m in self.methods for s in self.sources for r in self.records]
@@ -153,9 +154,8 @@ def plan_run(cfg: Any) -> Plan:
         "row_version": ROW_VERSION,
     }
     base_id = stable_hash(base)
-    method_ids = {
-        m.name: stable_hash({"base": base_id, "method": {**m.to_json(), "hparams": hp_shas[m.name]}}) for m in methods
-    }
+    method_settings = {m.name: {**m.to_json(), "hparams": hp_shas[m.name]} for m in methods}
+    method_ids = {m.name: stable_hash({"base": base_id, "method": method_settings[m.name]}) for m in methods}
     return Plan(
         cfg=cfg,
         run_dir=resolve_run_dir(cfg),
@@ -174,6 +174,7 @@ def plan_run(cfg: Any) -> Plan:
         on_edit_error=on_edit_error,
         base_id=base_id,
         method_ids=method_ids,
+        settings={"base": base, "methods": method_settings},
     )
 
 
@@ -256,6 +257,7 @@ def save_run_files(plan: Plan, env: dict[str, Any]) -> None:
                   "dtype": plan.cfg.model.get("dtype"), "device": plan.device},
         "base_id": plan.base_id,
         "method_ids": plan.method_ids,
+        "settings": plan.settings,
         "methods": [m.to_json() for m in plan.methods],
         "sources": plan.sources,
         "eval_langs": plan.eval_langs,
@@ -287,8 +289,29 @@ def check_resume(plan: Plan, done: dict[str, dict[str, Any]]) -> None:
         if name in by_method and row.get("cfg_id") != plan.method_ids[name]:
             raise BenchConfigError(
                 f"run dir {plan.run_dir} already has rows for method {name!r} made with other settings "
-                f"(model, data, eval languages, seed or the method's hparams differ); use a new run_dir"
+                f"({_what_changed(plan, name, row.get('cfg_id'))}); use a new run_dir or restore those settings"
             )
+
+
+def _what_changed(plan: Plan, method: str, old_id: Any) -> str:
+    """Name the settings that differ from the run that wrote ``old_id`` (from its plan file)."""
+    for path in sorted(plan.run_dir.glob("plan*.json")):
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            continue
+        if (old.get("method_ids") or {}).get(method) != old_id or "settings" not in old:
+            continue
+        before = {**{f"{k}": v for k, v in old["settings"]["base"].items()},
+                  **{f"{method}.{k}": v for k, v in old["settings"]["methods"][method].items()}}
+        now = {**{f"{k}": v for k, v in plan.settings["base"].items()},
+               **{f"{method}.{k}": v for k, v in plan.settings["methods"][method].items()}}
+        diffs = [f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(before) | set(now))
+                 if before.get(k) != now.get(k)]
+        if diffs:
+            hint = " (the hparams value is the file's sha256 prefix)" if any(".hparams:" in d for d in diffs) else ""
+            return "; ".join(diffs) + hint
+    return "model, data, eval languages, seed or the method's hparams differ"
 
 
 # --------------------------------------------------------------------------- the loop
