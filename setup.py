@@ -3,6 +3,9 @@
 The library lives in ``memla_plugin``; the shared benchmark under ``benchmarks/mkeb`` is
 installed as the ``memla_mkeb`` package so its console commands and configs travel with it.
 """
+from glob import glob
+from pathlib import Path
+
 from setuptools import find_packages, setup
 
 CORE = [
@@ -51,6 +54,12 @@ EXTRAS = {
     "slurm": ["hydra-submitit-launcher>=1.2"],
     "test": ["pytest>=8", "gguf>=0.10", "accelerate>=0.30"],
 }
+# hparams/<ALG>/*.yaml for non-editable installs (memla-edit and the harness also look there)
+HPARAMS = sorted(
+    (f"share/memla-plugin/{d}", sorted(glob(f"{d}/*.yaml")))
+    for d in {str(p.parent) for p in Path("hparams").rglob("*.yaml")}
+)
+
 EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs if "submitit" not in req})
 
 setup(
@@ -69,6 +78,7 @@ setup(
         "memla_mkeb": ["conf/**/*.yaml", "data/*", "data/**/*"],
         "memla_plugin": ["upstream/templates/*", "easyedit/*.md"],
     },
+    data_files=HPARAMS,
     install_requires=CORE,
     extras_require=EXTRAS,
     entry_points={
