@@ -1,10 +1,10 @@
 """Direct access to a causal LM's decoder stack, for running layers l..L on a few positions.
 
 The fast attribution needs to start a forward pass in the middle of the model (layer l, last
-prompt position onward) with the earlier positions' keys/values taken from one ordinary
-forward. Transformers has no public API for that, so this module knows, per architecture
-family, where the decoder layers, the final norm and the rotary embedding live and how a
-decoder layer is called. Families it does not know return ``None`` and callers fall back to
+prompt position onward) with the earlier positions' keys/values taken from a previous pass,
+and to run packed sequences with its own attention masks. Transformers has no public API
+for that, so this module knows, per architecture family, where the decoder layers, the
+final norm and the rotary embedding live and how a decoder layer is called. Families it does not know return ``None`` and callers fall back to
 the reference implementation.
 """
 from __future__ import annotations
