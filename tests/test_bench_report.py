@@ -86,6 +86,11 @@ def test_report_hand_checked_numbers(fixed_run):
     assert "Result rows: 12" in md  # the partial last line is not a row
     assert "editing/evaluation seed 42; bootstrap seed 0, 500 resamples" in md
     assert "CPU: test-cpu" in md
+    assert "| unedited, memla, rome, ft_l | en | 3 | 12 | CPU: test-cpu (2 cores, 2 torch threads) |" in md
+    # the Findings repeat the table's verdicts in words (ES/PS others are the only intervals above 0)
+    assert ("MEMLA beats rome on ES others by 50.0 points [+50.0, +50.0] and PS others by 50.0 points "
+            "[+50.0, +50.0]. No difference the intervals support on 6 of 8 comparisons") in md
+    assert "Regenerate: `memla-mkeb-report " in md and "--bootstrap 500` " in md
     assert "## Metrics the data does not support" not in md  # every metric has values here
     assert (fixed_run / "report_files" / "heatmap_memla_ES.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (fixed_run / "report_files" / "bars_en_NS.png").is_file()

@@ -304,3 +304,25 @@ def test_resume_refuses_rows_made_with_other_settings(bench_env):
     with pytest.raises(Exception, match=r"already has rows for method 'unedited' made with other settings "
                                          r"\(seed: 42 -> 7\); use a new run_dir"):
         run_benchmark(compose(bench_env.overrides("data.limit=1", "methods=[unedited]", "seed=7")))
+
+
+def test_memla_variants_share_one_attribution_per_record_and_language(bench_env, tmp_path):
+    """run.share_neurons: the second MEMLA variant reads the first one's neurons (cache hits), and
+    its edit equals what it computes with sharing off."""
+    shared = tmp_path / "shared_neurons"
+    run_benchmark(compose(bench_env.overrides(
+        "data.limit=2", "methods=[memla,memla_scale1p0]", f"run.neuron_dir={shared}")))
+    rows = {(r["method"], r["record_id"]): r for r in read_rows(bench_env.run_dir)}
+    for (method, rid), row in rows.items():
+        assert row["status"] == "ok", row["error"]
+        hits = row["edit_stats"]["cache_hits"]
+        langs = len(row["edit_stats"]["neurons_per_lang"])
+        assert hits == (0 if method == "memla" else langs), (method, rid, hits)
+    assert any(shared.rglob("*.json"))
+    alone = tmp_path / "alone"
+    run_benchmark(compose(bench_env.overrides(
+        "data.limit=2", "methods=[memla_scale1p0]", "run.share_neurons=false", run_dir=alone)))
+    for row in read_rows(alone):
+        assert row["edit_stats"]["cache_hits"] == 0
+        assert row["scores"] == rows[("memla_scale1p0", row["record_id"])]["scores"]
+        assert row["edit_stats"]["neurons_per_lang"] == rows[("memla_scale1p0", row["record_id"])]["edit_stats"]["neurons_per_lang"]

@@ -137,3 +137,24 @@ def test_clone_of_pinned_commit_from_a_local_remote(tmp_path):
     dest = setup_env.clone_easyedit(tmp_path / ".easyedit", url=str(remote), commit=pinned)
     assert setup_env.easyedit_commit(dest) == pinned
     assert (dest / "easyeditor" / "__init__.py").is_file() and not (dest / "later.txt").exists()
+
+
+def test_baseline_stats_step_runs_after_easyedit_unless_skipped(monkeypatch):
+    calls = []
+    monkeypatch.setattr(setup_env, "prepare_default_model", lambda verify=True: calls.append("model"))
+    monkeypatch.setattr(setup_env, "prepare_easyedit", lambda d=None: calls.append("easyedit"))
+    monkeypatch.setattr(setup_env, "prepare_baseline_stats", lambda: calls.append("stats"))
+    assert setup_env.main([]) == 0 and calls == ["model", "easyedit", "stats"]
+    calls.clear()
+    assert setup_env.main(["--no-baseline-stats"]) == 0 and calls == ["model", "easyedit"]
+    calls.clear()
+    assert setup_env.main(["--no-easyedit"]) == 0 and calls == ["model"]
+
+
+def test_baseline_stats_failure_is_one_line(monkeypatch, capsys):
+    monkeypatch.setattr(setup_env.subprocess, "run", lambda cmd, *a, **k: subprocess.CompletedProcess(cmd, 1))
+    monkeypatch.setattr(setup_env, "prepare_default_model", lambda verify=True: None)
+    monkeypatch.setattr(setup_env, "prepare_easyedit", lambda d=None: None)
+    assert setup_env.main([]) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("memla-setup: error: computing the baseline statistics failed") and "--no-baseline-stats" in err

@@ -9,6 +9,7 @@ from conftest_mkeb import bmike53_dir, bmike_item, write_bmike
 
 from memla_plugin.mkeb import LANGS, load_mkeb, read_meta, read_test_ids, shipped_data_dir
 from memla_plugin.mkeb.convert import convert_bmike53, main, make_splits, write_records
+from memla_plugin.errors import DataValidationError
 
 REAL = bmike53_dir()
 needs_real = pytest.mark.skipif(not REAL.is_dir(), reason=f"BMIKE-53 CounterFact files not at {REAL} (set MEMLA_BMIKE53_DIR)")
@@ -73,14 +74,32 @@ def test_shipped_data_equals_fresh_conversion(real_conversion, tmp_path):
 def test_shipped_splits_are_fixed_and_disjoint():
     records = load_mkeb(None)
     assert len(records) == 1029
-    dev, test = read_test_ids("dev"), read_test_ids("test")
-    assert len(dev) == 10 and len(test) == 1019
-    assert not set(dev) & set(test) and set(dev) | set(test) == {str(r.example_id) for r in records}
-    exp_dev, exp_test = make_splits(records, seed=0, n_dev=10)
+    dev, test, train = read_test_ids("dev"), read_test_ids("test"), read_test_ids("train")
+    assert (len(dev), len(test), len(train)) == (10, 819, 200)
+    assert not set(dev) & set(test) and not set(dev) & set(train) and not set(test) & set(train)
+    assert set(dev) | set(test) | set(train) == {str(r.example_id) for r in records}
+    exp_dev, exp_test, exp_train = make_splits(records, seed=0, n_dev=10, n_train=200)
     assert dev == [str(i) for i in exp_dev] and test == [str(i) for i in exp_test]
+    assert train == [str(i) for i in exp_train]
     dev_records = load_mkeb(None, "dev")
     assert [str(r.example_id) for r in dev_records] == dev
     assert all(f.has_subject_slot for r in dev_records for f in r.edit.values())
+
+
+def test_heldout_text_is_exactly_the_train_split():
+    from memla_plugin.easyedit.corpus import heldout_records
+
+    held = heldout_records()
+    assert sorted(str(r.example_id) for r in held.records) == sorted(read_test_ids("train"))
+    assert held.source["fallback"] is None
+
+
+def test_splits_refuse_a_train_split_that_leaves_no_test(tmp_path):
+    records = load_mkeb(None, "dev")
+    with pytest.raises(DataValidationError, match="n_train=10 leaves no test record"):
+        make_splits(records, seed=0, n_dev=0, n_train=10)
+    dev, test, train = make_splits(records, seed=0, n_dev=2, n_train=3)
+    assert (len(dev), len(test), len(train)) == (2, 5, 3)
 
 
 def _wfd_items():

@@ -56,6 +56,16 @@ def easyedit_commit() -> str | None:
     return "unknown"
 
 
+def peak_rss_mib() -> float | None:
+    """This process's peak resident set size so far, in MiB (None where ``resource`` is missing)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux (bytes on macOS)
+    return round(kib / (2**20 if sys.platform == "darwin" else 2**10), 1)
+
+
 def hardware_label(env: dict[str, Any]) -> str:
     """One line naming the device that did the work, e.g. 'CPU: Xeon ... (2 cores, 2 torch threads)'."""
     dev = str(env.get("device", "cpu"))

@@ -103,13 +103,20 @@ class UneditedEditor(Editor):
 
 
 class MemlaEditor(Editor):
-    def __init__(self, spec: MethodSpec, device: str) -> None:
+    """MEMLA and its ablations. ``neuron_cache_dir`` (when the hparams name none) lets every MEMLA
+    variant and source language of a run share one attribution per (record, language): the
+    selected neurons depend only on the model, the prompts and the attribution settings, all
+    part of the cache key, so sharing changes run time, not results."""
+
+    def __init__(self, spec: MethodSpec, device: str, neuron_cache_dir: Optional[str] = None) -> None:
         super().__init__(spec)
         from memla_plugin.hparams import MEMLAHyperParams
         from memla_plugin.memla_main import apply_memla_to_model
 
         hp = MEMLAHyperParams.from_hparams(spec.hparams)  # type: ignore[arg-type]
         hp = hp.replace(device=device)
+        if neuron_cache_dir is not None and not hp.neuron_cache_dir:
+            hp = hp.replace(neuron_cache_dir=str(neuron_cache_dir))
         self.hparams = _apply_overrides(hp, spec.overrides, spec.name)
         self.apply_fn = apply_memla_to_model
 
@@ -140,16 +147,24 @@ class EasyEditEditor(Editor):
         self.apply_fn = ee.get_apply_fn(spec.alg_name)
 
 
-def make_editor(spec: MethodSpec, model: Any, tok: Any, device: str, model_path: Optional[str] = None) -> Editor:
+def make_editor(
+    spec: MethodSpec,
+    model: Any,
+    tok: Any,
+    device: str,
+    model_path: Optional[str] = None,
+    neuron_cache_dir: Optional[str] = None,
+) -> Editor:
     """Build the editor of ``spec`` (loads hparams, prepares baselines' statistics).
 
     ``model_path``: what the model was loaded from (a directory or hub id); host editors get it
-    as ``model_name`` so their cached statistics belong to this model.
+    as ``model_name`` so their cached statistics belong to this model. ``neuron_cache_dir``:
+    where MEMLA editors share attributions (see :class:`MemlaEditor`).
     """
     if spec.kind == "unedited":
         return UneditedEditor(spec)
     if spec.kind == "memla":
-        return MemlaEditor(spec, device)
+        return MemlaEditor(spec, device, neuron_cache_dir)
     return EasyEditEditor(spec, model, tok, device, model_path)
 
 

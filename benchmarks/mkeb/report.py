@@ -4,13 +4,15 @@ Reads every ``results*.jsonl`` of the given run dirs (a dir without one is searc
 recursively, so a multirun or results folder can be passed whole), merges shards and
 sittings (a key seen twice must carry the same scores, else it is an error), and writes:
 
-* ``FILE`` (default ``report.md`` in the first run dir): markdown with per-method tables,
-  deltas against the unedited model, MEMLA minus the best baseline, record counts, seeds,
-  hardware, per-edit wall time and restore checks;
+* ``FILE`` (default ``report.md`` in the first run dir): markdown with the command that
+  regenerates it, which run dir ran on which hardware, the Findings in words
+  (:mod:`memla_mkeb.findings`), per-method tables, deltas against the unedited model, MEMLA
+  minus the best baseline, record counts, seeds, per-edit wall time and restore checks;
 * ``<FILE stem>_files/``: CSV tables and PNG plots.
 
 The output depends only on the input files and the options: no timestamps, fixed float
-formatting, seeded bootstrap, sorted orders. Running it twice gives identical bytes.
+formatting, seeded bootstrap, sorted orders, paths shown as they were given on the command
+line and links relative to the markdown file. Running it twice gives identical bytes.
 """
 from __future__ import annotations
 
@@ -18,7 +20,9 @@ import argparse
 import csv
 import io
 import json
-import os
+import posixpath
+import re
+import shlex
 import sys
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -28,6 +32,7 @@ from typing import Any, Optional, Sequence
 from memla_plugin.errors import MEMLAError
 
 from . import store
+from .findings import LOSS, TIE, WIN, compare_with_best, findings_section
 from .settings import MKEB_LANGS
 from .stats import (
     EASYEDIT_METRICS,
@@ -60,6 +65,9 @@ METRIC_TITLE = {
 }
 
 
+VERDICT_TEXT = {WIN: "MEMLA higher", LOSS: "MEMLA lower", TIE: "no clear difference", None: "–"}
+
+
 class ReportError(MEMLAError, ValueError):
     """The run dirs cannot be reported on (missing, empty, conflicting duplicates...)."""
 
@@ -78,6 +86,8 @@ class Collected:
     envs: list[dict[str, Any]] = field(default_factory=list)
     restore_failures: list[dict[str, Any]] = field(default_factory=list)
     unedited: list[dict[str, Any]] = field(default_factory=list)
+    #: results file -> index (into ``run_dirs``) of the run dir it was found under
+    file_run_dir: dict[Path, int] = field(default_factory=dict)
 
 
 def _result_files(run_dir: Path) -> list[Path]:
@@ -98,10 +108,12 @@ def _comparable(row: dict[str, Any]) -> str:
 def collect(run_dirs: Sequence[Path]) -> Collected:
     """Read and merge the rows of ``run_dirs`` (dedupe by key; conflicting duplicates are errors)."""
     files: list[Path] = []
-    for d in run_dirs:
+    file_run_dir: dict[Path, int] = {}
+    for i, d in enumerate(run_dirs):
         for f in _result_files(Path(d)):
             if f.resolve() not in {x.resolve() for x in files}:
                 files.append(f)
+                file_run_dir[f] = i
     rows: dict[str, dict[str, Any]] = {}
     origin: dict[str, Path] = {}
     dup = 0
@@ -119,7 +131,7 @@ def collect(run_dirs: Sequence[Path]) -> Collected:
             continue
         rows[key] = row
         origin[key] = path
-    out = Collected(list(map(Path, run_dirs)), files, rows, origin, dup)
+    out = Collected(list(map(Path, run_dirs)), files, rows, origin, dup, file_run_dir=file_run_dir)
     seen_dirs: list[Path] = []
     for f in files:
         if f.parent not in seen_dirs:
@@ -183,6 +195,88 @@ def write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]]) 
     path.write_text(buf.getvalue(), encoding="utf-8")
 
 
+# --------------------------------------------------------------------------- the command line
+
+PROG = "memla-mkeb-report"
+DEFAULT_BOOT = 2000
+DEFAULT_SEED = 0
+
+
+def _shown_path(p: Path | str) -> str:
+    """A path as the report prints it: as given, or relative to the current dir when it lies below it.
+
+    Keeping paths relative is what lets a fresh clone regenerate the same bytes.
+    """
+    path = Path(p)
+    if path.is_absolute():
+        for a, b in ((path, Path.cwd()), (path.resolve(), Path.cwd().resolve())):
+            try:
+                return a.relative_to(b).as_posix()
+            except ValueError:
+                continue
+    return path.as_posix()
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """The options of one report with its paths as the command line gave them (printed in the header)."""
+
+    run_dirs: tuple[str, ...]
+    out: Optional[str] = None
+    n_boot: int = DEFAULT_BOOT
+    seed: int = DEFAULT_SEED
+    plots: bool = True
+
+    @classmethod
+    def of(cls, run_dirs: Sequence[Path | str], out: Optional[Path | str] = None, *, n_boot: int = DEFAULT_BOOT,
+           seed: int = DEFAULT_SEED, plots: bool = True) -> "Invocation":
+        """From real paths (absolute ones below the current dir are shown relative to it)."""
+        return cls(tuple(_shown_path(d) for d in run_dirs), None if out is None else _shown_path(out),
+                   int(n_boot), int(seed), bool(plots))
+
+    def argv(self) -> list[str]:
+        """The arguments after the program name; options left at their defaults are omitted."""
+        a = list(self.run_dirs)
+        if self.out is not None:
+            a += ["--out", self.out]
+        if self.n_boot != DEFAULT_BOOT:
+            a += ["--bootstrap", str(self.n_boot)]
+        if self.seed != DEFAULT_SEED:
+            a += ["--seed", str(self.seed)]
+        if not self.plots:
+            a.append("--no-plots")
+        return a
+
+    def command(self) -> str:
+        """The shell command that regenerates the report (run from the dir the paths are relative to)."""
+        return " ".join([PROG] + [shlex.quote(x) for x in self.argv()])
+
+    def out_path(self) -> str:
+        """Where the command writes the markdown (``--out`` or the default in the first run dir)."""
+        return self.out if self.out is not None else posixpath.join(self.run_dirs[0], "report.md")
+
+    @classmethod
+    def from_argv(cls, argv: Sequence[str]) -> "Invocation":
+        """Parse ``memla-mkeb-report`` arguments, keeping the paths exactly as written."""
+        try:
+            a = parse_args(argv)
+        except SystemExit as exc:
+            raise ReportError(f"bad {PROG} arguments: {' '.join(argv)}") from exc
+        return cls(tuple(d.as_posix() for d in a.run_dirs), None if a.out is None else a.out.as_posix(),
+                   a.bootstrap, a.seed, not a.no_plots)
+
+    @classmethod
+    def from_markdown(cls, text: str) -> "Invocation":
+        """The invocation recorded on a report's ``Regenerate:`` line."""
+        m = re.search(r"^Regenerate: `([^`\n]+)`", text, re.M)
+        if not m:
+            raise ReportError("the report has no 'Regenerate: `memla-mkeb-report ...`' line")
+        words = shlex.split(m.group(1))
+        if not words or words[0] != PROG:
+            raise ReportError(f"the Regenerate line does not run {PROG}: {m.group(1)}")
+        return cls.from_argv(words[1:])
+
+
 # --------------------------------------------------------------------------- the report
 
 
@@ -222,15 +316,25 @@ class Report:
     files: dict[str, bytes]
 
 
-def _rel(path: Path, base: Path) -> str:
+def _shown_dir(c: Collected, shown: Invocation, results_file: Path) -> str:
+    """The run dir of a results file, spelled from the run dir given on the command line."""
+    i = c.file_run_dir.get(results_file, 0)
+    given = shown.run_dirs[i] if i < len(shown.run_dirs) else _shown_path(c.run_dirs[i])
     try:
-        return Path(os.path.relpath(path.resolve(), base.resolve())).as_posix()
-    except ValueError:
-        return path.as_posix()
+        sub = results_file.parent.relative_to(c.run_dirs[i]).as_posix()
+    except (ValueError, IndexError):
+        return _shown_path(results_file.parent)
+    return given if sub == "." else posixpath.normpath(posixpath.join(given, sub))
 
 
-def build(c: Collected, out: Path, *, n_boot: int = 2000, seed: int = 0, plots: bool = True) -> Report:
-    """Compute every table (and the plot files) of the report; nothing is written here."""
+def build(c: Collected, out: Path, *, n_boot: int = 2000, seed: int = 0, plots: bool = True,
+          shown: Optional[Invocation] = None) -> Report:
+    """Compute every table (and the plot files) of the report; nothing is written here.
+
+    ``shown``: the command line printed in the header (default: ``c.run_dirs`` and ``out``).
+    """
+    if shown is None:
+        shown = Invocation.of(c.run_dirs, out, n_boot=n_boot, seed=seed, plots=plots)
     kinds = method_kinds(c)
     rows = list(c.rows.values())
     methods = method_order([r["method"] for r in rows], kinds)
@@ -245,13 +349,14 @@ def build(c: Collected, out: Path, *, n_boot: int = 2000, seed: int = 0, plots: 
     files_dir_name = out.stem + "_files"
     files: dict[str, bytes] = {}
     md: list[str] = []
-    base = out.parent
 
     # ---------------------------------------------------------------- header
     md.append("# MKEB benchmark report\n")
-    md.append("Generated by `memla-mkeb-report` from the run directories below; every number is computed from "
-              "their `results*.jsonl` files.\n")
-    md.append("- Run directories: " + ", ".join(f"`{_rel(d, base)}`" for d in c.run_dirs))
+    md.append("Generated by `memla-mkeb-report` from the run directories below; every number, and every sentence "
+              "of the Findings, is computed from their `results*.jsonl` files.\n")
+    md.append(f"Regenerate: `{shown.command()}` (run from the directory these paths are relative to; the same "
+              "inputs give the same bytes)\n")
+    md.append("- Run directories: " + ", ".join(f"`{d}`" for d in shown.run_dirs))
     md.append(f"- Result rows: {len(rows)} (files: {len(c.files)}; identical duplicate rows merged: {c.duplicates})")
     model_names = sorted({f"{p['model'].get('name')} ({p['model'].get('name_or_path')})"
                           for p in c.plans if isinstance(p.get("model"), dict)})
@@ -266,7 +371,7 @@ def build(c: Collected, out: Path, *, n_boot: int = 2000, seed: int = 0, plots: 
               f"{n_boot} resamples of records, 95% percentile intervals")
     md.append(f"- Edit languages: {' '.join(sources)}; evaluation languages: {' '.join(targets)}")
     hw = sorted({str(r.get("hardware")) for r in rows})
-    md.append("- Hardware: " + "; ".join(hw))
+    md.append("- Hardware: " + "; ".join(hw) + " (which run ran where: see below)")
     pkgs: dict[str, set[str]] = defaultdict(set)
     for env in c.envs:
         for name, ver in (env.get("packages") or {}).items():
@@ -280,6 +385,20 @@ def build(c: Collected, out: Path, *, n_boot: int = 2000, seed: int = 0, plots: 
               "mean over the other evaluation languages, then the mean over records. Intervals: bootstrap over "
               "records. Δ: paired difference to the unedited model on the same records.")
     md.append("")
+
+    # ---------------------------------------------------------------- runs and hardware
+    md.append("## Runs and hardware\n")
+    by_run: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for key, r in c.rows.items():
+        by_run[(_shown_dir(c, shown, c.origin[key]), str(r.get("hardware")))].append(r)
+    run_rows = []
+    for (d, h), g in sorted(by_run.items()):
+        run_rows.append([f"`{d}`", ", ".join(method_order([r["method"] for r in g], kinds)),
+                         " ".join(lang_order([r["source"] for r in g])),
+                         str(len({str(r["record_id"]) for r in g})), str(len(g)), h])
+    md.append(md_table(["run dir", "methods", "edit langs", "records", "rows", "hardware"], run_rows))
+    md.append("")
+    findings_at = len(md)  # the Findings go here once the comparisons are computed
 
     # ---------------------------------------------------------------- counts and restore checks
     md.append("## Records, failures and restore checks\n")
@@ -347,6 +466,8 @@ def build(c: Collected, out: Path, *, n_boot: int = 2000, seed: int = 0, plots: 
                     values[(m, s, metric, view)] = vals
                     ests[(m, s, metric, view)] = bootstrap(
                         ordered_values(vals), label=f"{m}|{s}|{metric}|{view}", seed=seed, n_boot=n_boot)
+    present: dict[str, list[str]] = {}
+    comparisons: dict[str, list[Any]] = {}
     for s in sources:
         ms = [m for m in methods if grouped.get((m, s))]
         md.append(f"## Edit language {s}\n")
@@ -386,31 +507,26 @@ def build(c: Collected, out: Path, *, n_boot: int = 2000, seed: int = 0, plots: 
                 md.append(md_table(["method", "n"] + header[2:], dtable))
                 md.append("")
 
-        # MEMLA minus the best baseline
-        baselines = [m for m in ms if kinds.get(m) == "easyedit"]
-        if "memla" in ms and baselines:
+        # MEMLA minus the best baseline (the same comparisons feed the Findings)
+        present[s] = ms
+        comparisons[s] = comps = compare_with_best(s, ms, kinds, metrics, ests, values, seed=seed, n_boot=n_boot)
+        if comps:
             md.append(f"### MEMLA minus the best baseline (edit language {s})\n")
-            md.append("Best baseline: the baseline with the highest mean on that metric and view; the difference "
-                      "is paired over the records both have.\n")
+            md.append("Best baseline: the baseline (host editor; not the unedited model, not a MEMLA variant) with "
+                      "the highest mean on that metric and view; the difference is paired over the records both "
+                      "have.\n")
             vrows = []
-            for x in metrics:
-                for v in VIEWS:
-                    cands = [(ests[(b, s, x, v)].mean, b) for b in baselines if ests[(b, s, x, v)].mean is not None]
-                    if not cands or ests[("memla", s, x, v)].mean is None:
-                        continue
-                    best_mean, best = max(cands, key=lambda t: (t[0], -baselines.index(t[1])))
-                    d = paired(values[("memla", s, x, v)], values[(best, s, x, v)])
-                    e = bootstrap(d, label=f"vsbest|{s}|{x}|{v}", seed=seed, n_boot=n_boot)
-                    verdict = "–"
-                    if e.n > 1 and e.lo is not None:
-                        verdict = "MEMLA higher" if e.lo > 0 else "MEMLA lower" if e.hi < 0 else "no clear difference"
-                    vrows.append([x, VIEW_LABEL[v], best, pct(ests[("memla", s, x, v)].mean), pct(best_mean),
-                                  fmt_est(e, signed=True), str(e.n), verdict])
-                    vs_best_csv.append([s, x, v, best, num(ests[("memla", s, x, v)].mean), num(best_mean),
-                                        e.n, num(e.mean), num(e.lo), num(e.hi)])
+            for cmp in comps:
+                e = cmp.diff
+                vrows.append([cmp.metric, VIEW_LABEL[cmp.view], cmp.baseline, pct(cmp.memla.mean), pct(cmp.base.mean),
+                              fmt_est(e, signed=True), str(e.n), VERDICT_TEXT[cmp.outcome]])
+                vs_best_csv.append([s, cmp.metric, cmp.view, cmp.baseline, num(cmp.memla.mean), num(cmp.base.mean),
+                                    e.n, num(e.mean), num(e.lo), num(e.hi)])
             md.append(md_table(["metric", "view", "best baseline", "MEMLA", "baseline", "MEMLA − baseline [95% CI]",
                                 "pairs", "interval says"], vrows))
             md.append("")
+
+    md[findings_at:findings_at] = findings_section(sources, present, kinds, comparisons, ests, metrics)
 
     _csv_bytes(files, f"{files_dir_name}/summary.csv",
                ["source", "method", "metric", "view", "n", "mean", "ci_lo", "ci_hi",
@@ -523,13 +639,19 @@ def _csv_bytes(files: dict[str, bytes], name: str, header: Sequence[str], rows: 
 
 
 def write_report(run_dirs: Sequence[Path], out: Optional[Path] = None, *, n_boot: int = 2000, seed: int = 0,
-                 plots: bool = True) -> Path:
-    """Build the report of ``run_dirs`` and write it (markdown + ``<stem>_files/``). Returns the markdown path."""
+                 plots: bool = True, shown: Optional[Invocation] = None) -> Path:
+    """Build the report of ``run_dirs`` and write it (markdown + ``<stem>_files/``). Returns the markdown path.
+
+    ``shown``: the command line to print as the Regenerate line (default: these arguments, paths
+    below the current dir made relative); a regeneration check passes the recorded one.
+    """
     if not run_dirs:
         raise ReportError("name at least one run dir")
+    if shown is None:
+        shown = Invocation.of(run_dirs, out, n_boot=n_boot, seed=seed, plots=plots)
     out = Path(out) if out else Path(run_dirs[0]) / "report.md"
     c = collect([Path(d) for d in run_dirs])
-    rep = build(c, out, n_boot=n_boot, seed=seed, plots=plots)
+    rep = build(c, out, n_boot=n_boot, seed=seed, plots=plots, shown=shown)
     out.parent.mkdir(parents=True, exist_ok=True)
     files_dir = out.parent / (out.stem + "_files")
     if files_dir.is_dir():  # stale plots of methods no longer present must not linger
@@ -544,15 +666,20 @@ def write_report(run_dirs: Sequence[Path], out: Optional[Path] = None, *, n_boot
     return out
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Console entry point (``memla-mkeb-report``)."""
-    ap = argparse.ArgumentParser(prog="memla-mkeb-report", description=__doc__.split("\n\n")[0])
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    """The command line of ``memla-mkeb-report`` (shared with :meth:`Invocation.from_argv`)."""
+    ap = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     ap.add_argument("run_dirs", nargs="+", type=Path, help="run directories (shards/sittings are merged)")
     ap.add_argument("--out", type=Path, default=None, help="markdown file (default: report.md in the first run dir)")
-    ap.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples (default 2000)")
-    ap.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    ap.add_argument("--bootstrap", type=int, default=DEFAULT_BOOT, help=f"bootstrap resamples (default {DEFAULT_BOOT})")
+    ap.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"bootstrap seed (default {DEFAULT_SEED})")
     ap.add_argument("--no-plots", action="store_true", help="tables only")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Console entry point (``memla-mkeb-report``)."""
+    args = parse_args(argv)
     try:
         out = write_report(args.run_dirs, args.out, n_boot=args.bootstrap, seed=args.seed, plots=not args.no_plots)
     except MEMLAError as exc:

@@ -463,6 +463,9 @@ def _run(plan: Plan, cfg: Any, model: Any, tok: Any, snapshot: ParamSnapshot, ho
     bar = tqdm(total=total, initial=summary.already_done, unit="edit", dynamic_ncols=True, file=sys.stderr,
                disable=not run_cfg.get("progress", True), smoothing=0.1)
     cache_path = plan.run_dir / f"unedited_cache{plan.tag}.jsonl"
+    neuron_dir = None
+    if run_cfg.get("share_neurons", True):
+        neuron_dir = str(run_cfg.get("neuron_dir") or (plan.run_dir / "neurons"))
     host_mode = str(run_cfg.get("host_output", "log"))
     host_log = open(plan.run_dir / f"host_output{plan.tag}.log", "a", encoding="utf-8") if host_mode == "log" else None
 
@@ -482,7 +485,8 @@ def _run(plan: Plan, cfg: Any, model: Any, tok: Any, snapshot: ParamSnapshot, ho
                 bar.set_description(f"{spec.name}: preparing")
                 with host_out():
                     editor: Editor = make_editor(spec, model, tok, plan.device,
-                                                 _model_path(cfg.model) if spec.kind == "easyedit" else None)
+                                                 _model_path(cfg.model) if spec.kind == "easyedit" else None,
+                                                 neuron_cache_dir=neuron_dir)
                 for source, record in work:
                     rid = str(record.example_id)
                     bar.set_description(f"{spec.name} {source} #{rid}")
@@ -549,6 +553,7 @@ def _run(plan: Plan, cfg: Any, model: Any, tok: Any, snapshot: ParamSnapshot, ho
                             row["restore"] = {"checked": checked, "restored": restored,
                                               "s": time.perf_counter() - t2}
                     row["scores"] = jsonable(row["scores"])
+                    row["peak_rss_mib"] = envinfo.peak_rss_mib()
                     out.append(row)
                     summary.written += 1
                     summary.errors += row["status"] == "error"

@@ -242,9 +242,9 @@ def file_sha256(path: Path) -> str:
 
 
 def check_restore_mode(cfg: Any) -> str:
-    mode = str((cfg.get("run") or {}).get("restore_check", "exact"))
-    if mode not in ("exact", "checksum"):
-        raise BenchConfigError(f"run.restore_check={mode!r} unknown; use exact or checksum")
+    mode = str((cfg.get("run") or {}).get("restore_check", "sha256"))
+    if mode not in ("sha256", "exact", "checksum"):
+        raise BenchConfigError(f"run.restore_check={mode!r} unknown; use sha256, exact or checksum")
     return mode
 
 

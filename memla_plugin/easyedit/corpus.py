@@ -1,5 +1,7 @@
 """Benchmark text that is never evaluated: the MKEB/BMIKE-53 records outside the test and dev lists.
 
+For the shipped conversion these are exactly the 200 records of ``train_ids.txt``.
+
 ROME/MEMIT's second-moment statistics and MEND's training set need text from the model's
 languages that no evaluated record contains. EasyEdit takes them from English Wikipedia,
 which is not reachable offline and not multilingual; the held-out part of the shipped
@@ -18,10 +20,10 @@ from ..errors import DataValidationError
 LOG = logging.getLogger(__name__)
 
 HELDOUT_OUT_OF = ("test", "dev")
-#: When the shipped splits leave no record out (the current conversion: test = every record not in
-#: dev), the last FALLBACK_TAIL ids of the test list are held out instead. test_ids.txt is in a fixed
-#: random order ("any prefix is a random sample"), so runs that evaluate the first
-#: len(test) - FALLBACK_TAIL test ids never see them; the provenance records this.
+#: When an MKEB file's id lists leave no record out (test = every record not in dev, as in splits
+#: written with ``--n-train 0``), the last FALLBACK_TAIL ids of the test list are held out instead.
+#: Test lists are in a fixed random order ("any prefix is a random sample"), so runs that evaluate the
+#: first len(test) - FALLBACK_TAIL test ids never see them; the provenance records this.
 FALLBACK_TAIL = 200
 
 

@@ -336,35 +336,50 @@ def _cmd_mkeb(args: argparse.Namespace) -> None:
     print(f"{args.src}: {len(records)} valid records in {' '.join(records[0].langs) if records else '-'}; wrote {out}")
 
 
-def make_splits(records: Sequence[MKEBRecord], seed: int = 0, n_dev: int = 10) -> tuple[list[Any], list[Any]]:
-    """Fixed dev and test id lists.
+def make_splits(
+    records: Sequence[MKEBRecord], seed: int = 0, n_dev: int = 10, n_train: int = 0
+) -> tuple[list[Any], list[Any], list[Any]]:
+    """Fixed dev, test and train id lists (pairwise disjoint, together every record).
 
     All ids are shuffled with ``random.Random(seed)``. The dev subset takes the first
     ``n_dev`` shuffled records whose prompt has a subject slot in every language (so ROME and
-    MEMIT can run on all of dev); the test list is every other record, in shuffled order, so
-    any prefix of it is a random sample. Dev and test never overlap.
+    MEMIT can run on all of dev); of the other records, in shuffled order, the last
+    ``n_train`` form the train list (text for ROME/MEMIT statistics and MEND training, never
+    evaluated) and the rest the test list, so any prefix of the test list is a random sample.
     """
     import random
 
+    if n_train < 0:
+        raise DataValidationError(f"splits: n_train must be >= 0, got {n_train}")
     ids = [r.example_id for r in records]
     random.Random(seed).shuffle(ids)
     by_id = {r.example_id: r for r in records}
     dev = [i for i in ids if all(f.has_subject_slot for f in by_id[i].edit.values())][:n_dev]
     chosen = set(dev)
-    return dev, [i for i in ids if i not in chosen]
+    rest = [i for i in ids if i not in chosen]
+    if n_train >= len(rest):
+        raise DataValidationError(f"splits: n_train={n_train} leaves no test record (only {len(rest)} outside dev)")
+    cut = len(rest) - n_train
+    return dev, rest[:cut], rest[cut:]
 
 
 def _cmd_splits(args: argparse.Namespace) -> None:
     from .loader import load_mkeb
 
     records = load_mkeb(args.data)
-    dev, test = make_splits(records, args.seed, args.n_dev)
+    dev, test, train = make_splits(records, args.seed, args.n_dev, args.n_train)
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    head = f"# {{}} ids of {Path(args.data).name}; memla-mkeb-convert splits --seed {args.seed} --n-dev {args.n_dev}\n"
-    (out / "dev_ids.txt").write_text(head.format("dev") + "".join(f"{i}\n" for i in dev), encoding="utf-8")
-    (out / "test_ids.txt").write_text(head.format("test") + "".join(f"{i}\n" for i in test), encoding="utf-8")
-    print(f"wrote {len(dev)} dev ids and {len(test)} test ids to {out}")
+    head = (
+        f"# {{}} ids of {Path(args.data).name}; "
+        f"memla-mkeb-convert splits --seed {args.seed} --n-dev {args.n_dev} --n-train {args.n_train}\n"
+    )
+    lists = {"dev": dev, "test": test, "train": train}
+    for name, ids in lists.items():
+        if name == "train" and not ids:
+            continue
+        (out / f"{name}_ids.txt").write_text(head.format(name) + "".join(f"{i}\n" for i in ids), encoding="utf-8")
+    print(f"wrote {len(dev)} dev ids, {len(test)} test ids and {len(train)} train ids to {out}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -383,11 +398,12 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--test-ids", default=None, help="keep only these ids (file, one per line)")
     m.add_argument("--langs", nargs="+", default=None)
     m.set_defaults(func=_cmd_mkeb)
-    sp = sub.add_parser("splits", help="write fixed dev_ids.txt / test_ids.txt for an MKEB file")
+    sp = sub.add_parser("splits", help="write fixed dev_ids.txt / test_ids.txt / train_ids.txt for an MKEB file")
     sp.add_argument("--data", required=True)
     sp.add_argument("--out-dir", required=True)
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--n-dev", type=int, default=10)
+    sp.add_argument("--n-train", type=int, default=200, help="held-out records for statistics/MEND training (0: none)")
     sp.set_defaults(func=_cmd_splits)
     return parser
 

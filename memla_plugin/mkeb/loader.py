@@ -18,7 +18,7 @@ from .validate import collect_problems, raise_if_problems, text_of
 PathLikeStr = str | PathLike
 
 #: Shortcut names accepted wherever an id file is expected.
-ID_SETS = {"dev": "dev_ids.txt", "test": "test_ids.txt"}
+ID_SETS = {"dev": "dev_ids.txt", "test": "test_ids.txt", "train": "train_ids.txt"}
 #: The shipped converted benchmark file.
 DEFAULT_DATA = "counterfact_mkeb.json"
 
@@ -46,7 +46,7 @@ def resolve_data_path(path: PathLikeStr | None) -> Path:
 def read_test_ids(path: PathLikeStr) -> list[str]:
     """Ids from a file with one id per line; blank lines and ``#`` comments are ignored.
 
-    ``"dev"`` and ``"test"`` name the shipped id lists.
+    ``"dev"``, ``"test"`` and ``"train"`` name the shipped id lists.
     """
     p = shipped_data_dir() / ID_SETS[str(path)] if str(path) in ID_SETS else Path(path)
     try:

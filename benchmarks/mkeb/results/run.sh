@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The published head-to-head (issue 11): the harness on the shipped CounterFact MKEB test ids,
+# default model, in growing steps of records so every sitting ends with complete tables.
+# Resumable: rerun the same command; rows already written are skipped, nothing is redone.
+#
+#   benchmarks/mkeb/results/run.sh en 60          # source en, first 60 test ids, all methods
+#   benchmarks/mkeb/results/run.sh zh_fr 30       # sources zh and fr, first 30 test ids
+#   benchmarks/mkeb/results/run.sh ablations 30   # MEMLA ablations, source en, first 30 test ids
+#   benchmarks/mkeb/results/run.sh report         # docs/RESULTS.md from every run dir
+#
+# All run dirs share one neuron cache (attribution per record and language, results unchanged).
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+BIN="${MEMLA_BIN:-.venv/bin}"
+R=benchmarks/mkeb/results
+BASELINES="rome,memit,mend,ft_l,ft_m,lora"
+run() {  # run NAME LIMIT SOURCES METHODS
+    "$BIN/memla-mkeb" data=test "data.limit=$2" "source_langs=[$3]" "methods=[$4]" \
+        "run_dir=$R/$1" "run.neuron_dir=$R/neurons"
+}
+case "${1:-}" in
+    en)        run en "${2:-60}" en "unedited,memla,$BASELINES" ;;
+    zh_fr)     run zh_fr "${2:-30}" zh,fr "unedited,memla,$BASELINES" ;;
+    ablations) run ablations "${2:-30}" en "unedited,memla_no_mask,memla_no_lse,memla_no_lie,memla_scale0p3,memla_scale0p5,memla_scale1p0" ;;
+    report)    "$BIN/memla-mkeb-report" $R/en $R/zh_fr $R/ablations --out docs/RESULTS.md ;;
+    *) echo "usage: $0 en|zh_fr|ablations [N] | report" >&2; exit 2 ;;
+esac

@@ -1,0 +1,283 @@
+"""docs/RESULTS.md: the Findings words follow the intervals, and the file regenerates byte for byte.
+
+The synthetic set below (source en, evaluated in en/zh/fr, 12 records) is built so every
+outcome is certain whatever the bootstrap draws:
+
+    ES   memla 1 everywhere; rome 1 in en only; ft_l 0        -> others: MEMLA beats rome (+100, zero width)
+                                                                edit→edit: memla = rome -> no difference
+    PS   memla 0 everywhere; rome 1 everywhere; ft_l 0        -> MEMLA loses to rome in both views
+    NS   memla 1,0,1,0...; rome 0,1,0,1...; ft_l 0.25         -> differences ±1, mean 0 -> no difference
+    MQ   0 for everyone                                        -> no difference; "same mean" note
+
+``memla_no_lse`` (kind memla) scores 1 on everything: as a MEMLA variant it must never be
+picked as the best baseline. The baselines ran in run dir ``runs/base`` on a GPU, MEMLA in
+``runs/memla`` on a CPU; a second edit language (zh) has MEMLA rows only.
+"""
+from __future__ import annotations
+
+import difflib
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import pytest
+
+from memla_mkeb.findings import LOSS, TIE, WIN, findings_section
+from memla_mkeb.report import Invocation, ReportError, main, write_report
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS_DOC = REPO / "docs" / "RESULTS.md"
+
+LANGS = ("en", "zh", "fr")
+N = 12
+KINDS = {"unedited": "unedited", "memla": "memla", "memla_no_lse": "memla", "rome": "easyedit", "ft_l": "easyedit"}
+HW = {"base": "GPU: test-gpu (1 device)", "memla": "CPU: test-cpu (2 cores, 2 torch threads)"}
+
+
+# --------------------------------------------------------------------------- the synthetic results
+
+
+def _scores(method: str, source: str, i: int) -> dict[str, dict[str, float]]:
+    out = {}
+    for lang in LANGS:
+        home = lang == source
+        es = {"memla": 1.0, "memla_no_lse": 1.0, "rome": float(home), "ft_l": 0.0, "unedited": 0.0}[method]
+        ps = {"memla": 0.0, "memla_no_lse": 1.0, "rome": 1.0, "ft_l": 0.0, "unedited": 0.0}[method]
+        ns = {"memla": float(i % 2 == 0), "memla_no_lse": 1.0, "rome": float(i % 2 == 1), "ft_l": 0.25,
+              "unedited": 0.5}[method]
+        out[lang] = {"ES": es, "PS": ps, "NS": ns, "MQ": 0.0,
+                     "rel_acc": es, "gen_acc": ps, "loc_acc": 1.0, "port_acc": 0.0}
+    return out
+
+
+def _row(method: str, source: str, i: int, hardware: str) -> dict[str, Any]:
+    return {"key": f"{method}|{source}|{i}", "method": method, "kind": KINDS[method], "source": source,
+            "record_id": str(i), "record_index": i, "status": "ok", "error": None, "seed": 7,
+            "cfg_id": f"cfg-{method}", "hardware": hardware, "edit_s": 1.0 + i, "eval_s": 0.5,
+            "restore": {"checked": 0 if method == "unedited" else 4, "restored": 4},
+            "scores": _scores(method, source, i)}
+
+
+def _plan(methods: list[str]) -> dict[str, Any]:
+    return {"data_ids": None, "data_meta": {}, "data_path": "/somewhere/tiny_mkeb.json",
+            "methods": [{"name": m, "kind": KINDS[m]} for m in methods],
+            "model": {"name": "tiny", "name_or_path": "tiny-model", "device": "cpu", "dtype": None}}
+
+
+def make_runs(root: Path) -> list[Path]:
+    """Two run dirs under ``root/runs``: baselines (+ unedited) on a GPU, MEMLA variants on a CPU."""
+    layout = {"base": (["unedited", "rome", "ft_l"], ["en"]), "memla": (["memla", "memla_no_lse"], ["en", "zh"])}
+    dirs = []
+    for name, (methods, sources) in layout.items():
+        d = root / "runs" / name
+        d.mkdir(parents=True)
+        rows = [_row(m, s, i, HW[name]) for m in methods for s in sources for i in range(N)
+                if not (m == "memla_no_lse" and s == "zh")]
+        (d / "results.jsonl").write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows), "utf-8")
+        (d / "plan.json").write_text(json.dumps(_plan(methods), indent=2, sort_keys=True), "utf-8")
+        dirs.append(d)
+    return dirs
+
+
+# --------------------------------------------------------------------------- the regeneration check
+
+
+def _files_dir(md: Path) -> Path:
+    return md.parent / (md.stem + "_files")
+
+
+def _tree(d: Path) -> dict[str, bytes]:
+    return {p.relative_to(d).as_posix(): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()} if d.is_dir() else {}
+
+
+def _root_of(md: Path, out: str) -> Path:
+    """The directory the recorded command ran from: where ``out`` names ``md``."""
+    target = md.resolve()
+    for cand in [target.parent, *target.parent.parents]:
+        if (cand / out).resolve() == target:
+            return cand
+    raise ReportError(f"{md}: the Regenerate line writes {out!r}, which cannot name this file")
+
+
+def check_regenerates(md_path: Path, tmp: Path) -> list[str]:
+    """Rerun the report's recorded ``Regenerate:`` command into ``tmp``; list every byte difference.
+
+    The command's paths are relative to the dir it ran from (found from ``--out``), so this works
+    from any current dir. The markdown is written under ``tmp`` with the same file name, so its
+    ``<stem>_files/`` links are the same; the printed command is the recorded one.
+    """
+    md_path = Path(md_path)
+    text = md_path.read_bytes()
+    inv = Invocation.from_markdown(text.decode("utf-8"))
+    root = _root_of(md_path, inv.out_path())
+    tmp.mkdir(parents=True, exist_ok=True)
+    new_md = write_report([root / d for d in inv.run_dirs], tmp / md_path.name, n_boot=inv.n_boot, seed=inv.seed,
+                          plots=inv.plots, shown=inv)
+    diffs = []
+    new_text = new_md.read_bytes()
+    if new_text != text:
+        lines = list(difflib.unified_diff(text.decode("utf-8", "replace").splitlines(),
+                                          new_text.decode("utf-8", "replace").splitlines(),
+                                          f"{md_path.name} (committed)", f"{md_path.name} (regenerated)", lineterm="",
+                                          n=0))
+        diffs.append(f"{md_path.name} differs:\n" + "\n".join(lines[:40]))
+    old, new = _tree(_files_dir(md_path)), _tree(_files_dir(new_md))
+    prefix = _files_dir(md_path).name
+    for name in sorted(set(old) | set(new)):
+        if name not in new:
+            diffs.append(f"{prefix}/{name}: committed but not produced by the command")
+        elif name not in old:
+            diffs.append(f"{prefix}/{name}: produced by the command but not committed")
+        elif old[name] != new[name]:
+            diffs.append(f"{prefix}/{name}: bytes differ")
+    return diffs
+
+
+# --------------------------------------------------------------------------- findings
+
+
+@pytest.fixture
+def repo(tmp_path, monkeypatch) -> Path:
+    """A fake checkout with the two run dirs and docs/RESULTS.md generated from it, as the lead would."""
+    root = tmp_path / "repo"
+    make_runs(root)
+    monkeypatch.chdir(root)
+    assert main(["runs/base", "runs/memla", "--out", "docs/RESULTS.md", "--bootstrap", "300", "--seed", "3"]) == 0
+    return root
+
+
+def _section(md: str, title: str) -> str:
+    start = md.index(f"## {title}\n")
+    end = md.find("\n## ", start + 1)
+    return md[start:] if end < 0 else md[start:end]
+
+
+def test_findings_classify_wins_losses_and_ties(repo):
+    md = (repo / "docs" / "RESULTS.md").read_text(encoding="utf-8")
+    f = _section(md, "Findings")
+    en = next(p for p in f.split("\n\n") if p.startswith("**Edit language en.**"))
+    # a clear win, a clear loss (both views), named with the best baseline and the interval in points
+    assert "MEMLA beats rome on ES others by 100.0 points [+100.0, +100.0]." in en
+    assert ("MEMLA loses to rome on PS edit→edit by 100.0 points [-100.0, -100.0] and PS others by 100.0 points "
+            "[-100.0, -100.0].") in en
+    # the rest is inconclusive and counted, the all-zero metric noted
+    assert "No difference the intervals support on 5 of 8 comparisons (ES edit→edit, NS edit→edit, NS others, " \
+           "MQ edit→edit, MQ others)." in en
+    assert "same mean in both views on MQ (0.0)" in en
+    assert "Baselines compared: rome, ft_l" in en and "each interval is paired over 12 records" in en
+    # a MEMLA variant is never the best baseline, the unedited model neither
+    assert "memla_no_lse" not in f and "unedited" not in f
+    # an edit language without baselines says so
+    assert "**Edit language zh.** The comparison with the best baseline is not available: there are no baseline " \
+           "rows." in f
+    # the paper's claim, per metric on the "others" view, and the summary
+    claim = f[f.index("**The paper's claim.**"):]
+    assert "arXiv 2406.11566" in claim
+    assert ("- edit language en: ES supported (+100.0 [+100.0, +100.0] vs rome, n = 12); "
+            "PS contradicted (-100.0 [-100.0, -100.0] vs rome, n = 12); NS not resolved (") in claim
+    assert "MQ not resolved (+0.0 [+0.0, +0.0] vs rome, n = 12)" in claim
+    assert "- edit language zh: not available" in claim
+    assert ("of 4 (edit language, metric) pairs tested, the claim is supported on 1, contradicted on 1 and not "
+            "resolved on 2. Supported: ES (en). Contradicted: PS (en).") in claim
+    # the table below says the same as the words (one computation feeds both)
+    assert "| ES | others | rome | 100.0 | 0.0 | +100.0 [+100.0, +100.0] | 12 | MEMLA higher |" in md
+    assert "| PS | others | rome | 0.0 | 100.0 | -100.0 [-100.0, -100.0] | 12 | MEMLA lower |" in md
+    assert "| NS | others | rome | 50.0 | 50.0 | +0.0 [" in md
+    # Findings come before the detailed tables
+    assert md.index("## Findings") < md.index("## Edit language en")
+
+
+def test_findings_without_memla_or_baselines_say_not_available():
+    present = {"en": ["unedited", "rome"]}
+    lines = findings_section(["en"], present, {"unedited": "unedited", "rome": "easyedit"}, {"en": []}, {}, ["ES"])
+    text = "\n".join(lines)
+    assert "**Edit language en.** The comparison with the best baseline is not available: there are no `memla` rows." in text
+    assert "The comparison is not available: there are no `memla` rows." in text
+    lines = findings_section(["en"], {"en": ["memla"]}, {"memla": "memla"}, {"en": []}, {}, ["ES"])
+    assert "The comparison is not available: there are no baseline rows." in "\n".join(lines)
+
+
+def test_comparison_outcome_needs_an_interval():
+    from memla_mkeb.findings import Comparison
+    from memla_mkeb.stats import Estimate
+
+    def cmp(lo: Optional[float], hi: Optional[float], n: int = 5, ok: bool = True) -> Comparison:
+        e = Estimate(n, 0.1, lo, hi)
+        return Comparison("en", "ES", "others", "rome", e, e, e, has_interval=ok)
+
+    assert cmp(0.01, 0.2).outcome == WIN and cmp(-0.3, -0.01).outcome == LOSS
+    assert cmp(0.0, 0.2).outcome == TIE and cmp(-0.1, 0.0).outcome == TIE
+    assert cmp(0.1, 0.1, n=1, ok=False).outcome is None
+
+
+# --------------------------------------------------------------------------- runs, hardware, the command
+
+
+def test_header_names_hardware_per_run_and_the_command(repo):
+    md = (repo / "docs" / "RESULTS.md").read_text(encoding="utf-8")
+    assert ("Regenerate: `memla-mkeb-report runs/base runs/memla --out docs/RESULTS.md --bootstrap 300 --seed 3`"
+            in md)
+    runs = _section(md, "Runs and hardware")
+    assert f"| `runs/base` | unedited, rome, ft_l | en | 12 | 36 | {HW['base']} |" in runs
+    assert f"| `runs/memla` | memla, memla_no_lse | en zh | 12 | 36 | {HW['memla']} |" in runs
+    assert "- Run directories: `runs/base`, `runs/memla`" in md
+    # nothing machine-specific: no absolute path of this checkout anywhere in the text
+    assert str(repo) not in md and "/somewhere" not in md
+    # links to the plots are relative to the markdown file
+    assert "](RESULTS_files/bars_en_ES.png)" in md
+    # a parent dir searched recursively: each row is named by the run dir it was found in
+    main(["runs", "--out", "docs/parent.md", "--no-plots"])
+    runs = _section((repo / "docs" / "parent.md").read_text(encoding="utf-8"), "Runs and hardware")
+    assert "| `runs/base` | unedited, rome, ft_l |" in runs and "| `runs/memla` | memla, memla_no_lse |" in runs
+
+
+def test_absolute_paths_below_the_cwd_are_printed_relative(repo, tmp_path):
+    main([str(repo / "runs" / "base"), str(repo / "runs" / "memla"), "--out", str(repo / "docs" / "X.md"),
+          "--no-plots"])
+    md = (repo / "docs" / "X.md").read_text(encoding="utf-8")
+    assert "Regenerate: `memla-mkeb-report runs/base runs/memla --out docs/X.md --no-plots`" in md
+    inv = Invocation.from_markdown(md)
+    assert inv == Invocation(("runs/base", "runs/memla"), "docs/X.md", 2000, 0, False)
+    assert Invocation.from_argv(inv.argv()) == inv
+    with pytest.raises(ReportError, match="no 'Regenerate"):
+        Invocation.from_markdown("# a report\n")
+
+
+# --------------------------------------------------------------------------- regeneration
+
+
+def test_check_regenerates_passes_on_an_untouched_report(repo, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the check must not depend on the current dir
+    assert check_regenerates(repo / "docs" / "RESULTS.md", tmp_path / "regen") == []
+    assert (tmp_path / "regen" / "RESULTS_files" / "summary.csv").is_file()
+
+
+def test_check_regenerates_reports_each_kind_of_drift(repo, tmp_path):
+    md = repo / "docs" / "RESULTS.md"
+    files = repo / "docs" / "RESULTS_files"
+    md.write_text(md.read_text(encoding="utf-8").replace("MEMLA beats rome", "MEMLA crushes rome"), encoding="utf-8")
+    (files / "summary.csv").write_bytes((files / "summary.csv").read_bytes() + b"x\n")
+    (files / "stale.csv").write_text("old\n", encoding="utf-8")
+    (files / "bars_en_MQ.png").unlink()
+    diffs = check_regenerates(md, tmp_path / "regen")
+    assert any(d.startswith("RESULTS.md differs") and "MEMLA crushes rome" in d for d in diffs)
+    assert "RESULTS_files/summary.csv: bytes differ" in diffs
+    assert "RESULTS_files/stale.csv: committed but not produced by the command" in diffs
+    assert "RESULTS_files/bars_en_MQ.png: produced by the command but not committed" in diffs
+    # new results rows change the report too
+    with (repo / "runs" / "base" / "results.jsonl").open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps(_row("rome", "zh", 0, HW["base"]), sort_keys=True) + "\n")
+    assert any("RESULTS.md differs" in d for d in check_regenerates(md, tmp_path / "regen2"))
+
+
+def test_docs_results_md_regenerates():
+    """The published results are exactly what their recorded command produces from the committed runs."""
+    if not RESULTS_DOC.is_file():
+        pytest.fail(f"{RESULTS_DOC.relative_to(REPO)} is missing: generate it with memla-mkeb-report from the "
+                    "committed run dirs (e.g. `memla-mkeb-report benchmarks/mkeb/results/en --out docs/RESULTS.md`, "
+                    "run from the repository root) and commit it with its RESULTS_files/")
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        diffs = check_regenerates(RESULTS_DOC, Path(tmp))
+    assert not diffs, "docs/RESULTS.md does not match its Regenerate command:\n" + "\n".join(diffs)
