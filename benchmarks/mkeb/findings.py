@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping, Optional, Sequence
 
-from .stats import MKEB_METRICS, VIEW_LABEL, VIEWS, Estimate, bootstrap, paired
+from .stats import MKEB_METRICS, VIEW_LABEL, VIEWS, Estimate, bootstrap, paired, pct
 
 #: The claim the Findings section tests: the paper's averaged cross-lingual results.
 PAPER = "the MEMLA paper (Xie et al., arXiv 2406.11566)"
@@ -87,13 +87,8 @@ def compare_with_best(source: str, methods: Sequence[str], kinds: Mapping[str, s
 
 
 def _pp(x: Optional[float], signed: bool = True) -> str:
-    """Percentage points with one decimal (-0.0 printed as 0.0), as in the tables."""
-    if x is None:
-        return "–"
-    v = 100.0 * x
-    if abs(v) < 0.05:
-        v = 0.0
-    return f"{v:+.1f}" if signed else f"{v:.1f}"
+    """Percentage points as in the tables (signed unless told otherwise)."""
+    return pct(x, signed)
 
 
 def _where(c: Comparison) -> str:

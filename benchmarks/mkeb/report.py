@@ -44,6 +44,7 @@ from .stats import (
     by_record,
     ordered_values,
     paired,
+    pct,
 )
 
 ALL_METRICS = MKEB_METRICS + EASYEDIT_METRICS
@@ -156,15 +157,6 @@ def collect(run_dirs: Sequence[Path]) -> Collected:
 
 
 # --------------------------------------------------------------------------- formatting
-
-
-def pct(x: Optional[float], signed: bool = False) -> str:
-    if x is None:
-        return "–"
-    v = 100.0 * x
-    if abs(v) < 0.05:
-        v = 0.0
-    return f"{v:+.1f}" if signed else f"{v:.1f}"
 
 
 def fmt_est(e: Estimate, signed: bool = False) -> str:

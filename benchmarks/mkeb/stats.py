@@ -89,6 +89,18 @@ def ordered_values(values: Mapping[str, float]) -> list[float]:
     return [values[k] for k in sorted(values, key=_id_order)]
 
 
+
+
+def pct(x: Optional[float], signed: bool = False) -> str:
+    """A fraction as percent with one decimal ("–" for missing; -0.0 printed as 0.0)."""
+    if x is None:
+        return "–"
+    v = 100.0 * x
+    if abs(v) < 0.05:
+        v = 0.0
+    return f"{v:+.1f}" if signed else f"{v:.1f}"
+
+
 __all__ = [
     "EASYEDIT_METRICS",
     "Estimate",
@@ -99,5 +111,6 @@ __all__ = [
     "by_record",
     "ordered_values",
     "paired",
+    "pct",
     "record_value",
 ]
