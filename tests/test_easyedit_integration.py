@@ -431,3 +431,35 @@ def test_mkeb_requests_through_edit_requests(ee, tiny_dir, tmp_path):
     metrics, _, _ = editor.edit_requests(requests, sequential_edit=False, verbose=False)
     assert "rewrite_acc" in metrics[0]["post"] and metrics[0]["requested_rewrite"]["edit_lang"] == "en"
     assert_bit_identical(editor.model, before)
+
+
+def test_prepare_collects_rome_and_memit_statistics_in_one_pass(ee, tiny_dir, tiny_tok, tmp_path, monkeypatch):
+    """memla-setup's baseline step: ROME's layer and MEMIT's layers in one pass over the corpus."""
+    from transformers import AutoModelForCausalLM
+
+    import memla_plugin.models
+    from memla_plugin.easyedit import prepare, stats
+
+    hp_dir = tmp_path / "hparams"
+    common = {"model_name": str(tiny_dir), "stats_dir": str(tmp_path / "stats"), "mom2_n_samples": 24}
+    for alg, layers in (("ROME", [1]), ("MEMIT", [0, 1, 2])):
+        (hp_dir / alg).mkdir(parents=True)
+        src = write_hparams(tmp_path, alg, "qwen2.5-0.5b.yaml", layers=layers, **common)
+        (hp_dir / alg / "qwen2.5-0.5b.yaml").write_text(src.read_text())
+    model = AutoModelForCausalLM.from_pretrained(tiny_dir).eval()
+    monkeypatch.setattr(memla_plugin.models, "load_model", lambda name: (model, copy.deepcopy(tiny_tok)))
+    passes = []
+    real = stats.collect_mom2
+
+    def counting(model, tok, modules, texts, **kw):
+        passes.append(list(modules))
+        return real(model, tok, modules, texts, progress=False)
+
+    monkeypatch.setattr(stats, "collect_mom2", counting)
+    seconds = prepare.prepare_all(["ROME", "MEMIT"], hp_dir)
+    assert set(seconds) == {"ROME", "MEMIT"}
+    assert passes == [[f"model.layers.{l}.mlp.down_proj" for l in (0, 1, 2)]]
+    files = sorted(p.name for p in (tmp_path / "stats").rglob("*.npz"))
+    assert files == [f"model.layers.{l}.mlp.down_proj_float32_mom2_24.npz" for l in (0, 1, 2)]
+    prov = stats.read_provenance(next((tmp_path / "stats").rglob("model.layers.1.*.npz")))
+    assert prov["corpus"]["n_records"] == 200 and prov["corpus"]["fallback"] is None  # the train split
