@@ -66,6 +66,25 @@ def peak_rss_mib() -> float | None:
     return round(kib / (2**20 if sys.platform == "darwin" else 2**10), 1)
 
 
+def release_freed_memory() -> None:
+    """Hand memory freed by the last edit back to the OS (glibc keeps freed heap otherwise).
+
+    Without this, the heap one method grew to (MEMLA's attribution batches, say) stays resident
+    under the next method's own peak, and the run's peak RSS is their sum rather than the larger.
+    """
+    import gc
+
+    gc.collect()
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (e.g. musl)
+        pass
+
+
 def hardware_label(env: dict[str, Any]) -> str:
     """One line naming the device that did the work, e.g. 'CPU: Xeon ... (2 cores, 2 torch threads)'."""
     dev = str(env.get("device", "cpu"))

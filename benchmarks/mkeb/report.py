@@ -415,8 +415,8 @@ def build(c: Collected, out: Path, *, n_boot: int = 2000, seed: int = 0, plots: 
     md.append(f"Restore checks: {total_checks} passed, {len(c.restore_failures)} mismatches"
               + (" (" + ", ".join(f"{k}: {v}" for k, v in sorted(n_fail_restore.items())) + ")"
                  if c.restore_failures else "")
-              + ". After every edit the weights are restored and compared with a copy taken when the model was "
-                "loaded; a failed edit is scored on the unchanged model and counted above; a skipped record "
+              + ". After every edit the weights are restored and every parameter is checked bit for bit against "
+                "the model as loaded (run.restore_check: SHA-256 digests by default, or a full copy); a failed edit is scored on the unchanged model and counted above; a skipped record "
                 "(the method needs the subject in the prompt and it is not there verbatim) is left out of that "
                 "method's means.\n")
     _csv_bytes(files, f"{files_dir_name}/counts.csv",

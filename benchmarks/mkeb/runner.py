@@ -554,6 +554,7 @@ def _run(plan: Plan, cfg: Any, model: Any, tok: Any, snapshot: ParamSnapshot, ho
                                               "s": time.perf_counter() - t2}
                     row["scores"] = jsonable(row["scores"])
                     row["peak_rss_mib"] = envinfo.peak_rss_mib()
+                    envinfo.release_freed_memory()
                     out.append(row)
                     summary.written += 1
                     summary.errors += row["status"] == "error"
