@@ -88,18 +88,16 @@ class ParamSnapshot:
         if self.digests is not None:
             now = _digests(model)
             bad = [name for name in self.names if now[name] != self.digests[name]]
-        for name in self.names if self.digests is None else ():
-            p = params[name].detach()
-            if self.copy is not None:
-                ref = self.copy[name]
-                same = ref.shape == p.shape and ref.dtype == p.dtype and torch.equal(ref, p.to("cpu"))
-                if not same:
+        elif self.copy is not None:
+            for name in self.names:
+                p, ref = params[name].detach().to("cpu"), self.copy[name]
+                if not (ref.shape == p.shape and ref.dtype == p.dtype and torch.equal(ref, p)):
                     bad.append(name)
                     if ref.shape == p.shape:
-                        diff = (ref.float() - p.to("cpu").float()).abs().max().item()
+                        diff = (ref.float() - p.float()).abs().max().item()
                         worst = diff if worst is None else max(worst, diff)
-            elif _checksum(p) != self.sums[name]:  # type: ignore[index]
-                bad.append(name)
+        else:
+            bad = [name for name in self.names if _checksum(params[name]) != self.sums[name]]  # type: ignore[index]
         if bad:
             extra_txt = f", max abs difference {worst:.3g}" if worst is not None else ""
             raise RestoreMismatchError(

@@ -242,9 +242,11 @@ def file_sha256(path: Path) -> str:
 
 
 def check_restore_mode(cfg: Any) -> str:
-    mode = str((cfg.get("run") or {}).get("restore_check", "sha256"))
-    if mode not in ("sha256", "exact", "checksum"):
-        raise BenchConfigError(f"run.restore_check={mode!r} unknown; use sha256, exact or checksum")
+    from .restore import MODES
+
+    mode = str((cfg.get("run") or {}).get("restore_check", MODES[0]))
+    if mode not in MODES:
+        raise BenchConfigError(f"run.restore_check={mode!r} unknown; use {', '.join(MODES[:-1])} or {MODES[-1]}")
     return mode
 
 

@@ -20,7 +20,6 @@ the dev records (resumable like any run), then prints the summary.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -32,20 +31,10 @@ GIB = 1024.0  # MiB per GiB
 
 
 def read_rows(run_dir: Path) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
-    """(result rows, unedited-cache rows by record id) of every shard; the first row per key wins."""
-    rows: dict[str, dict[str, Any]] = {}
-    for path in sorted(run_dir.glob("results*.jsonl")):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                row = json.loads(line)
-                rows.setdefault(row["key"], row)
-    cache: dict[str, dict[str, Any]] = {}
-    for path in sorted(run_dir.glob("unedited_cache*.jsonl")):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                row = json.loads(line)
-                cache.setdefault(str(row["record_id"]), row)
-    return list(rows.values()), cache
+    """(result rows, unedited-cache rows by record id) of every shard, as the harness reads them."""
+    from memla_mkeb.store import done_keys, load_cache
+
+    return list(done_keys(run_dir).values()), load_cache(run_dir)
 
 
 def prompts_per_lang(run_dir: Path, record_ids: list[str]) -> dict[tuple[str, str], int]:
