@@ -30,13 +30,13 @@ def test_defaults_are_the_readme_main_job():
 
 
 def test_catalog_has_every_method_of_the_issue():
-    cfg = compose(["methods=[unedited,memla,memla_no_mask,memla_no_lse,memla_no_lie,memla_scale0p3,memla_scale0p5,"
+    cfg = compose(["methods=[unedited,memla,memla_no_mask,memla_no_lse,memla_no_lie,memla_scale0p3,"
                    "memla_scale1p0,rome,memit,mend,ft_l,ft_m,lora]"])
     specs = {s.name: s for s in settings.resolve_methods(cfg)}
     assert specs["memla_no_mask"].overrides == {"use_masks": False}
     assert specs["memla_no_lse"].overrides == {"use_language_specific": False}
     assert specs["memla_no_lie"].overrides == {"use_language_independent": False}
-    assert [specs[f"memla_scale{x}"].overrides["apply_scale"] for x in ("0p3", "0p5", "1p0")] == [0.3, 0.5, 1.0]
+    assert [specs[f"memla_scale{x}"].overrides["apply_scale"] for x in ("0p3", "1p0")] == [0.3, 1.0]
     assert specs["ft_m"].alg_name == "FT-M" and specs["ft_m"].hparams.endswith("FT/qwen2.5-0.5b-ft-m.yaml")
     assert {specs[n].kind for n in ("rome", "memit", "mend", "ft_l", "ft_m", "lora")} == {"easyedit"}
 

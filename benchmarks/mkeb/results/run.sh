@@ -21,7 +21,7 @@ run() {  # run NAME LIMIT SOURCES METHODS
 case "${1:-}" in
     en)        run en "${2:-60}" en "unedited,memla,$BASELINES" ;;
     zh_fr)     run zh_fr "${2:-30}" zh,fr "unedited,memla,$BASELINES" ;;
-    ablations) run ablations "${2:-30}" en "unedited,memla_no_mask,memla_no_lse,memla_no_lie,memla_scale0p3,memla_scale0p5,memla_scale1p0" ;;
+    ablations) run ablations "${2:-30}" en "unedited,memla_no_mask,memla_no_lse,memla_no_lie,memla_scale0p3,memla_scale1p0" ;;
     report)    "$BIN/memla-mkeb-report" $R/en $R/zh_fr $R/ablations --out docs/RESULTS.md ;;
     *) echo "usage: $0 en|zh_fr|ablations [N] | report" >&2; exit 2 ;;
 esac
