@@ -18,6 +18,7 @@ import csv
 import hashlib
 import io
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -26,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from memla_mkeb import stats
-from memla_mkeb.report import ReportError, collect, write_report
+from memla_mkeb.report import Invocation, ReportError, collect, write_report
 
 FIXED = Path(__file__).parent / "data" / "bench_report" / "run"
 
@@ -127,6 +128,34 @@ def test_report_merges_shards_and_dedupes(fixed_run, tmp_path):
         assert (tmp_path / "one" / "report_files" / name).read_bytes() == (tmp_path / "two" / "report_files" / name).read_bytes()
     c = collect([tmp_path / "shards"])
     assert len(c.rows) == 12 and c.duplicates == 2
+
+
+def test_common_records_gives_every_method_of_a_run_dir_the_same_records(fixed_run, tmp_path):
+    lines = (fixed_run / "results.jsonl").read_text().splitlines()[:-1]
+    rows = [json.loads(line) for line in lines]
+    last = max(r["record_index"] for r in rows)
+    gone = next(r for r in rows if r["method"] == "memla" and r["record_index"] == last)
+    (fixed_run / "results.jsonl").write_text("".join(line + "\n" for line, r in zip(lines, rows) if r is not gone))
+    other = tmp_path / "other"  # a second run dir whose methods differ: judged on its own rows
+    other.mkdir()
+    extra = [dict(r, method="memla_x", key=r["key"].replace("memla|", "memla_x|"))
+             for r in rows if r["method"] == "memla"]
+    (other / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in extra))
+
+    assert len(collect([fixed_run, other]).rows) == 11 + 3
+    c = collect([fixed_run, other], common_records=True)
+    per_method = {m: sorted(r["record_index"] for r in c.rows.values() if r["method"] == m)
+                  for m in ("unedited", "memla", "rome", "ft_l", "memla_x")}
+    assert per_method["memla_x"] == sorted(r["record_index"] for r in extra)  # not cut by the other dir
+    assert {len(v) for m, v in per_method.items() if m != "memla_x"} == {2} and last not in per_method["rome"]
+    assert c.left_out == 3
+
+    out = write_report([fixed_run, other], out=tmp_path / "rep" / "report.md", n_boot=100, plots=False,
+                       common_records=True)
+    md = out.read_text(encoding="utf-8")
+    assert "(`--common-records`); 3 rows of further records" in md
+    assert re.search(r"^Regenerate: `memla-mkeb-report .* --common-records`", md, re.M)
+    assert Invocation.from_markdown(md).common_records
 
 
 def test_report_conflicting_duplicate_is_an_error(fixed_run, tmp_path):

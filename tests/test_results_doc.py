@@ -112,7 +112,7 @@ def check_regenerates(md_path: Path, tmp: Path) -> list[str]:
     root = _root_of(md_path, inv.out_path())
     tmp.mkdir(parents=True, exist_ok=True)
     new_md = write_report([root / d for d in inv.run_dirs], tmp / md_path.name, n_boot=inv.n_boot, seed=inv.seed,
-                          plots=inv.plots, shown=inv)
+                          plots=inv.plots, common_records=inv.common_records, shown=inv)
     diffs = []
     new_text = new_md.read_bytes()
     if new_text != text:

@@ -89,6 +89,10 @@ class Collected:
     unedited: list[dict[str, Any]] = field(default_factory=list)
     #: results file -> index (into ``run_dirs``) of the run dir it was found under
     file_run_dir: dict[Path, int] = field(default_factory=dict)
+    #: ``--common-records``: whether rows were limited to the records every method of a run dir has
+    common_records: bool = False
+    #: rows left out by ``--common-records``
+    left_out: int = 0
 
 
 def _result_files(run_dir: Path) -> list[Path]:
@@ -106,8 +110,29 @@ def _comparable(row: dict[str, Any]) -> str:
     return json.dumps({"status": row.get("status"), "scores": row.get("scores")}, sort_keys=True)
 
 
-def collect(run_dirs: Sequence[Path]) -> Collected:
-    """Read and merge the rows of ``run_dirs`` (dedupe by key; conflicting duplicates are errors)."""
+def common_record_rows(
+    pairs: Sequence[tuple[Path, dict[str, Any]]], run_dir_of: dict[Path, int]
+) -> tuple[list[tuple[Path, dict[str, Any]]], int]:
+    """Keep the rows of the records that every method of the same run dir has for the same edit language.
+
+    A run that grows in steps (first 10 records, then 20, ...) holds more records for the methods
+    it ran first whenever a sitting ended mid-step; this gives every method the same records.
+    Returns (kept rows, number of rows left out).
+    """
+    have: dict[tuple[int, str], dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+    for path, row in pairs:
+        have[(run_dir_of.get(path, -1), str(row.get("source")))][str(row.get("method"))].add(str(row.get("record_id")))
+    common = {g: set.intersection(*by_method.values()) for g, by_method in have.items()}
+    kept = [(p, r) for p, r in pairs
+            if str(r.get("record_id")) in common[(run_dir_of.get(p, -1), str(r.get("source")))]]
+    return kept, len(pairs) - len(kept)
+
+
+def collect(run_dirs: Sequence[Path], *, common_records: bool = False) -> Collected:
+    """Read and merge the rows of ``run_dirs`` (dedupe by key; conflicting duplicates are errors).
+
+    ``common_records``: keep only the records every method of a run dir has (:func:`common_record_rows`).
+    """
     files: list[Path] = []
     file_run_dir: dict[Path, int] = {}
     for i, d in enumerate(run_dirs):
@@ -118,7 +143,11 @@ def collect(run_dirs: Sequence[Path]) -> Collected:
     rows: dict[str, dict[str, Any]] = {}
     origin: dict[str, Path] = {}
     dup = 0
-    for path, row in store.rows_of(files):
+    pairs = list(store.rows_of(files))
+    left_out = 0
+    if common_records:
+        pairs, left_out = common_record_rows(pairs, file_run_dir)
+    for path, row in pairs:
         key = row.get("key")
         if not key:
             raise ReportError(f"{path}: a row without 'key'")
@@ -132,7 +161,9 @@ def collect(run_dirs: Sequence[Path]) -> Collected:
             continue
         rows[key] = row
         origin[key] = path
-    out = Collected(list(map(Path, run_dirs)), files, rows, origin, dup, file_run_dir=file_run_dir)
+    out = Collected(list(map(Path, run_dirs)), files, rows, origin, dup, file_run_dir=file_run_dir,
+                    common_records=common_records, left_out=left_out)
+    kept_ids = {str(r.get("record_id")) for r in rows.values()}
     seen_dirs: list[Path] = []
     for f in files:
         if f.parent not in seen_dirs:
@@ -144,7 +175,8 @@ def collect(run_dirs: Sequence[Path]) -> Collected:
             out.envs.append(json.loads(p.read_text(encoding="utf-8")))
         out.restore_failures += store.read_jsonl(d / store.RESTORE_FAILURES)
         for p in store.iter_files(d, store.UNEDITED_GLOB):
-            out.unedited += [{"record_id": r.get("record_id"), "eval_s": r.get("eval_s")} for r in store.read_jsonl(p)]
+            out.unedited += [{"record_id": r.get("record_id"), "eval_s": r.get("eval_s")} for r in store.read_jsonl(p)
+                             if not common_records or str(r.get("record_id")) in kept_ids]
     # one method, one setting: rows of a method made with different configs must not mix
     ids: dict[str, dict[str, Path]] = defaultdict(dict)
     for key, row in rows.items():
@@ -218,13 +250,14 @@ class Invocation:
     n_boot: int = DEFAULT_BOOT
     seed: int = DEFAULT_SEED
     plots: bool = True
+    common_records: bool = False
 
     @classmethod
     def of(cls, run_dirs: Sequence[Path | str], out: Optional[Path | str] = None, *, n_boot: int = DEFAULT_BOOT,
-           seed: int = DEFAULT_SEED, plots: bool = True) -> "Invocation":
+           seed: int = DEFAULT_SEED, plots: bool = True, common_records: bool = False) -> "Invocation":
         """From real paths (absolute ones below the current dir are shown relative to it)."""
         return cls(tuple(_shown_path(d) for d in run_dirs), None if out is None else _shown_path(out),
-                   int(n_boot), int(seed), bool(plots))
+                   int(n_boot), int(seed), bool(plots), bool(common_records))
 
     def argv(self) -> list[str]:
         """The arguments after the program name; options left at their defaults are omitted."""
@@ -237,6 +270,8 @@ class Invocation:
             a += ["--seed", str(self.seed)]
         if not self.plots:
             a.append("--no-plots")
+        if self.common_records:
+            a.append("--common-records")
         return a
 
     def command(self) -> str:
@@ -255,7 +290,7 @@ class Invocation:
         except SystemExit as exc:
             raise ReportError(f"bad {PROG} arguments: {' '.join(argv)}") from exc
         return cls(tuple(d.as_posix() for d in a.run_dirs), None if a.out is None else a.out.as_posix(),
-                   a.bootstrap, a.seed, not a.no_plots)
+                   a.bootstrap, a.seed, not a.no_plots, a.common_records)
 
     @classmethod
     def from_markdown(cls, text: str) -> "Invocation":
@@ -326,7 +361,7 @@ def build(c: Collected, out: Path, *, n_boot: int = 2000, seed: int = 0, plots: 
     ``shown``: the command line printed in the header (default: ``c.run_dirs`` and ``out``).
     """
     if shown is None:
-        shown = Invocation.of(c.run_dirs, out, n_boot=n_boot, seed=seed, plots=plots)
+        shown = Invocation.of(c.run_dirs, out, n_boot=n_boot, seed=seed, plots=plots, common_records=c.common_records)
     kinds = method_kinds(c)
     rows = list(c.rows.values())
     methods = method_order([r["method"] for r in rows], kinds)
@@ -350,6 +385,9 @@ def build(c: Collected, out: Path, *, n_boot: int = 2000, seed: int = 0, plots: 
               "inputs give the same bytes)\n")
     md.append("- Run directories: " + ", ".join(f"`{d}`" for d in shown.run_dirs))
     md.append(f"- Result rows: {len(rows)} (files: {len(c.files)}; identical duplicate rows merged: {c.duplicates})")
+    if c.common_records:
+        md.append(f"- Records: only those that every method of a run dir has for an edit language "
+                  f"(`--common-records`); {c.left_out} rows of further records, from runs still growing, left out")
     model_names = sorted({f"{p['model'].get('name')} ({p['model'].get('name_or_path')})"
                           for p in c.plans if isinstance(p.get("model"), dict)})
     data_files = sorted({Path(p["data_path"]).name for p in c.plans if p.get("data_path")})
@@ -631,7 +669,7 @@ def _csv_bytes(files: dict[str, bytes], name: str, header: Sequence[str], rows: 
 
 
 def write_report(run_dirs: Sequence[Path], out: Optional[Path] = None, *, n_boot: int = 2000, seed: int = 0,
-                 plots: bool = True, shown: Optional[Invocation] = None) -> Path:
+                 plots: bool = True, common_records: bool = False, shown: Optional[Invocation] = None) -> Path:
     """Build the report of ``run_dirs`` and write it (markdown + ``<stem>_files/``). Returns the markdown path.
 
     ``shown``: the command line to print as the Regenerate line (default: these arguments, paths
@@ -640,9 +678,9 @@ def write_report(run_dirs: Sequence[Path], out: Optional[Path] = None, *, n_boot
     if not run_dirs:
         raise ReportError("name at least one run dir")
     if shown is None:
-        shown = Invocation.of(run_dirs, out, n_boot=n_boot, seed=seed, plots=plots)
+        shown = Invocation.of(run_dirs, out, n_boot=n_boot, seed=seed, plots=plots, common_records=common_records)
     out = Path(out) if out else Path(run_dirs[0]) / "report.md"
-    c = collect([Path(d) for d in run_dirs])
+    c = collect([Path(d) for d in run_dirs], common_records=common_records)
     rep = build(c, out, n_boot=n_boot, seed=seed, plots=plots, shown=shown)
     out.parent.mkdir(parents=True, exist_ok=True)
     files_dir = out.parent / (out.stem + "_files")
@@ -666,6 +704,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     ap.add_argument("--bootstrap", type=int, default=DEFAULT_BOOT, help=f"bootstrap resamples (default {DEFAULT_BOOT})")
     ap.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"bootstrap seed (default {DEFAULT_SEED})")
     ap.add_argument("--no-plots", action="store_true", help="tables only")
+    ap.add_argument("--common-records", action="store_true",
+                    help="keep only the records that every method of a run dir has for an edit language (a run "
+                         "growing in steps then reports the same records for every method)")
     return ap.parse_args(argv)
 
 
@@ -673,7 +714,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Console entry point (``memla-mkeb-report``)."""
     args = parse_args(argv)
     try:
-        out = write_report(args.run_dirs, args.out, n_boot=args.bootstrap, seed=args.seed, plots=not args.no_plots)
+        out = write_report(args.run_dirs, args.out, n_boot=args.bootstrap, seed=args.seed, plots=not args.no_plots,
+                           common_records=args.common_records)
     except MEMLAError as exc:
         print(f"memla-mkeb-report: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2

@@ -6,7 +6,7 @@
 #   benchmarks/mkeb/results/run.sh en 60          # source en, first 60 test ids, all methods
 #   benchmarks/mkeb/results/run.sh zh_fr 30       # sources zh and fr, first 30 test ids
 #   benchmarks/mkeb/results/run.sh ablations 30   # MEMLA ablations, source en, first 30 test ids
-#   benchmarks/mkeb/results/run.sh report         # docs/RESULTS.md from every run dir
+#   benchmarks/mkeb/results/run.sh report         # docs/RESULTS.md from the run dirs made so far
 #
 # All run dirs share one neuron cache (attribution per record and language, results unchanged).
 set -euo pipefail
@@ -22,6 +22,9 @@ case "${1:-}" in
     en)        run en "${2:-60}" en "unedited,memla,$BASELINES" ;;
     zh_fr)     run zh_fr "${2:-30}" zh,fr "unedited,memla,$BASELINES" ;;
     ablations) run ablations "${2:-30}" en "unedited,memla_no_mask,memla_no_lse,memla_no_lie,memla_scale0p3,memla_scale1p0" ;;
-    report)    "$BIN/memla-mkeb-report" $R/en $R/zh_fr $R/ablations --out docs/RESULTS.md ;;
+    report)    # the run dirs made so far; --common-records: a step cut short by the end of a sitting
+               # leaves every method of a run dir with the same records
+               dirs=(); for d in en zh_fr ablations; do [ -d "$R/$d" ] && dirs+=("$R/$d"); done
+               "$BIN/memla-mkeb-report" "${dirs[@]}" --out docs/RESULTS.md --common-records ;;
     *) echo "usage: $0 en|zh_fr|ablations [N] | report" >&2; exit 2 ;;
 esac
