@@ -289,6 +289,8 @@ def test_easyedit_baselines_run_through_the_same_path(bench_env):
 
     (edited_model, _, _), = _MODEL_CACHE.values()
     assert not edited_model.is_gradient_checkpointing and edited_model.config.use_cache is True
+    # ROME switched requires_grad off everywhere; MEND after it would have nothing to differentiate
+    assert all(p.requires_grad for p in edited_model.parameters())
     assert not hasattr(edited_model, "peft_config") and not edited_model.training
 
 

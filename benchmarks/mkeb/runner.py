@@ -356,18 +356,25 @@ class _Unedited:
 
 @dataclass
 class _ModelFlags:
-    """Non-parameter state some host editors change (EasyEdit's LoRA turns on gradient
-    checkpointing, input grads and ``use_cache=False``); put back after every edit."""
+    """Non-parameter state some host editors change, put back after every edit: EasyEdit's LoRA
+    turns on gradient checkpointing, input grads and ``use_cache=False``; its ROME and MEMIT
+    switch ``requires_grad`` off on every parameter (MEND, run after them, then has no gradient)."""
 
     use_cache: Any
     checkpointing: bool
+    requires_grad: dict[str, bool]
 
     @classmethod
     def of(cls, model: Any) -> "_ModelFlags":
         return cls(getattr(getattr(model, "config", None), "use_cache", None),
-                   bool(getattr(model, "is_gradient_checkpointing", False)))
+                   bool(getattr(model, "is_gradient_checkpointing", False)),
+                   {name: p.requires_grad for name, p in model.named_parameters()})
 
     def put_back(self, model: Any) -> None:
+        for name, p in model.named_parameters():
+            flag = self.requires_grad.get(name)
+            if flag is not None and p.requires_grad != flag:
+                p.requires_grad_(flag)
         if getattr(model, "config", None) is not None and self.use_cache is not None:
             model.config.use_cache = self.use_cache
         if not self.checkpointing and getattr(model, "is_gradient_checkpointing", False):

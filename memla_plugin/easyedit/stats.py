@@ -62,12 +62,23 @@ def mom2_file(stats_dir, model, mom2_dataset: str, module: str, mom2_dtype: str,
     )
 
 
+#: config flags that editors flip at run time without changing the model (EasyEdit's LoRA sets
+#: ``use_cache = False`` on the model it is given), with the value a freshly loaded model has
+RUNTIME_CONFIG_FLAGS = {"use_cache": True}
+
+
 def model_fingerprint(model) -> str:
-    """Cheap identity of the weights: config plus a strided sample of every parameter."""
+    """Cheap identity of the weights: config plus a strided sample of every parameter.
+
+    Run-time flags (:data:`RUNTIME_CONFIG_FLAGS`) are hashed at their load-time value, so a cached
+    MEND checkpoint or statistics file is found again after an editor flipped one of them.
+    """
     import torch
 
     h = hashlib.sha256()
-    h.update(json.dumps(model.config.to_dict(), sort_keys=True, default=str).encode())
+    config = model.config.to_dict()
+    config.update({k: v for k, v in RUNTIME_CONFIG_FLAGS.items() if k in config})
+    h.update(json.dumps(config, sort_keys=True, default=str).encode())
     with torch.no_grad():
         for name, p in model.named_parameters():
             flat = p.detach().reshape(-1)
