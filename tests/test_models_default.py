@@ -52,9 +52,12 @@ def test_memla_edits_spike_hughes_to_philadelphia():
 
     model, originals = apply_memla_to_model(model, tok, [request], hparams, return_orig_weights=True)
     after = probe(model, tok, request["languages"], ["en"], max_new_tokens=6)["en"]
-    print(f"en before: {before['answer']!r}  after: {after['answer']!r}  P(new) {after['p_new']:.3f}")
-    assert after["answer"].startswith("Philadelphia")
+    print(f"en before: {before['answer']!r}  after: {after['answer']!r}  P(new) {before['p_new']:.2e} -> "
+          f"{after['p_new']:.3f}  P(true) {before['p_true']:.2e} -> {after['p_true']:.2e}")
+    # MKEB's edit success: the new target now beats the old one. At the paper's apply scale 0.5
+    # the greedy answer need not change yet (it does at 0.6 on this record; see the hparams file).
     assert after["new_beats_true"]
+    assert after["p_new"] > 1000 * before["p_new"]
     assert originals and all(".mlp.down_proj." in name for name in originals)
     # locality is measured, not assumed: on this 0.5B model the edit can rephrase unrelated answers
     # (seen: "Barack Obama was born on October 1" -> "He was born on October 1,"); the benchmark's
