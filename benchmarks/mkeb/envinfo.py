@@ -57,13 +57,74 @@ def easyedit_commit() -> str | None:
 
 
 def peak_rss_mib() -> float | None:
-    """This process's peak resident set size so far, in MiB (None where ``resource`` is missing)."""
+    """This process's peak resident set size so far, in MiB (None where ``resource`` is missing).
+
+    Once a :class:`PeakMemory` has reset the kernel's high-water mark, this reads only the peak
+    since that reset; use ``PeakMemory.process_peak_mib`` for the whole process then.
+    """
     try:
         import resource
     except ImportError:  # Windows
         return None
     kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux (bytes on macOS)
     return round(kib / (2**20 if sys.platform == "darwin" else 2**10), 1)
+
+
+_CLEAR_REFS = "/proc/self/clear_refs"
+_STATUS = "/proc/self/status"
+
+
+def _vm_hwm_mib() -> float | None:
+    """The kernel's RSS high-water mark for this process (``VmHWM``), in MiB; None off Linux."""
+    try:
+        with open(_STATUS, encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)  # kB
+    except OSError:
+        return None
+    return None
+
+
+class PeakMemory:
+    """Peak RSS per window (one benchmark row) and for the whole process.
+
+    The process peak alone (``ru_maxrss``) only ever grows, so after ROME every later row of a run
+    reports ROME's peak. On Linux, writing 5 to ``/proc/self/clear_refs`` resets the high-water
+    mark (and with it ``ru_maxrss``), which gives each row its own peak; the process peak is kept
+    here as the running maximum over the windows. Where the reset is not available the window
+    peak is None and the process peak is ``ru_maxrss``, as before.
+    """
+
+    def __init__(self) -> None:
+        self._closed_max: float = 0.0  # largest peak of the windows before the current one
+        self.per_window = False
+
+    def start_window(self) -> None:
+        """Begin a new window: later ``window_peak_mib`` calls cover only what follows."""
+        self._closed_max = max(self._closed_max, self._hwm() or 0.0)
+        try:
+            with open(_CLEAR_REFS, "w", encoding="ascii") as fh:
+                fh.write("5")
+            self.per_window = True
+        except OSError:  # not Linux, or /proc read-only
+            self.per_window = False
+
+    def window_peak_mib(self) -> float | None:
+        """Peak RSS since ``start_window`` (None where it cannot be reset)."""
+        return self._hwm() if self.per_window else None
+
+    def process_peak_mib(self) -> float | None:
+        """Peak RSS of the process so far, over every window."""
+        now = self._hwm()
+        if now is None:
+            return None
+        return max(self._closed_max, now)
+
+    @staticmethod
+    def _hwm() -> float | None:
+        hwm = _vm_hwm_mib()
+        return hwm if hwm is not None else peak_rss_mib()
 
 
 def release_freed_memory() -> None:
@@ -118,4 +179,4 @@ def collect(device: str, seed: int) -> dict[str, Any]:
     return env
 
 
-__all__ = ["collect", "cpu_model", "easyedit_commit", "hardware_label"]
+__all__ = ["PeakMemory", "collect", "cpu_model", "easyedit_commit", "hardware_label", "peak_rss_mib"]

@@ -484,6 +484,7 @@ def _run(plan: Plan, cfg: Any, model: Any, tok: Any, snapshot: ParamSnapshot, ho
             (host_log if host_log is not None else contextlib.nullcontext()):
         unedited = _Unedited(plan, cache_w)
         requests: dict[str, dict[str, dict[str, Any]]] = {}
+        memory = envinfo.PeakMemory()
         try:
             for spec in plan.methods:
                 work = [(s, r) for (m, s, r) in todo if m is spec]
@@ -497,6 +498,7 @@ def _run(plan: Plan, cfg: Any, model: Any, tok: Any, snapshot: ParamSnapshot, ho
                 for source, record in work:
                     rid = str(record.example_id)
                     bar.set_description(f"{spec.name} {source} #{rid}")
+                    memory.start_window()
                     ref = unedited.get(model, tok, record)
                     row: dict[str, Any] = {
                         "key": store.row_key(spec.name, source, rid),
@@ -560,7 +562,9 @@ def _run(plan: Plan, cfg: Any, model: Any, tok: Any, snapshot: ParamSnapshot, ho
                             row["restore"] = {"checked": checked, "restored": restored,
                                               "s": time.perf_counter() - t2}
                     row["scores"] = jsonable(row["scores"])
-                    row["peak_rss_mib"] = envinfo.peak_rss_mib()
+                    row["peak_rss_mib"] = memory.process_peak_mib()
+                    if memory.per_window:  # this row's own peak (edit, evaluation, restore)
+                        row["row_peak_rss_mib"] = memory.window_peak_mib()
                     envinfo.release_freed_memory()
                     out.append(row)
                     summary.written += 1

@@ -9,7 +9,8 @@ record and in total:
 * ROME, MEMIT (and any other method in the run): the whole edit;
 * the ratios MEMLA / ROME and MEMLA / MEMIT, per record and over the sums;
 * evaluation of one edit in all 12 languages (seconds, and per language) against MEMLA's edit;
-* the process's peak RSS (largest over the rows; each row records the peak so far).
+* the process's peak RSS (largest over the rows; each row records the peak so far) and, where the
+  rows carry it, each method's largest single-row peak (which method sets the process peak).
 
     python benchmarks/perf/phases.py runs/main                    # summarise an existing run
     python benchmarks/perf/phases.py --run /tmp/perf --limit 3    # run unedited/MEMLA/ROME/MEMIT first
@@ -153,6 +154,14 @@ def summarise(run_dir: Path, source: str = "en", out=sys.stdout) -> dict[str, An
         p(f"peak RSS of the run: {max(peaks) / GIB:.2f} GiB ({max(peaks) * 2**20 / 1e9:.2f} GB)")
     else:
         p("peak RSS: not recorded in these rows")
+    row_peaks: dict[str, float] = {}
+    for r in rows:
+        if r.get("row_peak_rss_mib"):
+            row_peaks[r["method"]] = max(row_peaks.get(r["method"], 0.0), float(r["row_peak_rss_mib"]))
+    if row_peaks:
+        result["row_peak_rss_gib"] = {m: v / GIB for m, v in row_peaks.items()}
+        p("largest peak RSS of one row (edit + evaluation + restore), per method: " + ", ".join(
+            f"{m} {v / GIB:.2f} GiB ({v * 2**20 / 1e9:.2f} GB)" for m, v in sorted(row_peaks.items(), key=lambda kv: -kv[1])))
     return result
 
 
