@@ -32,6 +32,7 @@ from .settings import (
     check_langs,
     check_limit,
     check_host_output,
+    check_mmap_threshold,
     check_on_edit_error,
     check_restore_mode,
     check_shard,
@@ -119,6 +120,7 @@ def plan_run(cfg: Any) -> Plan:
     restore_mode = check_restore_mode(cfg)
     on_edit_error = check_on_edit_error(cfg)
     check_host_output(cfg)
+    check_mmap_threshold(cfg)
     seed = int(cfg.get("seed", 42))
     device = str(cfg.model.get("device") or "cpu")
     hp_shas = {m.name: _hparams_sha(m) for m in methods}
@@ -435,6 +437,9 @@ def run_benchmark(
     threads = run_cfg.get("threads")
     if threads:
         torch.set_num_threads(int(threads))
+    threshold = check_mmap_threshold(cfg)
+    if threshold is not None and not envinfo.set_malloc_mmap_threshold(threshold):
+        say(f"memla-mkeb: run.malloc_mmap_threshold={threshold} ignored (not glibc)", file=sys.stderr)
     if model is None:
         if not run_cfg.get("progress", True):
             from transformers.utils import logging as hf_logging
@@ -565,6 +570,7 @@ def _run(plan: Plan, cfg: Any, model: Any, tok: Any, snapshot: ParamSnapshot, ho
                     row["peak_rss_mib"] = memory.process_peak_mib()
                     if memory.per_window:  # this row's own peak (edit, evaluation, restore)
                         row["row_peak_rss_mib"] = memory.window_peak_mib()
+                        row["row_start_rss_mib"] = memory.window_start_mib
                     envinfo.release_freed_memory()
                     out.append(row)
                     summary.written += 1

@@ -264,12 +264,25 @@ def check_on_edit_error(cfg: Any) -> str:
     return mode
 
 
+def check_mmap_threshold(cfg: Any) -> Optional[int]:
+    """run.malloc_mmap_threshold: bytes (an int >= 0) or null for glibc's own sliding threshold."""
+    value = (cfg.get("run") or {}).get("malloc_mmap_threshold", None)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise BenchConfigError(
+            f"run.malloc_mmap_threshold={value!r}: give a size in bytes (e.g. 131072) or null for glibc's default"
+        )
+    return value
+
+
 __all__ = [
     "BenchConfigError",
     "MKEB_LANGS",
     "MethodSpec",
     "check_langs",
     "check_limit",
+    "check_mmap_threshold",
     "check_on_edit_error",
     "check_restore_mode",
     "check_shard",
