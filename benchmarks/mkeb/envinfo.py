@@ -129,6 +129,19 @@ class PeakMemory:
         return hwm if hwm is not None else peak_rss_mib()
 
 
+def _glibc() -> Any:
+    """glibc's C library (for malloc_trim / mallopt), or None elsewhere (macOS, Windows, musl)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        return libc if hasattr(libc, "malloc_trim") and hasattr(libc, "mallopt") else None
+    except OSError:
+        return None
+
+
 def release_freed_memory() -> None:
     """Hand memory freed by the last edit back to the OS (glibc keeps freed heap otherwise).
 
@@ -138,14 +151,9 @@ def release_freed_memory() -> None:
     import gc
 
     gc.collect()
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc (e.g. musl)
-        pass
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
 
 
 _M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number (malloc.h)
@@ -160,14 +168,8 @@ def set_malloc_mmap_threshold(n_bytes: int) -> bool:
     Fixing the threshold turns that off, at the cost of a fresh mapping (page faults) per
     allocation. Returns False where the C library is not glibc.
     """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        import ctypes
-
-        return bool(ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, int(n_bytes)))
-    except (OSError, AttributeError):
-        return False
+    libc = _glibc()
+    return libc is not None and bool(libc.mallopt(_M_MMAP_THRESHOLD, int(n_bytes)))
 
 
 def hardware_label(env: dict[str, Any]) -> str:

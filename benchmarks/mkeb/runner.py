@@ -75,6 +75,7 @@ class Plan:
     device: str
     restore_mode: str
     on_edit_error: str
+    mmap_threshold: Optional[int] = None  # run.malloc_mmap_threshold (None: glibc's own)
     base_id: str = ""
     method_ids: dict[str, str] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)  # what the ids hash, for readable mismatches
@@ -120,7 +121,7 @@ def plan_run(cfg: Any) -> Plan:
     restore_mode = check_restore_mode(cfg)
     on_edit_error = check_on_edit_error(cfg)
     check_host_output(cfg)
-    check_mmap_threshold(cfg)
+    mmap_threshold = check_mmap_threshold(cfg)
     seed = int(cfg.get("seed", 42))
     device = str(cfg.model.get("device") or "cpu")
     hp_shas = {m.name: _hparams_sha(m) for m in methods}
@@ -174,6 +175,7 @@ def plan_run(cfg: Any) -> Plan:
         device=device,
         restore_mode=restore_mode,
         on_edit_error=on_edit_error,
+        mmap_threshold=mmap_threshold,
         base_id=base_id,
         method_ids=method_ids,
         settings={"base": base, "methods": method_settings},
@@ -437,9 +439,8 @@ def run_benchmark(
     threads = run_cfg.get("threads")
     if threads:
         torch.set_num_threads(int(threads))
-    threshold = check_mmap_threshold(cfg)
-    if threshold is not None and not envinfo.set_malloc_mmap_threshold(threshold):
-        say(f"memla-mkeb: run.malloc_mmap_threshold={threshold} ignored (not glibc)", file=sys.stderr)
+    if plan.mmap_threshold is not None and not envinfo.set_malloc_mmap_threshold(plan.mmap_threshold):
+        say(f"memla-mkeb: run.malloc_mmap_threshold={plan.mmap_threshold} ignored (not glibc)", file=sys.stderr)
     if model is None:
         if not run_cfg.get("progress", True):
             from transformers.utils import logging as hf_logging
