@@ -31,7 +31,7 @@ from typing import Any, Optional, Sequence
 
 from memla_plugin.errors import MEMLAError
 
-from . import store
+from . import costs, store
 from .findings import LOSS, TIE, WIN, compare_with_best, findings_section
 from .settings import MKEB_LANGS
 from .stats import (
@@ -203,6 +203,10 @@ def num(x: Optional[float], digits: int = 4) -> str:
 
 def secs(x: Optional[float]) -> str:
     return "–" if x is None else f"{x:.2f}"
+
+
+def gib(x: Optional[float]) -> str:
+    return "n/a" if x is None else f"{x:.2f}"
 
 
 def md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -587,6 +591,8 @@ def build(c: Collected, out: Path, *, n_boot: int = 2000, seed: int = 0, plots: 
     # ---------------------------------------------------------------- wall time
     md.append("## Per-edit wall time\n")
     trows, tcsv = [], []
+    attr_index = costs.attribution_index(rows)
+    any_cached = False
     for m in methods:
         g = [r for s in sources for r in grouped.get((m, s), []) if r.get("status") in ("ok", "error")]
         edited = [r for r in g if kinds.get(m) != "unedited"]
@@ -600,11 +606,22 @@ def build(c: Collected, out: Path, *, n_boot: int = 2000, seed: int = 0, plots: 
         cpu = [float(r["edit_cpu_s"]) for r in edited if r.get("edit_cpu_s") is not None]
         mean_cpu = sum(cpu) / len(cpu) if cpu else None
         hwm = "; ".join(sorted({str(r.get("hardware")) for r in edited}))
-        trows.append([m, str(len(e_s)), secs(mean_e), secs(med), secs(sum(e_s)), secs(mean_cpu), secs(mean_v), hwm])
-        tcsv.append([m, len(e_s), num(mean_e, 3), num(med, 3), num(sum(e_s), 3), num(mean_cpu, 3), num(mean_v, 3), hwm])
+        ca = costs.with_cached_attribution(edited, attr_index)
+        if ca.cached_edits:
+            any_cached = True
+            with_txt = secs(ca.mean_edit_s) if ca.complete else f"n/a ({ca.cached - ca.found} of {ca.cached} unmeasured)"
+            cached_txt = f"{ca.cached_edits} ({ca.cached} language{'s' if ca.cached != 1 else ''})"
+            with_num = num(ca.mean_edit_s, 3)
+        else:
+            cached_txt, with_txt, with_num = "0", "–", ""
+        trows.append([m, str(len(e_s)), secs(mean_e), secs(med), secs(sum(e_s)), secs(mean_cpu), secs(mean_v),
+                      cached_txt, with_txt, hwm])
+        tcsv.append([m, len(e_s), num(mean_e, 3), num(med, 3), num(sum(e_s), 3), num(mean_cpu, 3), num(mean_v, 3),
+                     ca.cached_edits, ca.cached, with_num, hwm])
     if trows:
         md.append(md_table(["method", "edits", "edit s (mean)", "edit s (median)", "edit s (total)",
-                            "edit CPU s (mean)", f"evaluation s (mean, {len(targets)} languages)", "hardware"], trows))
+                            "edit CPU s (mean)", f"evaluation s (mean, {len(targets)} languages)",
+                            "edits with cached attribution", "edit s + cached attribution (mean)", "hardware"], trows))
         md.append("")
         ref_s = [float(r.get("eval_s") or 0.0) for r in c.unedited]
         ref_txt = (f" (evaluation of the unedited model: {len(ref_s)} records, mean {secs(sum(ref_s) / len(ref_s))} s)"
@@ -612,9 +629,41 @@ def build(c: Collected, out: Path, *, n_boot: int = 2000, seed: int = 0, plots: 
         md.append("Wall time is what the run took on its machine (other jobs on a shared machine slow it); CPU s is "
                   "the process's CPU time summed over its threads. The unedited model's scores are computed once per "
                   f"record and reused for every method and edit language{ref_txt}.\n")
+        if any_cached:
+            md.append("MEMLA rows share one attribution per record and language through the neuron cache: the first "
+                      "row that needs it computes it, later rows (another edit language, an ablation) read it, and "
+                      "their edit time leaves it out. \"edit s + cached attribution\" adds back, for each cached "
+                      "language, the attribution time measured by the row of this report that computed it.\n")
     _csv_bytes(files, f"{files_dir_name}/timing.csv",
                ["method", "edits", "edit_s_mean", "edit_s_median", "edit_s_total", "edit_cpu_s_mean", "eval_s_mean",
-                "hardware"], tcsv)
+                "cached_attribution_edits", "cached_attributions", "edit_s_with_cached_attribution_mean", "hardware"],
+               tcsv)
+
+    # ---------------------------------------------------------------- memory
+    peaks = {m: costs.row_peaks([r for s in sources for r in grouped.get((m, s), [])
+                                 if r.get("status") in ("ok", "error")]) for m in methods}
+    proc_peak = costs.process_peak_gib(rows)
+    if any(p.measured for p in peaks.values()):
+        md.append("## Peak memory\n")
+        prow, pcsv = [], []
+        for m in methods:
+            p = peaks[m]
+            if not p.rows:
+                continue
+            prow.append([m, f"{p.measured} of {p.rows}", gib(p.mean_gib), gib(p.max_gib), gib(p.max_start_gib)])
+            pcsv.append([m, p.rows, p.measured, num(p.mean_gib), num(p.max_gib), num(p.max_start_gib)])
+        md.append(md_table(["method", "rows measured", "row peak GiB (mean)", "row peak GiB (max)",
+                            "resident at row start GiB (max)"], prow))
+        md.append("")
+        md.append("Resident memory (RSS) of the benchmark process. Each row resets the kernel's high-water mark "
+                  "before it starts, so a row's peak is its own (edit, evaluation and restore) and includes what was "
+                  "already resident: the model's weights, libraries, and caches the editors keep between edits. Rows "
+                  "from harness versions without this measurement are counted as not measured."
+                  + (f" The largest process peak any row recorded: {gib(proc_peak)} GiB "
+                     f"({proc_peak * costs.GIB / 1e9:.2f} GB)." if proc_peak is not None else "") + "\n")
+        _csv_bytes(files, f"{files_dir_name}/memory.csv",
+                   ["method", "rows", "rows_measured", "row_peak_gib_mean", "row_peak_gib_max", "row_start_gib_max"],
+                   pcsv)
 
     # ---------------------------------------------------------------- plots
     if plots and scored:
@@ -650,8 +699,10 @@ def build(c: Collected, out: Path, *, n_boot: int = 2000, seed: int = 0, plots: 
                     files[f"{files_dir_name}/{name}"] = (tmpd / name).read_bytes()
                     md.append(f"![{x}, edit language {s}]({files_dir_name}/{name})")
             md.append("")
+        extra = ([", `memory.csv`"] if f"{files_dir_name}/memory.csv" in files else []) + (
+            [", `memla_vs_best.csv`"] if vs_best_csv else [])
         md.append(f"CSV tables: `{files_dir_name}/summary.csv` (means, intervals, deltas), `matrix.csv` (source × "
-                  f"target), `counts.csv`, `timing.csv`" + (", `memla_vs_best.csv`" if vs_best_csv else "") + ".\n")
+                  f"target), `counts.csv`, `timing.csv`" + "".join(extra) + ".\n")
     text = "\n".join(md).rstrip("\n") + "\n"
     return Report(text, files)
 
