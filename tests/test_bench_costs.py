@@ -63,10 +63,8 @@ def test_row_peaks_count_only_rows_that_measured_them():
     p = costs.row_peaks(rows)
     assert (p.rows, p.measured) == (3, 2)
     assert (p.mean_gib, p.max_gib, p.max_start_gib) == pytest.approx((4.5, 5.0, 3.5))
-    assert costs.process_peak_gib(rows) == pytest.approx(7.0)
     none = costs.row_peaks([{"edit_s": 1.0}])
     assert (none.measured, none.mean_gib, none.max_gib) == (0, None, None)
-    assert costs.process_peak_gib([{}]) is None
 
 
 def test_report_adds_cached_attribution_and_shows_row_peaks(tmp_path):

@@ -101,8 +101,3 @@ def row_peaks(rows: list[dict[str, Any]]) -> RowPeaks:
         max_start_gib=max(starts) * to_gib if starts else None,
     )
 
-
-def process_peak_gib(rows: Iterable[dict[str, Any]]) -> Optional[float]:
-    """The largest process peak (``peak_rss_mib``) any row recorded, in GiB."""
-    peaks = [float(r["peak_rss_mib"]) for r in rows if r.get("peak_rss_mib") is not None]
-    return max(peaks) * MIB / GIB if peaks else None

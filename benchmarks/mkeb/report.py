@@ -642,7 +642,6 @@ def build(c: Collected, out: Path, *, n_boot: int = 2000, seed: int = 0, plots: 
     # ---------------------------------------------------------------- memory
     peaks = {m: costs.row_peaks([r for s in sources for r in grouped.get((m, s), [])
                                  if r.get("status") in ("ok", "error")]) for m in methods}
-    proc_peak = costs.process_peak_gib(rows)
     if any(p.measured for p in peaks.values()):
         md.append("## Peak memory\n")
         prow, pcsv = [], []
@@ -658,9 +657,8 @@ def build(c: Collected, out: Path, *, n_boot: int = 2000, seed: int = 0, plots: 
         md.append("Resident memory (RSS) of the benchmark process. Each row resets the kernel's high-water mark "
                   "before it starts, so a row's peak is its own (edit, evaluation and restore) and includes what was "
                   "already resident: the model's weights, libraries, and caches the editors keep between edits. Rows "
-                  "from harness versions without this measurement are counted as not measured."
-                  + (f" The largest process peak any row recorded: {gib(proc_peak)} GiB "
-                     f"({proc_peak * costs.GIB / 1e9:.2f} GB)." if proc_peak is not None else "") + "\n")
+                  "from harness versions without this measurement are counted as not measured. One-time "
+                  "preparation before a method's first row (statistics, a MEND hypernetwork) is in no row.\n")
         _csv_bytes(files, f"{files_dir_name}/memory.csv",
                    ["method", "rows", "rows_measured", "row_peak_gib_mean", "row_peak_gib_max", "row_start_gib_max"],
                    pcsv)
