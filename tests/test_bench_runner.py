@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from conftest_bench import bench_env, bench_model_dir, compose, make_bench_env, mkeb_record, read_rows  # noqa: F401
+from memla_mkeb import costs
 from memla_mkeb.app import run_task
 from memla_mkeb.report import write_report
 from memla_mkeb.runner import Hooks, run_benchmark
@@ -323,6 +324,11 @@ def test_memla_variants_share_one_attribution_per_record_and_language(bench_env,
         langs = len(row["edit_stats"]["neurons_per_lang"])
         assert hits == (0 if method == "memla" else langs), (method, rid, hits)
     assert any(shared.rglob("*.json"))
+    # the report puts the variant's cached attributions back, timed by the memla rows that computed them
+    variant = [r for (m, _), r in rows.items() if m == "memla_scale1p0"]
+    ca = costs.with_cached_attribution(variant, costs.attribution_index(rows.values()))
+    assert ca.complete and ca.cached == sum(len(r["edit_stats"]["neurons_per_lang"]) for r in variant) > 0
+    assert ca.mean_edit_s > sum(r["edit_s"] for r in variant) / len(variant)
     alone = tmp_path / "alone"
     run_benchmark(compose(bench_env.overrides(
         "data.limit=2", "methods=[memla_scale1p0]", "run.share_neurons=false", run_dir=alone)))
