@@ -593,9 +593,10 @@ def build(c: Collected, out: Path, *, n_boot: int = 2000, seed: int = 0, plots: 
     trows, tcsv = [], []
     attr_index = costs.attribution_index(rows)
     any_cached = False
+    ran = {m: [r for s in sources for r in grouped.get((m, s), []) if r.get("status") in ("ok", "error")]
+           for m in methods}  # rows with an edit attempt (not skipped), every edit language
     for m in methods:
-        g = [r for s in sources for r in grouped.get((m, s), []) if r.get("status") in ("ok", "error")]
-        edited = [r for r in g if kinds.get(m) != "unedited"]
+        edited = [r for r in ran[m] if kinds.get(m) != "unedited"]
         if not edited:
             continue
         e_s = sorted(float(r.get("edit_s") or 0.0) for r in edited)
@@ -640,8 +641,7 @@ def build(c: Collected, out: Path, *, n_boot: int = 2000, seed: int = 0, plots: 
                tcsv)
 
     # ---------------------------------------------------------------- memory
-    peaks = {m: costs.row_peaks([r for s in sources for r in grouped.get((m, s), [])
-                                 if r.get("status") in ("ok", "error")]) for m in methods}
+    peaks = {m: costs.row_peaks(ran[m]) for m in methods}
     if any(p.measured for p in peaks.values()):
         md.append("## Peak memory\n")
         prow, pcsv = [], []

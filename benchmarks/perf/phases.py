@@ -154,14 +154,17 @@ def summarise(run_dir: Path, source: str = "en", out=sys.stdout) -> dict[str, An
         p(f"peak RSS of the run: {max(peaks) / GIB:.2f} GiB ({max(peaks) * 2**20 / 1e9:.2f} GB)")
     else:
         p("peak RSS: not recorded in these rows")
-    row_peaks: dict[str, float] = {}
+    from memla_mkeb.costs import row_peaks
+
+    rows_of: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
-        if r.get("row_peak_rss_mib"):
-            row_peaks[r["method"]] = max(row_peaks.get(r["method"], 0.0), float(r["row_peak_rss_mib"]))
-    if row_peaks:
-        result["row_peak_rss_gib"] = {m: v / GIB for m, v in row_peaks.items()}
+        rows_of.setdefault(r["method"], []).append(r)
+    largest = {m: row_peaks(g).max_gib for m, g in rows_of.items()}
+    largest = {m: v for m, v in largest.items() if v is not None}
+    if largest:
+        result["row_peak_rss_gib"] = largest
         p("largest peak RSS of one row (edit + evaluation + restore), per method: " + ", ".join(
-            f"{m} {v / GIB:.2f} GiB ({v * 2**20 / 1e9:.2f} GB)" for m, v in sorted(row_peaks.items(), key=lambda kv: -kv[1])))
+            f"{m} {v:.2f} GiB ({v * 2**30 / 1e9:.2f} GB)" for m, v in sorted(largest.items(), key=lambda kv: -kv[1])))
     return result
 
 
