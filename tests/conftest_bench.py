@@ -143,3 +143,26 @@ def read_rows(run_dir: Path) -> list[dict[str, Any]]:
     from memla_mkeb.store import RESULTS_GLOB, iter_files, read_jsonl
 
     return [row for p in iter_files(Path(run_dir), RESULTS_GLOB) for row in read_jsonl(p)]
+
+
+def fake_apply(corrupt_case: str | None = None, fail_case: str | None = None):
+    """A stand-in editor: adds 1 to one down-projection; misreports originals / fails on request."""
+
+    import torch
+
+    from memla_plugin.errors import NoNeuronsError
+
+    def apply(model, tok, requests, hparams, copy=False, return_orig_weights=False, **kw):
+        case = str(requests[0]["case_id"])
+        name = "model.layers.1.mlp.down_proj.weight"
+        weight = model.get_parameter(name)
+        original = weight.detach().clone()
+        with torch.no_grad():
+            weight += 1.0
+        if case == fail_case:  # raises without undoing its change: the harness must notice
+            raise NoNeuronsError(f"case {case}: injected failure")
+        if case == corrupt_case:
+            original = original + 1e-3  # the "original" it hands back is wrong
+        return model, {name: original}
+
+    return apply

@@ -21,6 +21,7 @@ def test_defaults_are_the_readme_main_job():
     assert cfg.model.name_or_path == "default" and cfg.data.path == "default" and cfg.data.ids == "auto"
     assert cfg.shard.count == 1 and cfg.seed == 42
     assert cfg.run.malloc_mmap_threshold == 131072  # glibc: mid-size tensors mapped, freed to the OS
+    assert cfg.run.drop_embedding_pages is True  # the restore check's read of the embedding is not kept resident
     assert settings.run_dir_name(cfg) == "runs/qwen2.5-coder-0.5b/dev-nall-seed42"
     specs = {s.name: s for s in settings.resolve_methods(cfg)}
     assert specs["memla"].kind == "memla" and specs["memla"].hparams.endswith("hparams/MEMLA/qwen2.5-0.5b.yaml")
@@ -87,6 +88,7 @@ BAD = [
     (["data.ids=/nonexistent/ids.txt"], "id file not found: data.ids=/nonexistent/ids.txt"),
     (["run.malloc_mmap_threshold=-1"], "run.malloc_mmap_threshold=-1: give a size in bytes"),
     (["run.malloc_mmap_threshold=big"], "run.malloc_mmap_threshold='big': give a size in bytes"),
+    (["run.drop_embedding_pages=sometimes"], "run.drop_embedding_pages='sometimes': give true or false"),
 ]
 
 

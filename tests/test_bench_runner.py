@@ -15,9 +15,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-import torch
 
-from conftest_bench import bench_env, bench_model_dir, compose, make_bench_env, mkeb_record, read_rows  # noqa: F401
+from conftest_bench import (  # noqa: F401
+    bench_env, bench_model_dir, compose, fake_apply, make_bench_env, mkeb_record, read_rows,
+)
 from memla_mkeb import costs
 from memla_mkeb.app import run_task
 from memla_mkeb.report import write_report
@@ -146,29 +147,10 @@ def test_hydra_multirun_shards_merge_to_the_same_tables(reference, tmp_path, ben
 # --------------------------------------------------------------------------- restore checks
 
 
-def _fake_apply(corrupt_case: str | None = None, fail_case: str | None = None):
-    """A stand-in editor: adds 1 to one down-projection; misreports originals / fails on request."""
-
-    def apply(model, tok, requests, hparams, copy=False, return_orig_weights=False, **kw):
-        case = str(requests[0]["case_id"])
-        name = "model.layers.1.mlp.down_proj.weight"
-        weight = model.get_parameter(name)
-        original = weight.detach().clone()
-        with torch.no_grad():
-            weight += 1.0
-        if case == fail_case:  # raises without undoing its change: the harness must notice
-            raise NoNeuronsError(f"case {case}: injected failure")
-        if case == corrupt_case:
-            original = original + 1e-3  # the "original" it hands back is wrong
-        return model, {name: original}
-
-    return apply
-
-
 def test_restore_mismatch_stops_the_run_naming_the_record(bench_env, monkeypatch, capsys):
     import memla_plugin.memla_main as mm
 
-    monkeypatch.setattr(mm, "apply_memla_to_model", _fake_apply(corrupt_case="101"))
+    monkeypatch.setattr(mm, "apply_memla_to_model", fake_apply(corrupt_case="101"))
     cfg = compose(bench_env.overrides(*LIMIT, "methods=[memla]"))
     with pytest.raises(RestoreMismatchError, match=r"record 101 \(method memla, source en\).*down_proj"):
         run_benchmark(cfg)
@@ -198,7 +180,7 @@ def test_failed_edit_is_recorded_and_must_leave_the_model_unchanged(bench_env, m
     assert failed["scores"] == rows["unedited|en|100"]["scores"]  # scored on the unchanged model
     assert failed["restore"]["checked"] > 0
     # an editor that fails *after* changing weights is caught by the restore check
-    monkeypatch.setattr(mm, "apply_memla_to_model", _fake_apply(fail_case="102"))
+    monkeypatch.setattr(mm, "apply_memla_to_model", fake_apply(fail_case="102"))
     with pytest.raises(RestoreMismatchError, match="record 102"):
         run_benchmark(compose(bench_env.overrides("data.limit=3", "methods=[memla]",
                                                   f"run_dir={bench_env.root / 'run2'}")))

@@ -22,7 +22,7 @@ from typing import Any, Callable, Optional
 
 from memla_plugin.errors import RestoreMismatchError
 
-from . import envinfo, store
+from . import envinfo, pages, store
 from .methods import Editor, jsonable, make_editor
 from .restore import ParamSnapshot, restore
 from .settings import (
@@ -32,6 +32,7 @@ from .settings import (
     check_langs,
     check_limit,
     check_host_output,
+    check_drop_embedding_pages,
     check_mmap_threshold,
     check_on_edit_error,
     check_restore_mode,
@@ -76,6 +77,7 @@ class Plan:
     restore_mode: str
     on_edit_error: str
     mmap_threshold: Optional[int] = None  # run.malloc_mmap_threshold (None: glibc's own)
+    drop_embedding_pages: bool = True  # run.drop_embedding_pages
     base_id: str = ""
     method_ids: dict[str, str] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)  # what the ids hash, for readable mismatches
@@ -122,6 +124,7 @@ def plan_run(cfg: Any) -> Plan:
     on_edit_error = check_on_edit_error(cfg)
     check_host_output(cfg)
     mmap_threshold = check_mmap_threshold(cfg)
+    drop_embedding_pages = check_drop_embedding_pages(cfg)
     seed = int(cfg.get("seed", 42))
     device = str(cfg.model.get("device") or "cpu")
     hp_shas = {m.name: _hparams_sha(m) for m in methods}
@@ -176,6 +179,7 @@ def plan_run(cfg: Any) -> Plan:
         restore_mode=restore_mode,
         on_edit_error=on_edit_error,
         mmap_threshold=mmap_threshold,
+        drop_embedding_pages=drop_embedding_pages,
         base_id=base_id,
         method_ids=method_ids,
         settings={"base": base, "methods": method_settings},
@@ -216,6 +220,21 @@ def load_model_once(model_cfg: Any, restore_mode: str) -> tuple[Any, Any, ParamS
                                 dtype=model_cfg.get("dtype"))
         _MODEL_CACHE[key] = (model, tok, ParamSnapshot(model, restore_mode))
     return _MODEL_CACHE[key]
+
+
+def _sparse_embedding(model: Any) -> Optional[Any]:
+    """The input embedding table, unless the LM head shares it (then every forward reads all of it)."""
+    get_in = getattr(model, "get_input_embeddings", None)
+    emb = get_in() if get_in is not None else None
+    weight = getattr(emb, "weight", None)
+    if weight is None:
+        return None
+    get_out = getattr(model, "get_output_embeddings", None)
+    head = get_out() if get_out is not None else None
+    head_w = getattr(head, "weight", None)
+    if head_w is not None and head_w.data_ptr() == weight.data_ptr():
+        return None
+    return weight
 
 
 def _model_path(model_cfg: Any) -> Optional[str]:
@@ -491,6 +510,9 @@ def _run(plan: Plan, cfg: Any, model: Any, tok: Any, snapshot: ParamSnapshot, ho
         unedited = _Unedited(plan, cache_w)
         requests: dict[str, dict[str, dict[str, Any]]] = {}
         memory = envinfo.PeakMemory()
+        embedding = _sparse_embedding(model) if plan.drop_embedding_pages else None
+        if embedding is not None:  # the load-time snapshot read all of it
+            pages.drop_file_pages(embedding)
         try:
             for spec in plan.methods:
                 work = [(s, r) for (m, s, r) in todo if m is spec]
@@ -565,6 +587,8 @@ def _run(plan: Plan, cfg: Any, model: Any, tok: Any, snapshot: ParamSnapshot, ho
                                 with store.JsonlWriter(plan.run_dir / store.RESTORE_FAILURES, wait=120) as fw:
                                     fw.append({"key": row["key"], "message": str(exc)})
                                 raise
+                            if embedding is not None:  # the check read all of it; a forward reads a few rows
+                                pages.drop_file_pages(embedding)
                             row["restore"] = {"checked": checked, "restored": restored,
                                               "s": time.perf_counter() - t2}
                     row["scores"] = jsonable(row["scores"])

@@ -276,10 +276,19 @@ def check_mmap_threshold(cfg: Any) -> Optional[int]:
     return value
 
 
+def check_drop_embedding_pages(cfg: Any) -> bool:
+    """run.drop_embedding_pages: true or false."""
+    value = (cfg.get("run") or {}).get("drop_embedding_pages", True)
+    if not isinstance(value, bool):
+        raise BenchConfigError(f"run.drop_embedding_pages={value!r}: give true or false")
+    return value
+
+
 __all__ = [
     "BenchConfigError",
     "MKEB_LANGS",
     "MethodSpec",
+    "check_drop_embedding_pages",
     "check_langs",
     "check_limit",
     "check_mmap_threshold",

@@ -10,7 +10,8 @@
 #
 # All run dirs share one neuron cache (attribution per record and language, results unchanged).
 # run.malloc_mmap_threshold=null: these runs keep glibc's default allocator behaviour, as the first
-# 20 en records were made before the harness default changed, so wall times stay comparable.
+# 20 en records were made before the harness default changed, so wall times stay comparable; and
+# run.drop_embedding_pages=false, as the per-row peaks of records 21-50 were measured without it.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 BIN="${MEMLA_BIN:-.venv/bin}"
@@ -18,7 +19,8 @@ R=benchmarks/mkeb/results
 BASELINES="rome,memit,mend,ft_l,ft_m,lora"
 run() {  # run NAME LIMIT SOURCES METHODS
     "$BIN/memla-mkeb" data=test "data.limit=$2" "source_langs=[$3]" "methods=[$4]" \
-        "run_dir=$R/$1" "run.neuron_dir=$R/neurons" "run.malloc_mmap_threshold=null"
+        "run_dir=$R/$1" "run.neuron_dir=$R/neurons" "run.malloc_mmap_threshold=null" \
+        "run.drop_embedding_pages=false"
 }
 case "${1:-}" in
     en)        run en "${2:-60}" en "unedited,memla,$BASELINES" ;;
