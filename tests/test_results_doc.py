@@ -281,3 +281,27 @@ def test_docs_results_md_regenerates():
     with tempfile.TemporaryDirectory() as tmp:
         diffs = check_regenerates(RESULTS_DOC, Path(tmp))
     assert not diffs, "docs/RESULTS.md does not match its Regenerate command:\n" + "\n".join(diffs)
+
+
+def test_published_runs_keep_one_memla_hparams_file():
+    """run.sh pins MEMLA's hparams as the series began; each committed run dir's MEMLA variants hashed that content.
+
+    A run dir refuses rows made with other settings, so a changed pin would stop the series from resuming.
+    """
+    from memla_mkeb.settings import file_sha256
+
+    results = REPO / "benchmarks" / "mkeb" / "results"
+    script = (results / "run.sh").read_text(encoding="utf-8")
+    assert 'MEMLA_HP="$R/hparams/MEMLA/qwen2.5-0.5b.yaml"' in script
+    pinned = file_sha256(results / "hparams" / "MEMLA" / "qwen2.5-0.5b.yaml")[:16]
+    checked = 0
+    for name in ("en", "zh_fr", "ablations"):
+        plan = results / name / "plan.json"
+        if not plan.is_file():
+            continue
+        methods = json.loads(plan.read_text(encoding="utf-8"))["settings"]["methods"]
+        for method, spec in methods.items():
+            if spec["kind"] == "memla":
+                assert spec["hparams"] == pinned, (name, method)
+                checked += 1
+    assert checked >= 1

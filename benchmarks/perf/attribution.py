@@ -30,6 +30,9 @@ from memla_plugin.architectures import resolve_architecture  # noqa: E402
 from memla_plugin.neurons import attribute_prompt, select_neurons  # noqa: E402
 
 
+DEFAULT_HPARAMS = Path(__file__).resolve().parents[2] / "hparams" / "MEMLA" / "qwen2.5-0.5b.yaml"
+
+
 def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # ru_maxrss is KiB on Linux
 
@@ -128,12 +131,17 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--baseline", default="amig")
     ap.add_argument("--threshold", type=float, default=0.3)
-    ap.add_argument("--batch-size", type=int, default=64, help="path points per batch (attr_batch_size)")
+    ap.add_argument("--batch-size", type=int, default=None,
+                    help="path points per batch (default: attr_batch_size of hparams/MEMLA/qwen2.5-0.5b.yaml)")
     ap.add_argument("--fast-only", action="store_true", help="skip the (slow) reference")
     ap.add_argument("--profile", action="store_true", help="profile one fast attribution at the end")
     ap.add_argument("--threads", type=int, default=None,
                     help="torch threads; on an oversubscribed machine 1 avoids OpenMP barrier stalls")
     args = ap.parse_args(argv)
+    if args.batch_size is None:
+        from memla_plugin.hparams import MEMLAHyperParams
+
+        args.batch_size = MEMLAHyperParams.from_hparams(DEFAULT_HPARAMS).attr_batch_size
     if args.threads:
         torch.set_num_threads(args.threads)
 

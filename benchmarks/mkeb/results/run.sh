@@ -17,10 +17,15 @@ cd "$(dirname "$0")/../../.."
 BIN="${MEMLA_BIN:-.venv/bin}"
 R=benchmarks/mkeb/results
 BASELINES="rome,memit,mend,ft_l,ft_m,lora"
+# MEMLA's hparams as the series began (attr_batch_size 64; the repo default is now 256, which is
+# faster but changes nothing else): a run dir refuses rows made with another hparams file content.
+MEMLA_HP="$R/hparams/MEMLA/qwen2.5-0.5b.yaml"
+PIN=(); for m in memla memla_no_mask memla_no_lse memla_no_lie memla_scale0p3 memla_scale1p0; do
+    PIN+=("catalog.$m.hparams=$MEMLA_HP"); done
 run() {  # run NAME LIMIT SOURCES METHODS
     "$BIN/memla-mkeb" data=test "data.limit=$2" "source_langs=[$3]" "methods=[$4]" \
         "run_dir=$R/$1" "run.neuron_dir=$R/neurons" "run.malloc_mmap_threshold=null" \
-        "run.drop_embedding_pages=false"
+        "run.drop_embedding_pages=false" "${PIN[@]}"
 }
 case "${1:-}" in
     en)        run en "${2:-60}" en "unedited,memla,$BASELINES" ;;
