@@ -30,9 +30,6 @@ from memla_plugin.architectures import resolve_architecture  # noqa: E402
 from memla_plugin.neurons import attribute_prompt, select_neurons  # noqa: E402
 
 
-DEFAULT_HPARAMS = Path(__file__).resolve().parents[2] / "hparams" / "MEMLA" / "qwen2.5-0.5b.yaml"
-
-
 def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # ru_maxrss is KiB on Linux
 
@@ -138,10 +135,10 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=None,
                     help="torch threads; on an oversubscribed machine 1 avoids OpenMP barrier stalls")
     args = ap.parse_args(argv)
-    if args.batch_size is None:
-        from memla_plugin.hparams import MEMLAHyperParams
+    if args.batch_size is None:  # what the benchmark and memla-edit run with
+        from memla_plugin.cli.edit import load_hparams
 
-        args.batch_size = MEMLAHyperParams.from_hparams(DEFAULT_HPARAMS).attr_batch_size
+        args.batch_size = load_hparams(None)[0].attr_batch_size
     if args.threads:
         torch.set_num_threads(args.threads)
 
