@@ -31,6 +31,7 @@ RESULTS_DOC = REPO / "docs" / "RESULTS.md"
 LANGS = ("en", "zh", "fr")
 N = 12
 KINDS = {"unedited": "unedited", "memla": "memla", "memla_no_lse": "memla", "rome": "easyedit", "ft_l": "easyedit"}
+OVERRIDES = {"memla_no_lse": {"use_language_specific": False}}
 HW = {"base": "GPU: test-gpu (1 device)", "memla": "CPU: test-cpu (2 cores, 2 torch threads)"}
 
 
@@ -60,7 +61,7 @@ def _row(method: str, source: str, i: int, hardware: str) -> dict[str, Any]:
 
 def _plan(methods: list[str]) -> dict[str, Any]:
     return {"data_ids": None, "data_meta": {}, "data_path": "/somewhere/tiny_mkeb.json",
-            "methods": [{"name": m, "kind": KINDS[m]} for m in methods],
+            "methods": [{"name": m, "kind": KINDS[m], "overrides": OVERRIDES.get(m, {})} for m in methods],
             "model": {"name": "tiny", "name_or_path": "tiny-model", "device": "cpu", "dtype": None}}
 
 
@@ -166,7 +167,8 @@ def test_findings_classify_wins_losses_and_ties(repo):
     assert "same mean in both views on MQ (0.0)" in en
     assert "Baselines compared: rome, ft_l" in en and "each interval is paired over 12 records" in en
     # a MEMLA variant is never the best baseline, the unedited model neither
-    assert "memla_no_lse" not in f and "unedited" not in f
+    assert "memla_no_lse" not in en and "unedited" not in f
+    assert "memla_no_lse" not in f[f.index("**The paper's claim.**"):]
     # an edit language without baselines says so
     assert "**Edit language zh.** The comparison with the best baseline is not available: there are no baseline " \
            "rows." in f
@@ -185,6 +187,44 @@ def test_findings_classify_wins_losses_and_ties(repo):
     assert "| NS | others | rome | 50.0 | 50.0 | +0.0 [" in md
     # Findings come before the detailed tables
     assert md.index("## Findings") < md.index("## Edit language en")
+
+
+def test_variants_are_compared_with_memla_paired_by_record(repo):
+    md = (repo / "docs" / "RESULTS.md").read_text(encoding="utf-8")
+    table = md[md.index("### MEMLA variants minus full MEMLA (edit language en)"):]
+    # memla_no_lse - memla: ES 1 - 1 = 0; PS 1 - 0 = +100; NS 1 - (1, 0, 1, 0, ...) -> mean +50; MQ 0 - 0
+    assert ("| memla_no_lse | use_language_specific=false | 12 | +0.0 [+0.0, +0.0] | +0.0 [+0.0, +0.0] | "
+            "+100.0 [+100.0, +100.0] | +100.0 [+100.0, +100.0] | +50.0 [") in table
+    # zh has no variant rows: no table for it
+    assert "### MEMLA variants minus full MEMLA (edit language zh)" not in md
+    f = _section(md, "Findings")
+    para = next(p for p in f.split("\n\n") if p.startswith("**MEMLA variants, edit language en.**"))
+    assert "paired over the 12 records both have" in para
+    assert ("`memla_no_lse` (use_language_specific=false) is higher on PS edit→edit by 100.0 points "
+            "[+100.0, +100.0], PS others by 100.0 points [+100.0, +100.0], NS edit→edit by 50.0 points [") in para
+    assert para.endswith("; no difference the intervals support on the other 4.")
+    # the variants come before the paper's claim, and the CSV holds every metric (token-accuracy family too)
+    assert f.index("**MEMLA variants") < f.index("**The paper's claim.**")
+    csv_text = (repo / "docs" / "RESULTS_files" / "variants_vs_memla.csv").read_text(encoding="utf-8")
+    assert csv_text.count("memla_no_lse") == 16 and "en,memla_no_lse,use_language_specific=false,PS,e2e,12,1.0000" in csv_text
+
+
+def test_variant_on_fewer_records_is_paired_over_the_shared_ones():
+    from memla_mkeb.ablations import LOWER, UNRESOLVED, compare_variants, variants_paragraph
+
+    kinds = {"memla": "memla", "memla_scale0p3": "memla"}
+    memla = {str(i): 1.0 for i in range(10)}
+    values = {("memla", "en", "ES", "e2e"): memla, ("memla", "en", "ES", "others"): memla,
+              # the variant ran on the first 4 records only: 0 on each -> -100 over 4 pairs
+              ("memla_scale0p3", "en", "ES", "e2e"): {str(i): 0.0 for i in range(4)},
+              ("memla_scale0p3", "en", "ES", "others"): {str(i): float(i % 2) for i in range(4)}}
+    comps = compare_variants("en", ["memla", "memla_scale0p3"], kinds, ["ES"], values, seed=0, n_boot=200)
+    assert [(c.view, c.diff.n, round(c.diff.mean, 3)) for c in comps] == [("e2e", 4, -1.0), ("others", 4, -0.5)]
+    assert comps[0].outcome == LOWER and comps[1].outcome in (LOWER, UNRESOLVED)
+    text = variants_paragraph("en", comps, {"memla_scale0p3": "apply_scale=0.3"})
+    assert "`memla_scale0p3` (apply_scale=0.3) is lower on ES edit→edit by 100.0 points [-100.0, -100.0]" in text
+    # without MEMLA rows there is nothing to compare with
+    assert compare_variants("en", ["memla_scale0p3"], kinds, ["ES"], values, seed=0, n_boot=200) == []
 
 
 def test_findings_without_memla_or_baselines_say_not_available():

@@ -189,11 +189,12 @@ def _verdict(c: Optional[Comparison]) -> str:
 
 def findings_section(sources: Sequence[str], present: Mapping[str, Sequence[str]], kinds: Mapping[str, str],
                      comparisons: Mapping[str, Sequence[Comparison]], ests: Mapping[EstKey, Estimate],
-                     metrics: Sequence[str]) -> list[str]:
+                     metrics: Sequence[str], extra: Sequence[str] = ()) -> list[str]:
     """Markdown lines of the "Findings" section: wins, losses and the paper-claim verdicts, in words.
 
     ``present``: the methods with rows per edit language; ``comparisons``: :func:`compare_with_best`
-    per edit language; ``ests``: the per-method estimates the tables show.
+    per edit language; ``ests``: the per-method estimates the tables show; ``extra``: further
+    paragraphs (the MEMLA variants', :mod:`.ablations`) placed before the paper's claim.
     """
     md = ["## Findings\n",
           "Written by the report from the \"MEMLA minus the best baseline\" intervals below, for the MKEB metrics "
@@ -204,6 +205,7 @@ def findings_section(sources: Sequence[str], present: Mapping[str, Sequence[str]
     for s in sources:
         comps = [c for c in comparisons.get(s, []) if c.metric in MKEB_METRICS]
         md.append(_source_paragraph(s, present.get(s, []), kinds, comps, ests, mk) + "\n")
+    md += [p + "\n" for p in extra if p]
 
     md.append("**The paper's claim.** " + PAPER[0].upper() + PAPER[1:] + " reports MEMLA above the best baseline "
               "on the cross-lingual metrics averaged over languages. The test here uses the \"others\" view (per "

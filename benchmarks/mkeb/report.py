@@ -7,7 +7,8 @@ sittings (a key seen twice must carry the same scores, else it is an error), and
 * ``FILE`` (default ``report.md`` in the first run dir): markdown with the command that
   regenerates it, which run dir ran on which hardware, the Findings in words
   (:mod:`memla_mkeb.findings`), per-method tables, deltas against the unedited model, MEMLA
-  minus the best baseline, record counts, seeds, per-edit wall time and restore checks;
+  minus the best baseline, MEMLA's variants minus MEMLA (:mod:`memla_mkeb.ablations`), record
+  counts, seeds, per-edit wall time and restore checks;
 * ``<FILE stem>_files/``: CSV tables and PNG plots.
 
 The output depends only on the input files and the options: no timestamps, fixed float
@@ -32,6 +33,7 @@ from typing import Any, Optional, Sequence
 from memla_plugin.errors import MEMLAError
 
 from . import costs, store
+from .ablations import compare_variants, variant_changes, variants_paragraph, variants_table
 from .findings import LOSS, TIE, WIN, compare_with_best, findings_section
 from .settings import MKEB_LANGS
 from .stats import (
@@ -502,6 +504,9 @@ def build(c: Collected, out: Path, *, n_boot: int = 2000, seed: int = 0, plots: 
                         ordered_values(vals), label=f"{m}|{s}|{metric}|{view}", seed=seed, n_boot=n_boot)
     present: dict[str, list[str]] = {}
     comparisons: dict[str, list[Any]] = {}
+    changes = variant_changes(c.plans)
+    variant_words: list[str] = []
+    variants_csv: list[list[Any]] = []
     for s in sources:
         ms = [m for m in methods if grouped.get((m, s))]
         md.append(f"## Edit language {s}\n")
@@ -560,7 +565,24 @@ def build(c: Collected, out: Path, *, n_boot: int = 2000, seed: int = 0, plots: 
                                 "pairs", "interval says"], vrows))
             md.append("")
 
-    md[findings_at:findings_at] = findings_section(sources, present, kinds, comparisons, ests, metrics)
+        # MEMLA's variants (ablations) minus full MEMLA, paired on the records both have
+        vcomps = compare_variants(s, ms, kinds, metrics, values, seed=seed, n_boot=n_boot)
+        if vcomps:
+            mk = [x for x in MKEB_METRICS if x in metrics]
+            md.append(f"### MEMLA variants minus full MEMLA (edit language {s})\n")
+            md.append("Each ablation against `memla` itself, paired over the records both have (the per-method "
+                      "tables above may average a variant and MEMLA over different records); \"changes\" is the "
+                      "variant's hparams override. Percentage points, 95% bootstrap intervals.\n")
+            header, vtable = variants_table([v for v in vcomps if v.metric in mk], mk, changes)
+            md.append(md_table(header, vtable))
+            md.append("")
+            variant_words.append(variants_paragraph(s, [v for v in vcomps if v.metric in mk], changes))
+            for v in vcomps:
+                variants_csv.append([s, v.variant, changes.get(v.variant, ""), v.metric, v.view, v.diff.n,
+                                     num(v.diff.mean), num(v.diff.lo), num(v.diff.hi)])
+
+    md[findings_at:findings_at] = findings_section(sources, present, kinds, comparisons, ests, metrics,
+                                                   extra=variant_words)
 
     _csv_bytes(files, f"{files_dir_name}/summary.csv",
                ["source", "method", "metric", "view", "n", "mean", "ci_lo", "ci_hi",
@@ -569,6 +591,9 @@ def build(c: Collected, out: Path, *, n_boot: int = 2000, seed: int = 0, plots: 
         _csv_bytes(files, f"{files_dir_name}/memla_vs_best.csv",
                    ["source", "metric", "view", "best_baseline", "memla", "baseline", "n", "diff", "diff_lo", "diff_hi"],
                    vs_best_csv)
+    if variants_csv:
+        _csv_bytes(files, f"{files_dir_name}/variants_vs_memla.csv",
+                   ["source", "variant", "changes", "metric", "view", "n", "diff", "diff_lo", "diff_hi"], variants_csv)
 
     # ---------------------------------------------------------------- source x target matrices
     matrix: dict[tuple[str, str], dict[str, dict[str, Optional[float]]]] = {}
@@ -698,7 +723,8 @@ def build(c: Collected, out: Path, *, n_boot: int = 2000, seed: int = 0, plots: 
                     md.append(f"![{x}, edit language {s}]({files_dir_name}/{name})")
             md.append("")
         extra = ([", `memory.csv`"] if f"{files_dir_name}/memory.csv" in files else []) + (
-            [", `memla_vs_best.csv`"] if vs_best_csv else [])
+            [", `memla_vs_best.csv`"] if vs_best_csv else []) + (
+            [", `variants_vs_memla.csv`"] if variants_csv else [])
         md.append(f"CSV tables: `{files_dir_name}/summary.csv` (means, intervals, deltas), `matrix.csv` (source × "
                   f"target), `counts.csv`, `timing.csv`" + "".join(extra) + ".\n")
     text = "\n".join(md).rstrip("\n") + "\n"
