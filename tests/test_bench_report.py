@@ -191,3 +191,20 @@ def test_bootstrap_is_seeded_and_label_stable():
     assert stats.bootstrap([], label="x", seed=0, n_boot=10).mean is None
     assert stats.bootstrap([0.3], label="x", seed=0, n_boot=10) == stats.Estimate(1, 0.3, 0.3, 0.3)
     assert stats.record_value({"en": {"ES": 1.0}, "zh": {"ES": 0.0}, "fr": {"ES": None}}, "en", "ES", "others") == 0.0
+
+
+def test_unedited_evaluations_repeated_by_a_second_run_dir_are_counted_as_such(fixed_run, tmp_path):
+    # an ablation run dir re-evaluates the unedited model on records the main run dir already has
+    second = tmp_path / "ablations"
+    second.mkdir()
+    rows = [json.loads(line) for line in (fixed_run / "results.jsonl").read_text().splitlines()[:-1]]
+    (second / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows if r["method"] == "unedited"))
+    shutil.copy(fixed_run / "plan.json", second / "plan.json")
+    for d, ids in ((fixed_run, ("1", "2", "3")), (second, ("1", "2"))):
+        (d / "unedited_cache.jsonl").write_text(
+            "".join(json.dumps({"record_id": i, "eval_s": 2.0 * len(ids)}) + "\n" for i in ids))
+    md = write_report([fixed_run, second], out=tmp_path / "both.md", n_boot=50, plots=False).read_text("utf-8")
+    # 3 evaluations of 6 s and 2 of 4 s: mean 26 / 5 = 5.2 s
+    assert "(evaluation of the unedited model: 5 evaluations of 3 records, mean 5.20 s)" in md
+    md = write_report([fixed_run], out=tmp_path / "one.md", n_boot=50, plots=False).read_text("utf-8")
+    assert "(evaluation of the unedited model: 3 records, mean 6.00 s)" in md

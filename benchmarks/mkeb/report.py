@@ -650,7 +650,11 @@ def build(c: Collected, out: Path, *, n_boot: int = 2000, seed: int = 0, plots: 
                             "edits with cached attribution", "edit s + cached attribution (mean)", "hardware"], trows))
         md.append("")
         ref_s = [float(r.get("eval_s") or 0.0) for r in c.unedited]
-        ref_txt = (f" (evaluation of the unedited model: {len(ref_s)} records, mean {secs(sum(ref_s) / len(ref_s))} s)"
+        ref_ids = {str(r.get("record_id")) for r in c.unedited}
+        # a record evaluated again by another run dir (an ablation run on the same ids) counts each time
+        ref_n = (f"{len(ref_s)} records" if len(ref_ids) == len(ref_s)
+                 else f"{len(ref_s)} evaluations of {len(ref_ids)} records")
+        ref_txt = (f" (evaluation of the unedited model: {ref_n}, mean {secs(sum(ref_s) / len(ref_s))} s)"
                    if ref_s else "")
         md.append("Wall time is what the run took on its machine (other jobs on a shared machine slow it); CPU s is "
                   "the process's CPU time summed over its threads. The unedited model's scores are computed once per "
