@@ -199,10 +199,14 @@ def test_variants_are_compared_with_memla_paired_by_record(repo):
     assert "### MEMLA variants minus full MEMLA (edit language zh)" not in md
     f = _section(md, "Findings")
     para = next(p for p in f.split("\n\n") if p.startswith("**MEMLA variants, edit language en.**"))
-    assert "paired over the 12 records both have" in para
+    assert ("Each variant minus full MEMLA on ES, PS, NS, MQ, rel_acc, gen_acc, loc_acc, port_acc (edit→edit and "
+            "others), paired over the 12 records both have") in para
     assert ("`memla_no_lse` (use_language_specific=false) is higher on PS edit→edit by 100.0 points "
             "[+100.0, +100.0], PS others by 100.0 points [+100.0, +100.0], NS edit→edit by 50.0 points [") in para
-    assert para.endswith("; no difference the intervals support on the other 4.")
+    # gen_acc follows PS here: +100 in both views; the other 10 comparisons differ by 0
+    assert "gen_acc edit→edit by 100.0 points [+100.0, +100.0] and gen_acc others by 100.0 points" in para
+    assert para.endswith("; no difference the intervals support on the other 10.")
+    assert "EasyEdit token-accuracy family:\n\n| variant | changes | pairs | rel_acc edit→edit" in table
     # the variants come before the paper's claim, and the CSV holds every metric (token-accuracy family too)
     assert f.index("**MEMLA variants") < f.index("**The paper's claim.**")
     csv_text = (repo / "docs" / "RESULTS_files" / "variants_vs_memla.csv").read_text(encoding="utf-8")

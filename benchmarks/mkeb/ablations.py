@@ -96,13 +96,18 @@ def _by(comps: Sequence[VariantComparison]) -> str:
 
 
 def variants_paragraph(source: str, comps: Sequence[VariantComparison], changes: Mapping[str, str]) -> str:
-    """One Findings paragraph: per variant, where it is above or below full MEMLA by an interval that excludes 0."""
+    """One Findings paragraph: per variant, where it is above or below full MEMLA by an interval that excludes 0.
+
+    Every metric of ``comps`` is named, the token-accuracy family too: on a small model the MKEB
+    neighbourhood score can sit near 0 for every method, and locality then shows only in ``loc_acc``.
+    """
     if not comps:
         return ""
     ns = sorted({c.diff.n for c in comps})
     span = str(ns[0]) if len(ns) == 1 else f"{ns[0]}–{ns[-1]}"
-    parts = [f"**MEMLA variants, edit language {source}.** Each variant minus full MEMLA, paired over the "
-             f"{span} records both have:"]
+    metrics = list(dict.fromkeys(c.metric for c in comps))
+    parts = [f"**MEMLA variants, edit language {source}.** Each variant minus full MEMLA on "
+             f"{', '.join(metrics)} (edit→edit and others), paired over the {span} records both have:"]
     variants = list(dict.fromkeys(c.variant for c in comps))
     for variant in variants:
         mine = [c for c in comps if c.variant == variant]

@@ -568,15 +568,18 @@ def build(c: Collected, out: Path, *, n_boot: int = 2000, seed: int = 0, plots: 
         # MEMLA's variants (ablations) minus full MEMLA, paired on the records both have
         vcomps = compare_variants(s, ms, kinds, metrics, values, seed=seed, n_boot=n_boot)
         if vcomps:
-            mk = [x for x in MKEB_METRICS if x in metrics]
             md.append(f"### MEMLA variants minus full MEMLA (edit language {s})\n")
             md.append("Each ablation against `memla` itself, paired over the records both have (the per-method "
                       "tables above may average a variant and MEMLA over different records); \"changes\" is the "
                       "variant's hparams override. Percentage points, 95% bootstrap intervals.\n")
-            header, vtable = variants_table([v for v in vcomps if v.metric in mk], mk, changes)
-            md.append(md_table(header, vtable))
-            md.append("")
-            variant_words.append(variants_paragraph(s, [v for v in vcomps if v.metric in mk], changes))
+            for family, title in ((MKEB_METRICS, "MKEB metrics"), (EASYEDIT_METRICS, "EasyEdit token-accuracy family")):
+                fam = [x for x in family if x in metrics]
+                if fam:
+                    header, vtable = variants_table([v for v in vcomps if v.metric in fam], fam, changes)
+                    md.append(f"{title}:\n")
+                    md.append(md_table(header, vtable))
+                    md.append("")
+            variant_words.append(variants_paragraph(s, vcomps, changes))
             for v in vcomps:
                 variants_csv.append([s, v.variant, changes.get(v.variant, ""), v.metric, v.view, v.diff.n,
                                      num(v.diff.mean), num(v.diff.lo), num(v.diff.hi)])
