@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence
 
-from .stats import VIEW_LABEL, VIEWS, Estimate, bootstrap, paired, pct
+from .stats import VIEW_LABEL, VIEWS, Estimate, bootstrap, interval_side, paired, pct
 
 HIGHER, LOWER, UNRESOLVED = "higher", "lower", "inconclusive"
 
@@ -34,14 +34,8 @@ class VariantComparison:
     @property
     def outcome(self) -> Optional[str]:
         """``higher``/``lower`` when the interval excludes 0, else ``inconclusive``; None without an interval."""
-        d = self.diff
-        if not self.has_interval or d.lo is None or d.hi is None:
-            return None
-        if d.lo > 0:
-            return HIGHER
-        if d.hi < 0:
-            return LOWER
-        return UNRESOLVED
+        side = interval_side(self.diff, self.has_interval)
+        return None if side is None else {1: HIGHER, -1: LOWER, 0: UNRESOLVED}[side]
 
 
 def variants_of(methods: Sequence[str], kinds: Mapping[str, str]) -> list[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping, Optional, Sequence
 
-from .stats import MKEB_METRICS, VIEW_LABEL, VIEWS, Estimate, bootstrap, paired, pct
+from .stats import MKEB_METRICS, VIEW_LABEL, VIEWS, Estimate, bootstrap, interval_side, paired, pct
 
 #: The claim the Findings section tests: the paper's averaged cross-lingual results.
 PAPER = "the MEMLA paper (Xie et al., arXiv 2406.11566)"
@@ -38,14 +38,8 @@ class Comparison:
     @property
     def outcome(self) -> Optional[str]:
         """``win``/``loss`` when the interval excludes 0, else ``inconclusive``; None without an interval."""
-        d = self.diff
-        if not self.has_interval or d.lo is None or d.hi is None:
-            return None
-        if d.lo > 0:
-            return WIN
-        if d.hi < 0:
-            return LOSS
-        return TIE
+        side = interval_side(self.diff, self.has_interval)
+        return None if side is None else {1: WIN, -1: LOSS, 0: TIE}[side]
 
 
 def baselines_of(methods: Sequence[str], kinds: Mapping[str, str]) -> list[str]:

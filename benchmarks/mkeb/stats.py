@@ -61,6 +61,13 @@ def bootstrap(values: Sequence[float], *, label: str, seed: int, n_boot: int, le
     return Estimate(n, mean, lo, hi)
 
 
+def interval_side(e: Estimate, has_interval: bool) -> Optional[int]:
+    """+1 / -1 when the interval lies wholly above / below 0, 0 when it holds 0, None without an interval."""
+    if not has_interval or e.lo is None or e.hi is None:
+        return None
+    return 1 if e.lo > 0 else -1 if e.hi < 0 else 0
+
+
 def paired(a: Mapping[str, float], b: Mapping[str, float]) -> list[float]:
     """Differences a - b on the records both have a value for, in record order."""
     return [a[k] - b[k] for k in sorted(set(a) & set(b), key=_id_order)]
