@@ -8,6 +8,8 @@ outcome is certain whatever the bootstrap draws:
     PS   memla 0 everywhere; rome 1 everywhere; ft_l 0        -> MEMLA loses to rome in both views
     NS   memla 1,0,1,0...; rome 0,1,0,1...; ft_l 0.25         -> differences ±1, mean 0 -> no difference
     MQ   0 for everyone                                        -> no difference; "same mean" note
+    loc_acc  rome 0 everywhere, everyone else 1               -> the PS loss is shown with rome's
+                                                                locality change (-100) next to MEMLA's (0)
 
 ``memla_no_lse`` (kind memla) scores 1 on everything: as a MEMLA variant it must never be
 picked as the best baseline. The baselines ran in run dir ``runs/base`` on a GPU, MEMLA in
@@ -47,7 +49,7 @@ def _scores(method: str, source: str, i: int) -> dict[str, dict[str, float]]:
         ns = {"memla": float(i % 2 == 0), "memla_no_lse": 1.0, "rome": float(i % 2 == 1), "ft_l": 0.25,
               "unedited": 0.5}[method]
         out[lang] = {"ES": es, "PS": ps, "NS": ns, "MQ": 0.0,
-                     "rel_acc": es, "gen_acc": ps, "loc_acc": 1.0, "port_acc": 0.0}
+                     "rel_acc": es, "gen_acc": ps, "loc_acc": float(method != "rome"), "port_acc": 0.0}
     return out
 
 
@@ -161,13 +163,19 @@ def test_findings_classify_wins_losses_and_ties(repo):
     assert "MEMLA beats rome on ES others by 100.0 points [+100.0, +100.0]." in en
     assert ("MEMLA loses to rome on PS edit→edit by 100.0 points [-100.0, -100.0] and PS others by 100.0 points "
             "[-100.0, -100.0].") in en
+    # the baseline MEMLA loses to is shown with its locality cost, against the unedited model
+    assert ("Locality of the same edits: loc_acc (the share of neighbourhood answer tokens still predicted as the "
+            "unedited model predicts them) changes against the unedited model by -100.0 [-100.0, -100.0] edit→edit "
+            "and -100.0 [-100.0, -100.0] others for rome and +0.0 [+0.0, +0.0] edit→edit and +0.0 [+0.0, +0.0] "
+            "others for MEMLA.") in en
+    assert en.count("Locality of the same edits") == 1  # ES is a win: its baseline is not repeated
     # the rest is inconclusive and counted, the all-zero metric noted
     assert "No difference the intervals support on 5 of 8 comparisons (ES edit→edit, NS edit→edit, NS others, " \
            "MQ edit→edit, MQ others)." in en
     assert "same mean in both views on MQ (0.0)" in en
     assert "Baselines compared: rome, ft_l" in en and "each interval is paired over 12 records" in en
     # a MEMLA variant is never the best baseline, the unedited model neither
-    assert "memla_no_lse" not in en and "unedited" not in f
+    assert "memla_no_lse" not in en and "unedited" not in f.replace("the unedited model", "")
     assert "memla_no_lse" not in f[f.index("**The paper's claim.**"):]
     # an edit language without baselines says so
     assert "**Edit language zh.** The comparison with the best baseline is not available: there are no baseline " \
@@ -239,6 +247,27 @@ def test_findings_without_memla_or_baselines_say_not_available():
     assert "The comparison is not available: there are no `memla` rows." in text
     lines = findings_section(["en"], {"en": ["memla"]}, {"memla": "memla"}, {"en": []}, {}, ["ES"])
     assert "The comparison is not available: there are no baseline rows." in "\n".join(lines)
+
+
+def test_locality_of_a_lost_comparison_needs_changes_against_the_unedited_model():
+    from memla_mkeb.findings import Comparison
+    from memla_mkeb.stats import Estimate
+
+    e = Estimate(12, -0.5, -0.7, -0.3)
+    loss = Comparison("en", "ES", "others", "lora", e, e, e, has_interval=True)
+    kinds = {"memla": "memla", "lora": "easyedit"}
+    args = (["en"], {"en": ["memla", "lora"]}, kinds, {"en": [loss]})
+    ests = {(m, "en", "ES", v): Estimate(12, 0.5, 0.4, 0.6) for m in ("memla", "lora") for v in ("e2e", "others")}
+    # no deltas (no unedited rows): the loss is stated without a locality sentence
+    assert "Locality" not in "\n".join(findings_section(*args, ests, ["ES"]))
+    deltas = {(m, "en", "loc_acc", v): Estimate(12, d, d - 0.1, d + 0.1)
+              for m, d in (("memla", -0.2), ("lora", -0.9)) for v in ("e2e", "others")}
+    text = "\n".join(findings_section(*args, ests, ["ES"], deltas=deltas))
+    assert ("by -90.0 [-100.0, -80.0] edit→edit and -90.0 [-100.0, -80.0] others for lora and -20.0 [-30.0, -10.0] "
+            "edit→edit and -20.0 [-30.0, -10.0] others for MEMLA.") in text
+    # a single record gives no interval: nothing is shown rather than a bare mean
+    deltas[("memla", "en", "loc_acc", "e2e")] = Estimate(1, -0.2, -0.2, -0.2)
+    assert "Locality" not in "\n".join(findings_section(*args, ests, ["ES"], deltas=deltas))
 
 
 def test_comparison_outcome_needs_an_interval():

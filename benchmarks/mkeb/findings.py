@@ -16,6 +16,10 @@ from .stats import MKEB_METRICS, VIEW_LABEL, VIEWS, Estimate, bootstrap, interva
 PAPER = "the MEMLA paper (Xie et al., arXiv 2406.11566)"
 #: The view that stands for the paper's "average over the other languages".
 CLAIM_VIEW = "others"
+#: The metric that shows what an edit costs unrelated knowledge. NS is token F1 against the
+#: gold answer and stays near 0 when the model never knew the neighbour; loc_acc compares with
+#: the unedited model's own predictions, so it moves whenever the edit disturbs them.
+LOCALITY_METRIC = "loc_acc"
 
 WIN, LOSS, TIE = "win", "loss", "inconclusive"
 
@@ -127,8 +131,40 @@ def _by_baseline(comps: Sequence[Comparison], sign: float) -> str:
     return parts[0] if len(parts) == 1 else "; ".join(parts[:-1]) + "; and " + parts[-1]
 
 
+def _change(e: Optional[Estimate]) -> Optional[str]:
+    """A paired change with its interval, or None when there is no interval to show."""
+    if e is None or e.mean is None or e.lo is None or e.hi is None or e.n < 2:
+        return None
+    return f"{_pp(e.mean)} [{_pp(e.lo)}, {_pp(e.hi)}]"
+
+
+def _locality_context(source: str, losses: Sequence[Comparison], deltas: Mapping[EstKey, Estimate]) -> str:
+    """Locality of MEMLA and of the baselines it loses to, as changes against the unedited model.
+
+    A baseline can top ES/PS by pushing the new object into every prompt, neighbours included;
+    the reader deciding between editors needs that cost next to the loss. Empty when MEMLA
+    or every such baseline lacks a locality change with an interval.
+    """
+    def both(method: str) -> Optional[str]:
+        shown = [_change(deltas.get((method, source, LOCALITY_METRIC, v))) for v in VIEWS]
+        if any(x is None for x in shown):
+            return None
+        return " and ".join(f"{x} {VIEW_LABEL[v]}" for x, v in zip(shown, VIEWS))
+
+    mine = both("memla")
+    theirs = [(b, both(b)) for b in dict.fromkeys(c.baseline for c in losses)]
+    theirs = [(b, t) for b, t in theirs if t is not None]
+    if mine is None or not theirs:
+        return ""
+    items = [f"{t} for {b}" for b, t in theirs] + [f"{mine} for MEMLA"]
+    return (f"Locality of the same edits: {LOCALITY_METRIC} (the share of neighbourhood answer tokens still "
+            f"predicted as the unedited model predicts them) changes against the unedited model by "
+            f"{_join(items)}.")
+
+
 def _source_paragraph(source: str, present: Sequence[str], kinds: Mapping[str, str], comps: Sequence[Comparison],
-                      ests: Mapping[EstKey, Estimate], metrics: Sequence[str]) -> str:
+                      ests: Mapping[EstKey, Estimate], metrics: Sequence[str],
+                      deltas: Mapping[EstKey, Estimate]) -> str:
     head = f"**Edit language {source}.**"
     baselines = baselines_of(present, kinds)
     if "memla" not in present:
@@ -147,6 +183,9 @@ def _source_paragraph(source: str, present: Sequence[str], kinds: Mapping[str, s
         parts.append(f"MEMLA beats {_by_baseline(wins, 1.0)}.")
     if losses:
         parts.append(f"MEMLA loses to {_by_baseline(losses, -1.0)}.")
+        locality = _locality_context(source, losses, deltas)
+        if locality:
+            parts.append(locality)
     if not wins and not losses:
         parts.append("No interval excludes zero: MEMLA neither beats nor loses to the best baseline on any "
                      "metric here.")
@@ -183,12 +222,15 @@ def _verdict(c: Optional[Comparison]) -> str:
 
 def findings_section(sources: Sequence[str], present: Mapping[str, Sequence[str]], kinds: Mapping[str, str],
                      comparisons: Mapping[str, Sequence[Comparison]], ests: Mapping[EstKey, Estimate],
-                     metrics: Sequence[str], extra: Sequence[str] = ()) -> list[str]:
+                     metrics: Sequence[str], extra: Sequence[str] = (),
+                     deltas: Optional[Mapping[EstKey, Estimate]] = None) -> list[str]:
     """Markdown lines of the "Findings" section: wins, losses and the paper-claim verdicts, in words.
 
     ``present``: the methods with rows per edit language; ``comparisons``: :func:`compare_with_best`
     per edit language; ``ests``: the per-method estimates the tables show; ``extra``: further
-    paragraphs (the MEMLA variants', :mod:`.ablations`) placed before the paper's claim.
+    paragraphs (the MEMLA variants', :mod:`.ablations`) placed before the paper's claim;
+    ``deltas``: paired changes against the unedited model, for the locality of the baselines
+    MEMLA loses to (left out without them).
     """
     md = ["## Findings\n",
           "Written by the report from the \"MEMLA minus the best baseline\" intervals below, for the MKEB metrics "
@@ -198,7 +240,7 @@ def findings_section(sources: Sequence[str], present: Mapping[str, Sequence[str]
     mk = [x for x in metrics if x in MKEB_METRICS]
     for s in sources:
         comps = [c for c in comparisons.get(s, []) if c.metric in MKEB_METRICS]
-        md.append(_source_paragraph(s, present.get(s, []), kinds, comps, ests, mk) + "\n")
+        md.append(_source_paragraph(s, present.get(s, []), kinds, comps, ests, mk, deltas or {}) + "\n")
     md += [p + "\n" for p in extra if p]
 
     md.append("**The paper's claim.** " + PAPER[0].upper() + PAPER[1:] + " reports MEMLA above the best baseline "
@@ -252,6 +294,7 @@ def findings_section(sources: Sequence[str], present: Mapping[str, Sequence[str]
 __all__ = [
     "CLAIM_VIEW",
     "Comparison",
+    "LOCALITY_METRIC",
     "LOSS",
     "PAPER",
     "TIE",

@@ -494,6 +494,7 @@ def build(c: Collected, out: Path, *, n_boot: int = 2000, seed: int = 0, plots: 
     vs_best_csv: list[list[Any]] = []
     ests: dict[tuple[str, str, str, str], Estimate] = {}
     values: dict[tuple[str, str, str, str], dict[str, float]] = {}
+    deltas: dict[tuple[str, str, str, str], Estimate] = {}  # paired change against the unedited model
     for s in sources:
         for m in methods:
             for metric in metrics:
@@ -525,6 +526,7 @@ def build(c: Collected, out: Path, *, n_boot: int = 2000, seed: int = 0, plots: 
                         for v in VIEWS:
                             d = paired(values[(m, s, x, v)], values[("unedited", s, x, v)])
                             e = bootstrap(d, label=f"delta|{m}|{s}|{x}|{v}", seed=seed, n_boot=n_boot)
+                            deltas[(m, s, x, v)] = e
                             drow.append(fmt_est(e, signed=True))
                             est = ests[(m, s, x, v)]
                             summary_csv.append([s, m, x, v, est.n, num(est.mean), num(est.lo), num(est.hi),
@@ -585,7 +587,7 @@ def build(c: Collected, out: Path, *, n_boot: int = 2000, seed: int = 0, plots: 
                                      num(v.diff.mean), num(v.diff.lo), num(v.diff.hi)])
 
     md[findings_at:findings_at] = findings_section(sources, present, kinds, comparisons, ests, metrics,
-                                                   extra=variant_words)
+                                                   extra=variant_words, deltas=deltas)
 
     _csv_bytes(files, f"{files_dir_name}/summary.csv",
                ["source", "method", "metric", "view", "n", "mean", "ci_lo", "ci_hi",
