@@ -1,7 +1,8 @@
 """Packaging for memla-plugin.
 
-The library lives in ``memla_plugin``; the shared benchmark under ``benchmarks/mkeb`` is
-installed as the ``memla_mkeb`` package so its console commands and configs travel with it.
+The library lives in ``memla_plugin``. The benchmark harness is the ``memla_mkeb`` package in
+``benchmarks/mkeb/memla_mkeb`` (its Hydra configs in ``conf/`` inside it); the shipped benchmark data
+in ``benchmarks/mkeb/data`` is installed as ``memla_mkeb/data`` so an installed harness finds both.
 """
 from glob import glob
 from pathlib import Path
@@ -71,21 +72,23 @@ setup(
     license="MIT",
     python_requires=">=3.10",
     packages=find_packages(include=["memla_plugin", "memla_plugin.*"])
-    + ["memla_mkeb"],
-    package_dir={"memla_mkeb": "benchmarks/mkeb"},
+    + ["memla_mkeb", "memla_mkeb.conf", "memla_mkeb.data"],
+    # the data folder sits beside the package (with the committed results), not inside it
+    package_dir={"memla_mkeb": "benchmarks/mkeb/memla_mkeb", "memla_mkeb.data": "benchmarks/mkeb/data"},
     include_package_data=True,
     package_data={
-        "memla_mkeb": ["conf/**/*.yaml", "data/*", "data/**/*"],
-        "memla_plugin": ["upstream/templates/*", "easyedit/*.md"],
+        "memla_mkeb.conf": ["*.yaml", "**/*.yaml"],
+        "memla_mkeb.data": ["*"],
+        "memla_plugin": ["easyedit/*.md"],
     },
     data_files=HPARAMS,
     install_requires=CORE,
     extras_require=EXTRAS,
     entry_points={
         "console_scripts": [
-            "memla-setup=memla_plugin.setup_env:main",
+            "memla-setup=memla_plugin.cli.setup:main",
             "memla-edit=memla_plugin.cli.edit:main",
-            "memla-mkeb-convert=memla_plugin.mkeb.convert:main",
+            "memla-mkeb-convert=memla_plugin.cli.convert:main",
             "memla-mkeb=memla_mkeb.app:main",
             "memla-mkeb-report=memla_mkeb.report:main",
         ]

@@ -1,9 +1,12 @@
-"""Per-architecture module names: where MEMLA reads FFN activations and what it edits.
+"""Per-architecture module names: the one table attribution, training and editing read.
 
-MEMLA needs two modules per transformer layer: the one whose output is the FFN
-pre-activation (attribution, DESIGN §3.1) and the FFN down-projection it edits (§3.3).
-They are found from ``config.model_type``; hparams may override both templates, which is
-how an architecture outside this table is supported.
+MEMLA needs, per transformer layer, the module whose output is the FFN pre-activation
+(attribution, MEMLA paper §3.1) and the FFN down-projection it edits (§3.3). The fast
+attribution (:mod:`memla_plugin.neurons.stack`) and the training's lower-layer replay
+(:mod:`memla_plugin.training`) also need the decoder-layer list, the final norm, the rotary
+embedding and the norm in front of the FFN. All of it is one :class:`ArchLayout` per
+``config.model_type``; hparams may override the two module templates, as EasyEdit's method
+hparams do (``rewrite_module_tmp`` and friends), which is how an unknown model is supported.
 """
 from __future__ import annotations
 
@@ -12,31 +15,57 @@ from typing import Optional
 
 from .errors import UnknownArchitectureError
 
-# model_type -> (attribution module template, edited module template, layer-list path)
-_GPT2 = ("transformer.h.{}.mlp.c_fc", "transformer.h.{}.mlp.c_proj", "transformer.h")
-_LLAMA = ("model.layers.{}.mlp.gate_proj", "model.layers.{}.mlp.down_proj", "model.layers")
-_GEMMA3_MM = (
-    "model.language_model.layers.{}.mlp.gate_proj",
-    "model.language_model.layers.{}.mlp.down_proj",
-    "model.language_model.layers",
-)
 
-KNOWN_ARCHITECTURES: dict[str, tuple[str, str, str]] = {
+@dataclass(frozen=True)
+class ArchLayout:
+    """Where the parts of one model family live (dotted paths; ``{}`` is the layer index).
+
+    ``ffn_norm`` is set only for families whose layer computes
+    ``mid = x + attn(norm1(x)); out = mid + ffn(ffn_norm(mid))``: that is what lets the fast
+    attribution rebuild a patched layer from its FFN alone. Families without it use the
+    reference attribution.
+    """
+
+    layers: str
+    attr_module: str
+    edit_module: str
+    final_norm: Optional[str] = None
+    rotary: Optional[str] = None
+    ffn_norm: Optional[str] = None
+
+    @property
+    def attr_module_tmp(self) -> str:
+        return f"{self.layers}.{{}}.{self.attr_module}"
+
+    @property
+    def edit_module_tmp(self) -> str:
+        return f"{self.layers}.{{}}.{self.edit_module}"
+
+
+_GPT2 = ArchLayout("transformer.h", "mlp.c_fc", "mlp.c_proj", "transformer.ln_f", None, "ln_2")
+_LLAMA = ArchLayout("model.layers", "mlp.gate_proj", "mlp.down_proj", "model.norm", "model.rotary_emb",
+                    "post_attention_layernorm")
+# Gemma layers normalise around the FFN differently (gemma2/3 add a post-FFN norm): no fast path
+_GEMMA = ArchLayout("model.layers", "mlp.gate_proj", "mlp.down_proj")
+_GEMMA3_MM = ArchLayout("model.language_model.layers", "mlp.gate_proj", "mlp.down_proj")
+
+#: model_type -> layout
+KNOWN_ARCHITECTURES: dict[str, ArchLayout] = {
     "gpt2": _GPT2,  # GPT-2 and mGPT (ai-forever/mGPT declares model_type gpt2)
     "llama": _LLAMA,
     "qwen2": _LLAMA,
     "qwen3": _LLAMA,
     "mistral": _LLAMA,
-    "gemma": _LLAMA,
-    "gemma2": _LLAMA,
-    "gemma3_text": _LLAMA,
+    "gemma": _GEMMA,
+    "gemma2": _GEMMA,
+    "gemma3_text": _GEMMA,
     "gemma3": _GEMMA3_MM,
 }
 
 
 @dataclass(frozen=True)
 class ArchSpec:
-    """Resolved module layout of one model."""
+    """Resolved module layout of one model (the decoder-stack parts: ``layout_of(model_type)``)."""
 
     model_type: str
     num_layers: int
@@ -50,10 +79,39 @@ class ArchSpec:
         return self.edit_module_tmp.format(layer)
 
 
-def _count_layers(model, layers_path: Optional[str], attr_tmp: str) -> int:
-    if layers_path is not None:
+def layout_of(model_type: str) -> Optional[ArchLayout]:
+    """The table entry of ``model_type``, None for an architecture the table does not know."""
+    return KNOWN_ARCHITECTURES.get(model_type)
+
+
+def layers_path(edit_module_tmp: str) -> Optional[str]:
+    """The decoder-layer list's path for an edit template: the table's, else the part before ``.{}``."""
+    for layout in KNOWN_ARCHITECTURES.values():
+        if layout.edit_module_tmp == edit_module_tmp:
+            return layout.layers
+    if ".{}" not in edit_module_tmp:
+        return None
+    return edit_module_tmp.split(".{}")[0]
+
+
+def layer_list(model, edit_module_tmp: str):
+    """The ``nn.ModuleList`` of decoder layers holding the edited modules, or None."""
+    from torch import nn
+
+    path = layers_path(edit_module_tmp)
+    if path is None:
+        return None
+    try:
+        layers = model.get_submodule(path)
+    except AttributeError:
+        return None
+    return layers if isinstance(layers, nn.ModuleList) else None
+
+
+def _count_layers(model, path: Optional[str], attr_tmp: str) -> int:
+    if path is not None:
         try:
-            return len(model.get_submodule(layers_path))
+            return len(model.get_submodule(path))
         except AttributeError:
             pass
     n = 0
@@ -63,6 +121,18 @@ def _count_layers(model, layers_path: Optional[str], attr_tmp: str) -> int:
         except AttributeError:
             return n
         n += 1
+
+
+def _check_template(model, tmp: str, key: str, model_type: str, n: int) -> None:
+    try:
+        model.get_submodule(tmp.format(0))
+        if n > 0:
+            model.get_submodule(tmp.format(n - 1))
+    except AttributeError:
+        raise UnknownArchitectureError(
+            f"{key}={tmp!r} does not name a module of this {model_type!r} model "
+            f"(tried layers 0 and {n - 1}); fix {key} in the hparams"
+        ) from None
 
 
 def resolve_architecture(
@@ -80,8 +150,8 @@ def resolve_architecture(
     config = getattr(model, "config", None)
     model_type = str(getattr(config, "model_type", type(model).__name__))
     known = KNOWN_ARCHITECTURES.get(model_type)
-    attr_tmp = attr_module_tmp or (known[0] if known else None)
-    edit_tmp = edit_module_tmp or (known[1] if known else None)
+    attr_tmp = attr_module_tmp or (known.attr_module_tmp if known else None)
+    edit_tmp = edit_module_tmp or (known.edit_module_tmp if known else None)
     if attr_tmp is None or edit_tmp is None:
         raise UnknownArchitectureError(
             f"architecture {model_type!r} has no known FFN module names "
@@ -89,18 +159,10 @@ def resolve_architecture(
             f"edit_module_tmp in the hparams, e.g. 'model.layers.{{}}.mlp.gate_proj' and "
             f"'model.layers.{{}}.mlp.down_proj'"
         )
-    layers_path = known[2] if known and attr_module_tmp is None else None
-    n = num_layers if num_layers is not None else _count_layers(model, layers_path, attr_tmp)
-    for tmp, key in ((attr_tmp, "attr_module_tmp"), (edit_tmp, "edit_module_tmp")):
-        try:
-            model.get_submodule(tmp.format(0))
-            if n > 0:
-                model.get_submodule(tmp.format(n - 1))
-        except AttributeError:
-            raise UnknownArchitectureError(
-                f"{key}={tmp!r} does not name a module of this {model_type!r} model "
-                f"(tried layers 0 and {n - 1}); fix {key} in the hparams"
-            ) from None
+    counted_by = known.layers if known is not None and attr_module_tmp is None else None
+    n = num_layers if num_layers is not None else _count_layers(model, counted_by, attr_tmp)
+    _check_template(model, attr_tmp, "attr_module_tmp", model_type, n)
+    _check_template(model, edit_tmp, "edit_module_tmp", model_type, n)
     if n == 0:
         raise UnknownArchitectureError(f"no transformer layers found in {model_type!r} model via {attr_tmp!r}")
     return ArchSpec(model_type=model_type, num_layers=n, attr_module_tmp=attr_tmp, edit_module_tmp=edit_tmp)

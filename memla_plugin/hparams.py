@@ -5,8 +5,8 @@ EasyEdit's ``BaseEditor`` reads ``alg_name``, ``model_name``, ``device``,
 given, and its ``HyperParams`` base class offers ``to_dict()`` and
 ``construct_float_from_scientific_notation``. This dataclass provides the same surface
 without importing EasyEdit, so ``memla_plugin`` stays importable (and cheap to import)
-on machines without the host framework. Every constant of DESIGN §3 is a field whose
-default is the paper's value.
+on machines without the host framework. Every constant of the MEMLA paper's method
+section (arXiv 2406.11566, §3) is a field whose default is the paper's value.
 """
 from __future__ import annotations
 
@@ -17,12 +17,11 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional, Union
 
+from .devices import DEVICE_HELP, parse_device
 from .errors import HParamsError
+from .languages import MKEB_LANGS
 
 ALG_NAME = "MEMLA"
-
-#: the 12 MKEB languages (DESIGN §4), in the benchmark's order
-MKEB_LANGS = ("en", "zh", "fr", "de", "it", "es", "pt", "pl", "ru", "ja", "ko", "th")
 
 _DTYPES = ("float32", "bfloat16", "float16")
 _BASELINES = ("amig", "zero")
@@ -42,7 +41,7 @@ _BOOL_FIELDS = ("model_parallel", "fp16", "use_masks", "use_language_specific", 
 
 @dataclass
 class MEMLAHyperParams:
-    """Hyperparameters of one MEMLA run (defaults: the paper's values, DESIGN §3)."""
+    """Hyperparameters of one MEMLA run (defaults: the paper's values)."""
 
     # --- EasyEdit's contract -------------------------------------------------------
     alg_name: str = ALG_NAME
@@ -171,12 +170,7 @@ class MEMLAHyperParams:
         """``device`` as a ``torch.device`` ("cpu", "cuda", "cuda:N", or an int meaning cuda:N)."""
         import torch
 
-        dev = self.device
-        if isinstance(dev, int):
-            return torch.device(f"cuda:{dev}")
-        if dev.isdigit():
-            return torch.device(f"cuda:{dev}")
-        return torch.device(dev)
+        return torch.device(parse_device(self.device))
 
     def torch_dtype(self):
         """The dtype to load a model in: ``dtype`` if set, else float16 when ``fp16``, else None."""
@@ -281,17 +275,5 @@ class MEMLAHyperParams:
             raise HParamsError("use_language_specific and use_language_independent are both false: nothing to train")
 
     def _validate_device(self) -> None:
-        dev = self.device
-        if isinstance(dev, bool):
-            raise HParamsError(f"device must be 'cpu', 'cuda', 'cuda:N' or an int, got {dev!r}")
-        if isinstance(dev, int):
-            if dev < 0:
-                raise HParamsError(f"device index must be >= 0, got {dev}")
-            return
-        if not isinstance(dev, str):
-            raise HParamsError(f"device must be 'cpu', 'cuda', 'cuda:N' or an int, got {dev!r}")
-        if dev in ("cpu", "cuda", "mps") or dev.isdigit():
-            return
-        if dev.startswith("cuda:") and dev[5:].isdigit():
-            return
-        raise HParamsError(f"device must be 'cpu', 'cuda', 'cuda:N' or an int, got {dev!r}")
+        if parse_device(self.device) is None:
+            raise HParamsError(f"device must be {DEVICE_HELP}, got {self.device!r}")

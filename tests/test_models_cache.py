@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from memla_plugin import models
+from memla_plugin.models import default_model as models
 from memla_plugin.errors import ChecksumMismatchError, DefaultModelError, MEMLAError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -233,7 +233,7 @@ _RACER = textwrap.dedent(
     import hashlib, json, os, sys, time
     from pathlib import Path
     sys.path.insert(0, {repo!r})
-    from memla_plugin import models
+    from memla_plugin.models import default_model as models
     parts_dir = Path({parts!r})
     parts = [models.PartFile("p%d" % i, parts_dir / ("part%02d.bin" % i)) for i in (1, 2)]
     models.find_default_parts = lambda: parts

@@ -6,7 +6,8 @@ import hashlib
 import pytest
 import torch
 
-from memla_plugin import models
+from memla_plugin.models import default_model as models
+from memla_plugin.models import loading
 from memla_plugin.errors import DefaultModelError
 from memla_plugin.models import ModelLoadError, load_model, resolve_device, resolve_dtype
 
@@ -88,7 +89,7 @@ def test_default_alias_goes_through_the_cache(tmp_path, monkeypatch, qwen2_model
     assert models.resolve_model_path("ai-forever/mGPT") == "ai-forever/mGPT"
 
     # a cache that passes the cheap check but does not load is rebuilt once
-    real = models._from_pretrained
+    real = loading._from_pretrained
     failures = []
 
     def flaky(path, device, dtype):
@@ -97,9 +98,9 @@ def test_default_alias_goes_through_the_cache(tmp_path, monkeypatch, qwen2_model
             raise OSError("simulated unreadable safetensors")
         return real(path, device, dtype)
 
-    monkeypatch.setattr(models, "_from_pretrained", flaky)
+    monkeypatch.setattr(loading, "_from_pretrained", flaky)
     model2, _ = load_model("default")
     assert len(calls) == 2 and failures
-    monkeypatch.setattr(models, "_from_pretrained", lambda *a: (_ for _ in ()).throw(OSError("still broken")))
+    monkeypatch.setattr(loading, "_from_pretrained", lambda *a: (_ for _ in ()).throw(OSError("still broken")))
     with pytest.raises(DefaultModelError, match="does not load"):
         load_model("default")

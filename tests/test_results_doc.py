@@ -24,7 +24,8 @@ from typing import Any, Optional
 
 import pytest
 
-from memla_mkeb.findings import LOSS, TIE, WIN, findings_section
+from memla_mkeb.compare import LOSS, TIE, WIN
+from memla_mkeb.findings import findings_section
 from memla_mkeb.report import Invocation, ReportError, main, write_report
 
 REPO = Path(__file__).resolve().parents[1]
@@ -222,7 +223,8 @@ def test_variants_are_compared_with_memla_paired_by_record(repo):
 
 
 def test_variant_on_fewer_records_is_paired_over_the_shared_ones():
-    from memla_mkeb.ablations import LOWER, UNRESOLVED, compare_variants, variants_paragraph
+    from memla_mkeb.ablations import variants_paragraph
+    from memla_mkeb.compare import LOWER, UNRESOLVED, compare_variants
 
     kinds = {"memla": "memla", "memla_scale0p3": "memla"}
     memla = {str(i): 1.0 for i in range(10)}
@@ -250,7 +252,7 @@ def test_findings_without_memla_or_baselines_say_not_available():
 
 
 def test_locality_of_a_lost_comparison_needs_changes_against_the_unedited_model():
-    from memla_mkeb.findings import Comparison
+    from memla_mkeb.compare import Comparison
     from memla_mkeb.stats import Estimate
 
     e = Estimate(12, -0.5, -0.7, -0.3)
@@ -271,7 +273,7 @@ def test_locality_of_a_lost_comparison_needs_changes_against_the_unedited_model(
 
 
 def test_comparison_outcome_needs_an_interval():
-    from memla_mkeb.findings import Comparison
+    from memla_mkeb.compare import Comparison
     from memla_mkeb.stats import Estimate
 
     def cmp(lo: Optional[float], hi: Optional[float], n: int = 5, ok: bool = True) -> Comparison:

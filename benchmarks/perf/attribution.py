@@ -1,8 +1,8 @@
-"""Attribution speed: the fast path against the straightforward reference (issue 9 items 1 and 5).
+"""Attribution speed: the fast path against the straightforward reference, on the same prompts.
 
 Runs both implementations on the same benchmark prompts in one process (interleaved, so
 background load hits both alike) and prints, per prompt and in total: wall and CPU time,
-the measured speedup, the issue's counted work ratio 2(T+k)/(k+1), a finer count that also
+the measured speedup, the simple counted work ratio 2(T+k)/(k+1), a finer count that also
 charges the LM head, whether the selected neuron sets are identical, and peak RSS.
 
 Prompts are what MEMLA attributes: for MKEB dev records, each identification language's
@@ -120,6 +120,48 @@ def profile_fast(model, tok, arch, prompt, target, args) -> None:
         print(f"  {name:32s} {t:8.2f} s  {100 * t / total:5.1f}%")
 
 
+def time_prompts(model, tok, arch, prompts, args, dims, rss_loaded: float) -> tuple[dict[str, float], float, bool]:
+    """Fast (and, unless --fast-only, reference) attribution of each prompt, one table line each.
+
+    Returns (total seconds per kind, peak RSS after fast attribution, whether every neuron set matched).
+    """
+    L, d, d_ff, vocab, kv_dim = dims
+    hdr = f"{'prompt':22s} {'T':>3s} {'k':>2s} {'fast s':>8s} {'ref s':>8s} {'fastCPU':>8s} {'refCPU':>8s} " \
+          f"{'speedup':>7s} {'cpu x':>6s} {'2(T+k)/(k+1)':>12s} {'count x':>7s} {'same set':>8s} {'#neur':>5s} {'max|d|/max':>10s}"
+    print(hdr)
+    tot = {"fast": 0.0, "ref": 0.0, "fast_cpu": 0.0, "ref_cpu": 0.0}
+    rss_fast = rss_loaded
+    all_same = True
+    for label, prompt, target in prompts:
+        T = len(tok(prompt)["input_ids"])
+        k = len(tok(target, add_special_tokens=False)["input_ids"])
+        kw = dict(steps=args.steps, baseline=args.baseline, batch_size=args.batch_size)
+        w, c = time.perf_counter(), time.process_time()
+        fast = attribute_prompt(model, tok, prompt, target, arch, method="fast", **kw)
+        tf, cf = time.perf_counter() - w, time.process_time() - c
+        rss_fast = max(rss_fast, peak_rss_gib())
+        tot["fast"] += tf
+        tot["fast_cpu"] += cf
+        simple_ratio = 2 * (T + k) / (k + 1)
+        count = counted_ratio(T, k, L, d, d_ff, vocab, kv_dim, args.steps)
+        if args.fast_only:
+            print(f"{label:22s} {T:3d} {k:2d} {tf:8.1f} {'-':>8s} {cf:8.1f} {'-':>8s} {'-':>7s} {'-':>6s} "
+                  f"{simple_ratio:12.1f} {count:7.1f} {'-':>8s} {len(select_neurons(fast, args.threshold)):5d}", flush=True)
+            continue
+        w, c = time.perf_counter(), time.process_time()
+        ref = attribute_prompt(model, tok, prompt, target, arch, method="reference", **kw)
+        tr, cr = time.perf_counter() - w, time.process_time() - c
+        tot["ref"] += tr
+        tot["ref_cpu"] += cr
+        sf, sr = select_neurons(fast, args.threshold), select_neurons(ref, args.threshold)
+        all_same &= sf == sr
+        rel = float((fast - ref).abs().max() / ref.abs().max().clamp_min(1e-30))
+        print(f"{label:22s} {T:3d} {k:2d} {tf:8.1f} {tr:8.1f} {cf:8.1f} {cr:8.1f} {tr / tf:7.2f} {cr / cf:6.2f} "
+              f"{simple_ratio:12.1f} {count:7.1f} {str(sf == sr):>8s} {len(sf):5d} {rel:10.2e}", flush=True)
+
+    return tot, rss_fast, all_same
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="default", help="default | mid | tiny")
@@ -160,38 +202,7 @@ def main(argv=None) -> int:
     with torch.no_grad():  # page the weights in before anything is timed
         model(input_ids=tok(prompts[0][1], return_tensors="pt")["input_ids"].to(next(model.parameters()).device))
 
-    hdr = f"{'prompt':22s} {'T':>3s} {'k':>2s} {'fast s':>8s} {'ref s':>8s} {'fastCPU':>8s} {'refCPU':>8s} " \
-          f"{'speedup':>7s} {'cpu x':>6s} {'2(T+k)/(k+1)':>12s} {'count x':>7s} {'same set':>8s} {'#neur':>5s} {'max|d|/max':>10s}"
-    print(hdr)
-    tot = {"fast": 0.0, "ref": 0.0, "fast_cpu": 0.0, "ref_cpu": 0.0}
-    rss_fast = rss_loaded
-    all_same = True
-    for label, prompt, target in prompts:
-        T = len(tok(prompt)["input_ids"])
-        k = len(tok(target, add_special_tokens=False)["input_ids"])
-        kw = dict(steps=args.steps, baseline=args.baseline, batch_size=args.batch_size)
-        w, c = time.perf_counter(), time.process_time()
-        fast = attribute_prompt(model, tok, prompt, target, arch, method="fast", **kw)
-        tf, cf = time.perf_counter() - w, time.process_time() - c
-        rss_fast = max(rss_fast, peak_rss_gib())
-        tot["fast"] += tf
-        tot["fast_cpu"] += cf
-        issue_ratio = 2 * (T + k) / (k + 1)
-        count = counted_ratio(T, k, L, d, d_ff, vocab, kv_dim, args.steps)
-        if args.fast_only:
-            print(f"{label:22s} {T:3d} {k:2d} {tf:8.1f} {'-':>8s} {cf:8.1f} {'-':>8s} {'-':>7s} {'-':>6s} "
-                  f"{issue_ratio:12.1f} {count:7.1f} {'-':>8s} {len(select_neurons(fast, args.threshold)):5d}", flush=True)
-            continue
-        w, c = time.perf_counter(), time.process_time()
-        ref = attribute_prompt(model, tok, prompt, target, arch, method="reference", **kw)
-        tr, cr = time.perf_counter() - w, time.process_time() - c
-        tot["ref"] += tr
-        tot["ref_cpu"] += cr
-        sf, sr = select_neurons(fast, args.threshold), select_neurons(ref, args.threshold)
-        all_same &= sf == sr
-        rel = float((fast - ref).abs().max() / ref.abs().max().clamp_min(1e-30))
-        print(f"{label:22s} {T:3d} {k:2d} {tf:8.1f} {tr:8.1f} {cf:8.1f} {cr:8.1f} {tr / tf:7.2f} {cr / cf:6.2f} "
-              f"{issue_ratio:12.1f} {count:7.1f} {str(sf == sr):>8s} {len(sf):5d} {rel:10.2e}", flush=True)
+    tot, rss_fast, all_same = time_prompts(model, tok, arch, prompts, args, (L, d, d_ff, vocab, kv_dim), rss_loaded)
 
     n = len(prompts)
     print(f"\nfast: {tot['fast'] / n:.1f} s wall ({tot['fast_cpu'] / n:.1f} s CPU) per prompt over {n} prompts")

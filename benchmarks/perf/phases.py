@@ -1,4 +1,4 @@
-"""Where a benchmark edit's time goes: MEMLA's phases against ROME and MEMIT (issue 9 item 5).
+"""Where a benchmark edit's time goes: MEMLA's phases against ROME and MEMIT.
 
 Reads the rows a ``memla-mkeb`` run wrote (one process edits every record with every method,
 so MEMLA, ROME and MEMIT are timed on the same records, model and machine) and prints, per
@@ -62,42 +62,41 @@ def _ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
     return a / b if a is not None and b else None
 
 
-def summarise(run_dir: Path, source: str = "en", out=sys.stdout) -> dict[str, Any]:
-    rows, cache = read_rows(run_dir)
-    ok = [r for r in rows if r.get("status") == "ok" and r.get("source") == source]
+class _Lines:
+    """Where the summary's lines go (stdout unless told otherwise)."""
+
+    def __init__(self, out: Any) -> None:
+        self.out = out
+
+    def __call__(self, *parts: Any) -> None:
+        print(*parts, file=self.out)
+
+
+def _by_method(rows: list[dict[str, Any]], source: str) -> dict[str, dict[str, dict[str, Any]]]:
+    """method -> record id -> the successful row edited in ``source``."""
     by_method: dict[str, dict[str, dict[str, Any]]] = {}
-    for r in ok:
-        by_method.setdefault(r["method"], {})[r["record_id"]] = r
-    memla = by_method.get("memla", {})
-    if not memla:
-        raise SystemExit(f"{run_dir}: no successful MEMLA rows with source {source!r}")
-    ids = sorted(memla, key=lambda rid: memla[rid].get("record_index", 0))
-    n_prompts = prompts_per_lang(run_dir, ids)
-    baselines = [m for m in ("rome", "memit") if m in by_method]
-    others = sorted(m for m in by_method if m not in ("memla", "unedited", *baselines))
+    for r in rows:
+        if r.get("status") == "ok" and r.get("source") == source:
+            by_method.setdefault(r["method"], {})[r["record_id"]] = r
+    return by_method
 
-    def p(*parts: Any) -> None:
-        print(*parts, file=out)
 
-    p(f"run: {run_dir}   source: {source}   records with a MEMLA edit: {len(ids)}")
-    hw = next(iter(memla.values())).get("hardware", "?")
-    p(f"hardware: {hw}")
+def _record_table(p: _Lines, by_method: dict[str, dict[str, dict[str, Any]]], ids: list[str],
+                  n_prompts: dict[tuple[str, str], int], baselines: list[str]) -> dict[str, Any]:
+    """One line per record (MEMLA's phases, each baseline's edit and ratio, evaluation); returns the sums."""
+    memla = by_method["memla"]
     head = f"{'record':>7} {'attr s':>7} {'s/prompt':>8} {'train s':>7} {'steps':>5} {'MEMLA s':>7}"
     for m in baselines:
         head += f" {m.upper() + ' s':>7} {'ratio':>6}"
-    head += f" {'eval s':>6} {'s/lang':>6} {'eval/edit':>9}"
-    p(head)
-    totals: dict[str, float] = {"attr": 0.0, "prompts": 0, "train": 0.0, "memla": 0.0, "eval": 0.0}
-    paired = {m: [0.0, 0.0] for m in baselines}  # sums over records both methods edited
-    per_record_ratio: dict[str, list[float]] = {m: [] for m in baselines}
-    eval_ratios = []
+    p(head + f" {'eval s':>6} {'s/lang':>6} {'eval/edit':>9}")
+    totals: dict[str, Any] = {"attr": 0.0, "prompts": 0, "train": 0.0, "memla": 0.0, "eval": 0.0,
+                              "paired": {m: [0.0, 0.0] for m in baselines},  # sums over records both edited
+                              "ratios": {m: [] for m in baselines}, "eval_ratios": []}
     for rid in ids:
         row = memla[rid]
         st = row.get("edit_stats") or {}
-        per_lang = st.get("attribution_s_per_lang") or {}
-        prompts = sum(n_prompts.get((rid, lang), 0) for lang in per_lang)
-        attr = float(st.get("attribution_s") or 0.0)
-        train = float(st.get("train_s") or 0.0)
+        prompts = sum(n_prompts.get((rid, lang), 0) for lang in st.get("attribution_s_per_lang") or {})
+        attr, train = float(st.get("attribution_s") or 0.0), float(st.get("train_s") or 0.0)
         edit, ev = float(row["edit_s"]), float(row["eval_s"])
         n_langs = len(row.get("scores") or {}) or 12
         line = (f"{rid:>7} {attr:7.1f} {_fmt(_ratio(attr, prompts) if prompts else None):>8} {train:7.1f} "
@@ -107,55 +106,27 @@ def summarise(run_dir: Path, source: str = "en", out=sys.stdout) -> dict[str, An
             if other is None:
                 line += f" {'-':>7} {'-':>6}"
                 continue
-            r = edit / other["edit_s"]
-            per_record_ratio[m].append(r)
-            paired[m][0] += edit
-            paired[m][1] += other["edit_s"]
-            line += f" {other['edit_s']:7.1f} {r:6.2f}"
-        eval_ratios.append(ev / edit)
-        line += f" {ev:6.1f} {ev / n_langs:6.2f} {ev / edit:9.2f}"
-        p(line)
-        totals["attr"] += attr
-        totals["prompts"] += prompts
-        totals["train"] += train
-        totals["memla"] += edit
-        totals["eval"] += ev
-    n = len(ids)
-    p("")
-    p(f"MEMLA edit: {totals['memla'] / n:.1f} s per record (attribution {totals['attr'] / n:.1f} s = "
-      f"{_fmt(_ratio(totals['attr'], totals['prompts']))} s per prompt over {totals['prompts']} prompts, "
-      f"training {totals['train'] / n:.1f} s)")
-    result: dict[str, Any] = {"records": n, "memla_edit_s": totals["memla"] / n}
-    for m in baselines:
-        a, b = paired[m]
-        k = len(per_record_ratio[m])
-        if not k:
-            continue
-        ratio = a / b
-        result[f"memla_over_{m}"] = ratio
-        p(f"{m.upper()} edit: {b / k:.1f} s per record on the same {k} records; MEMLA / {m.upper()} = "
-          f"{ratio:.2f} over the sums (median per record {statistics.median(per_record_ratio[m]):.2f}); "
-          f"MEMLA {'not slower' if ratio <= 1 else 'SLOWER'} than {m.upper()}")
-    for m in others:
-        edits = [r["edit_s"] for r in by_method[m].values()]
-        p(f"{m} edit: {sum(edits) / len(edits):.1f} s per record ({len(edits)} records)")
-    ev_ratio = totals["eval"] / totals["memla"]
-    result["eval_over_memla_edit"] = ev_ratio
-    p(f"evaluation of one edit in all languages: {totals['eval'] / n:.1f} s per record "
-      f"({totals['eval'] / n / 12:.2f} s per language); evaluation / MEMLA edit = {ev_ratio:.2f} "
-      f"(max per record {max(eval_ratios):.2f})")
-    unedited = [float(c["eval_s"]) for rid, c in cache.items() if "eval_s" in c]
-    if unedited:
-        p(f"unedited reference (computed once per record, reused by every method): "
-          f"{sum(unedited) / len(unedited):.1f} s per record")
+            totals["ratios"][m].append(edit / other["edit_s"])
+            totals["paired"][m][0] += edit
+            totals["paired"][m][1] += other["edit_s"]
+            line += f" {other['edit_s']:7.1f} {edit / other['edit_s']:6.2f}"
+        totals["eval_ratios"].append(ev / edit)
+        p(line + f" {ev:6.1f} {ev / n_langs:6.2f} {ev / edit:9.2f}")
+        for key, value in (("attr", attr), ("prompts", prompts), ("train", train), ("memla", edit), ("eval", ev)):
+            totals[key] += value
+    return totals
+
+
+def _memory_lines(p: _Lines, rows: list[dict[str, Any]], result: dict[str, Any]) -> None:
+    """The process's peak RSS and each method's largest single-row peak."""
+    from memla_mkeb.costs import row_peaks
+
     peaks = [r["peak_rss_mib"] for r in rows if r.get("peak_rss_mib")]
     if peaks:
         result["peak_rss_gib"] = max(peaks) / GIB
         p(f"peak RSS of the run: {max(peaks) / GIB:.2f} GiB ({max(peaks) * 2**20 / 1e9:.2f} GB)")
     else:
         p("peak RSS: not recorded in these rows")
-    from memla_mkeb.costs import row_peaks
-
     rows_of: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
         rows_of.setdefault(r["method"], []).append(r)
@@ -165,6 +136,47 @@ def summarise(run_dir: Path, source: str = "en", out=sys.stdout) -> dict[str, An
         result["row_peak_rss_gib"] = largest
         p("largest peak RSS of one row (edit + evaluation + restore), per method: " + ", ".join(
             f"{m} {v:.2f} GiB ({v * 2**30 / 1e9:.2f} GB)" for m, v in sorted(largest.items(), key=lambda kv: -kv[1])))
+
+
+def summarise(run_dir: Path, source: str = "en", out: Any = sys.stdout) -> dict[str, Any]:
+    """Print the per-record and total times of ``run_dir``; returns the headline ratios."""
+    rows, cache = read_rows(run_dir)
+    by_method = _by_method(rows, source)
+    memla = by_method.get("memla", {})
+    if not memla:
+        raise SystemExit(f"{run_dir}: no successful MEMLA rows with source {source!r}")
+    ids = sorted(memla, key=lambda rid: memla[rid].get("record_index", 0))
+    baselines = [m for m in ("rome", "memit") if m in by_method]
+    p = _Lines(out)
+    p(f"run: {run_dir}   source: {source}   records with a MEMLA edit: {len(ids)}")
+    p(f"hardware: {next(iter(memla.values())).get('hardware', '?')}")
+    totals = _record_table(p, by_method, ids, prompts_per_lang(run_dir, ids), baselines)
+    n = len(ids)
+    p("")
+    p(f"MEMLA edit: {totals['memla'] / n:.1f} s per record (attribution {totals['attr'] / n:.1f} s = "
+      f"{_fmt(_ratio(totals['attr'], totals['prompts']))} s per prompt over {totals['prompts']} prompts, "
+      f"training {totals['train'] / n:.1f} s)")
+    result: dict[str, Any] = {"records": n, "memla_edit_s": totals["memla"] / n}
+    for m in baselines:
+        (a, b), k = totals["paired"][m], len(totals["ratios"][m])
+        if not k:
+            continue
+        result[f"memla_over_{m}"] = ratio = a / b
+        p(f"{m.upper()} edit: {b / k:.1f} s per record on the same {k} records; MEMLA / {m.upper()} = "
+          f"{ratio:.2f} over the sums (median per record {statistics.median(totals['ratios'][m]):.2f}); "
+          f"MEMLA {'not slower' if ratio <= 1 else 'SLOWER'} than {m.upper()}")
+    for m in sorted(m for m in by_method if m not in ("memla", "unedited", *baselines)):
+        edits = [r["edit_s"] for r in by_method[m].values()]
+        p(f"{m} edit: {sum(edits) / len(edits):.1f} s per record ({len(edits)} records)")
+    result["eval_over_memla_edit"] = ev_ratio = totals["eval"] / totals["memla"]
+    p(f"evaluation of one edit in all languages: {totals['eval'] / n:.1f} s per record "
+      f"({totals['eval'] / n / 12:.2f} s per language); evaluation / MEMLA edit = {ev_ratio:.2f} "
+      f"(max per record {max(totals['eval_ratios']):.2f})")
+    unedited = [float(c["eval_s"]) for rid, c in cache.items() if "eval_s" in c]
+    if unedited:
+        p(f"unedited reference (computed once per record, reused by every method): "
+          f"{sum(unedited) / len(unedited):.1f} s per record")
+    _memory_lines(p, rows, result)
     return result
 
 

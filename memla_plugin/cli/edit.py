@@ -20,8 +20,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
-from ..errors import HParamsError, MEMLAError
+from ..errors import HParamsError
 from ..hparams import MKEB_LANGS
+from ..request import LangFact, MultilingualRequest
+from .common import run_command
 
 DEFAULT_HPARAMS = "qwen2.5-0.5b.yaml"
 
@@ -68,26 +70,15 @@ def request_from_cli(args: argparse.Namespace) -> dict[str, Any]:
     prompt = args.prompt.replace("{}", subject) if "{}" in args.prompt else args.prompt
     if subject and subject not in prompt:
         _say(f"note: subject {subject!r} does not occur in the prompt (MEMLA does not need it)")
-    languages = {
-        args.lang: {"prompt": prompt, "subject": subject, "target_new": args.target_new,
-                    "target_true": args.target_true, "paraphrases": []}
-    }
+    languages = {args.lang: LangFact(prompt, subject, args.target_new, args.target_true)}
     for lang, p, true, new in args.also or []:
         if lang not in MKEB_LANGS:
             raise HParamsError(f"--also: unknown language {lang!r}; use one of {', '.join(MKEB_LANGS)}")
-        languages[lang] = {"prompt": p, "subject": "", "target_new": new, "target_true": true, "paraphrases": []}
-    return {
-        "case_id": "cli",
-        "prompt": prompt,
-        "subject": subject,
-        "target_new": args.target_new,
-        "ground_truth": args.target_true,
-        "rephrase_prompt": None,
-        "locality": {},
-        "portability": {},
-        "edit_lang": args.lang,
-        "languages": languages,
-    }
+        languages[lang] = LangFact(p, "", new, true)
+    request = MultilingualRequest(edit_lang=args.lang, prompt=prompt, target_new=args.target_new,
+                                  target_true=args.target_true, subject=subject, languages=languages,
+                                  case_id="cli")
+    return request.to_easyedit()
 
 
 def request_from_record(case_id: str, data: Optional[str], lang: str) -> dict[str, Any]:
@@ -347,7 +338,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with attribution_progress(attributed):
         model, _ = memla_main.apply_memla_to_model(model, tok, [request], hparams, return_orig_weights=False)
     edit_s = time.perf_counter() - t0
-    stats = dict(memla_main.LAST_EDIT_STATS)
+    report = memla_main.last_edit_report()
+    stats = report.as_dict() if report is not None else {}
     _say(
         f"edit done in {edit_s:.1f} s: attribution {stats.get('attribution_s', float('nan')):.1f} s, "
         f"LIKN {stats.get('n_likn')} / LSKN {stats.get('n_lskn')} neurons, {stats.get('steps')} training steps "
@@ -378,15 +370,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        run(args)
-    except MEMLAError as e:
-        print(f"memla-edit: error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("memla-edit: interrupted", file=sys.stderr)
-        return 130
-    return 0
+    return run_command("memla-edit", lambda: run(args))
 
 
 if __name__ == "__main__":

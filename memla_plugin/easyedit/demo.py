@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from ..request import LangFact, MultilingualRequest
+
 # method -> hparams file under the hparams directory
 HPARAMS = {
     "MEMLA": "MEMLA/qwen2.5-0.5b.yaml",
@@ -40,26 +42,32 @@ def edit_inputs(record, edit_lang: str) -> dict[str, Any]:
     fact = record.fact(edit_lang)
     if not fact.target_true:
         raise ValueError(f"record {record.example_id} has no true answer in {edit_lang!r}")
-    kwargs: dict[str, Any] = {
-        "prompts": fact.question,
-        "target_new": fact.target_new,
-        "ground_truth": fact.target_true,
-        "subject": fact.subject,
-        "rephrase_prompts": (record.paraphrase_prompts.get(edit_lang) or [None])[0],
-        "locality_inputs": None,
-        "portability_inputs": None,
-        "languages": {
-            lang: {
-                "prompt": record.fact(lang).question,
-                "subject": record.fact(lang).subject,
-                "target_new": record.fact(lang).target_new,
-                "target_true": record.fact(lang).target_true,
-                "paraphrases": list(record.paraphrase_prompts.get(lang, [])),
-            }
+    request = MultilingualRequest(
+        edit_lang=edit_lang,
+        prompt=fact.question,
+        target_new=fact.target_new,
+        target_true=fact.target_true,
+        subject=fact.subject,
+        paraphrases=list(record.paraphrase_prompts.get(edit_lang, [])),
+        languages={
+            lang: LangFact(record.fact(lang).question, record.fact(lang).subject, record.fact(lang).target_new,
+                           record.fact(lang).target_true, list(record.paraphrase_prompts.get(lang, [])))
             for lang in record.langs
         },
-        "edit_lang": edit_lang,
-        "case_id": record.example_id,
+        case_id=record.example_id,
+    ).to_easyedit()
+    kwargs: dict[str, Any] = {
+        "prompts": request["prompt"],
+        "target_new": request["target_new"],
+        "ground_truth": request["ground_truth"],
+        "subject": request["subject"],
+        "rephrase_prompts": request["rephrase_prompt"],
+        "locality_inputs": None,
+        "portability_inputs": None,
+        # MEMLA's own keys, carried through edit() by memla_plugin.easyedit.requests
+        "languages": request["languages"],
+        "edit_lang": request["edit_lang"],
+        "case_id": request["case_id"],
     }
     if record.neighborhood_prompts.get(edit_lang):
         kwargs["locality_inputs"] = {

@@ -1,4 +1,4 @@
-"""Masked dual LoRA on FFN down-projections (DESIGN §3.3), organised like a PEFT tuner.
+"""Masked dual LoRA on FFN down-projections (MEMLA paper, arXiv 2406.11566, §3.3), organised like a PEFT tuner.
 
 ``config`` says which neurons get an editor, ``layer`` holds the math of one layer's update,
 ``model`` wires the updates into a model with forward hooks and merges them into weights.

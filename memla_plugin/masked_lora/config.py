@@ -61,3 +61,17 @@ class MaskedLoRAConfig:
 
     def is_empty(self) -> bool:
         return not self.layers
+
+    @classmethod
+    def from_neuron_sets(
+        cls, sets, *, use_specific: bool = True, use_independent: bool = True, **kwargs
+    ) -> "MaskedLoRAConfig":
+        """Editors for a fact's neuron sets: LSKN feeds the specific, LIKN the independent editor.
+
+        ``use_specific`` / ``use_independent`` switch an editor off (the paper's ablations).
+        """
+        return cls(
+            specific=sets.lskn if use_specific else {},
+            independent=sets.likn if use_independent else {},
+            **kwargs,
+        )

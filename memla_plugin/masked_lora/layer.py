@@ -1,4 +1,4 @@
-"""The update of one down-projection: Delta = (B_s A_s) * M_s + (B_i A_i) * M_i (DESIGN §3.3).
+"""The update of one down-projection: Delta = (B_s A_s) * M_s + (B_i A_i) * M_i (MEMLA paper §3.3).
 
 Row-vector notation: the down-projection computes ``h = u W`` with ``u`` of size d_ff and
 ``W`` of shape (d_ff, d). Each sub-editor has ``B`` (d_ff, R) initialised to zeros and ``A``

@@ -1,7 +1,7 @@
 """MKEB: records, loader/validation, BMIKE-53 converter, metrics, aggregation, dataset adapter.
 
-Works without EasyEdit. Heavy modules (metrics needs torch, dataset's HF export needs
-``datasets``) are imported lazily.
+Works without EasyEdit. Heavy modules (scoring runs need torch, the dataset's HF export
+needs ``datasets``) are imported lazily.
 """
 from __future__ import annotations
 
@@ -9,13 +9,14 @@ from importlib import import_module
 from typing import Any
 
 from .loader import load_mkeb, read_meta, read_test_ids, shipped_data_dir
-from .schema import LANGS, METRICS, EditFact, MKEBRecord
+from .metric_registry import METRICS
+from .schema import LANGS, EditFact, MKEBRecord
 from .validate import validate
 
 _LAZY = {
     "MKEBDataset": "memla_plugin.mkeb.dataset",
-    "score_record": "memla_plugin.mkeb.metrics",
-    "target_with_space": "memla_plugin.mkeb.metrics",
+    "score_record": "memla_plugin.mkeb.scoring",
+    "target_with_space": "memla_plugin.tokenisation",
     "convert_bmike53": "memla_plugin.mkeb.convert",
 }
 

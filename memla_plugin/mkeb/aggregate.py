@@ -1,6 +1,6 @@
 """Aggregation of per-record MKEB scores.
 
-Inputs are what :func:`memla_plugin.mkeb.metrics.score_record` returns per record,
+Inputs are what :func:`memla_plugin.mkeb.scoring.score_record` returns per record,
 ``{target_lang: {metric: value}}``, tagged with the edit (source) language. Values that are
 ``None`` (metric unavailable for that record) are left out of the means, and the count of
 records behind every mean is kept so reports can show it.
@@ -9,14 +9,11 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping, Sequence
 
-from .schema import LANGS, METRICS
+from memla_plugin.languages import in_mkeb_order
+
+from .metric_registry import METRICS
 
 Scores = Mapping[str, Mapping[str, Any]]
-
-
-def _order(langs: Iterable[str]) -> list[str]:
-    langs = set(langs)
-    return [lang for lang in LANGS if lang in langs] + sorted(langs - set(LANGS))
 
 
 def mean_scores(per_record: Iterable[Scores], metrics: Sequence[str] = METRICS) -> dict[str, dict[str, float | None]]:
@@ -32,7 +29,7 @@ def mean_scores(per_record: Iterable[Scores], metrics: Sequence[str] = METRICS) 
                     sums.setdefault(lang, {}).setdefault(m, [])
     return {
         lang: {m: (sum(v) / len(v) if v else None) for m, v in sums[lang].items()}
-        for lang in _order(sums)
+        for lang in in_mkeb_order(sums)
     }
 
 
@@ -53,7 +50,7 @@ def cross_matrix(results: Iterable[Any], metrics: Sequence[str] = METRICS) -> di
         by_src.setdefault(src, []).append(scores)
     means = {src: mean_scores(rows, metrics) for src, rows in by_src.items()}
     return {
-        m: {src: {tgt: means[src][tgt].get(m) for tgt in means[src]} for src in _order(means)}
+        m: {src: {tgt: means[src][tgt].get(m) for tgt in means[src]} for src in in_mkeb_order(means)}
         for m in metrics
     }
 
@@ -83,7 +80,7 @@ def summarize(results: Iterable[Any], metrics: Sequence[str] = METRICS) -> dict[
 def format_table(per_lang: Mapping[str, Mapping[str, float | None]], metrics: Sequence[str] = ("ES", "PS", "NS", "MQ"),
                  scale: float = 100.0, title: str | None = None) -> str:
     """Plain-text table, one row per language plus the mean row; ``-`` marks unavailable values."""
-    langs = _order(per_lang)
+    langs = in_mkeb_order(per_lang)
     width = max(7, *(len(m) + 2 for m in metrics))
     lines = [title] if title else []
     head = f"{'lang':<6}" + "".join(f"{m:>{width}}" for m in metrics)

@@ -19,13 +19,14 @@ import json
 import re
 import sys
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Sequence
 
 from memla_plugin.errors import DataValidationError, MEMLAError
+from memla_plugin.languages import in_mkeb_order
 
-from .loader import meta_path, record_from_json
+from .loader import meta_path, read_json_list
 from .schema import LANGS, EditFact, MKEBRecord
 from .validate import collect_problems, raise_if_problems
 
@@ -41,16 +42,29 @@ BMIKE_SOURCE = {
 }
 
 
+def _count(header: str = "", width: int = 0, legend: str = "") -> Any:
+    """A per-language counter; ``header`` (column ``width``) and ``legend`` show it in the report table."""
+    return field(default=0, metadata={"header": header, "width": width, "legend": legend})
+
+
 @dataclass
 class LangStats:
-    """Per-language templating counts."""
+    """Per-language templating counts (those with a header are columns of the printed report)."""
 
-    templated: int = 0
-    case_adjusted: int = 0
-    untemplatable: int = 0
-    multi_occurrence: int = 0
-    missing_old: int = 0
-    missing_multi_hop: int = 0
+    templated: int = _count("templated", 10, "subject found verbatim in the question and replaced by {}")
+    case_adjusted: int = _count(
+        "case-adj", 10, "subject found only case-insensitively; the subject takes the question's spelling")
+    untemplatable: int = _count(
+        "no-slot", 9, "subject not in the question (inflected/transliterated): kept with the full question,\n"
+        "           has_subject_slot=false (usable by MEMLA/FT/LoRA; ROME/MEMIT need the subject position)")
+    multi_occurrence: int = _count()
+    missing_old: int = _count(
+        "no-old", 8, "no original answer (`old`): ES/PS cannot be computed for that language of the record")
+    missing_multi_hop: int = _count("no-mhop", 9, "no multi-hop question/answer: the record has no MQ")
+
+
+def _columns() -> list[Any]:
+    return [f for f in fields(LangStats) if f.metadata["header"]]
 
 
 @dataclass
@@ -96,22 +110,14 @@ class ConversionReport:
         else:
             lines.append("dropped 0 records")
         lines.append("")
-        head = f"{'lang':<5}{'templated':>10}{'case-adj':>10}{'no-slot':>9}{'no-old':>8}{'no-mhop':>9}"
+        cols = _columns()
+        head = f"{'lang':<5}" + "".join(f"{c.metadata['header']:>{c.metadata['width']}}" for c in cols)
         lines += [head, "-" * len(head)]
         for lang in self.langs:
             s = self.per_lang[lang]
-            lines.append(
-                f"{lang:<5}{s.templated:>10}{s.case_adjusted:>10}{s.untemplatable:>9}{s.missing_old:>8}{s.missing_multi_hop:>9}"
-            )
-        lines += [
-            "",
-            "templated: subject found verbatim in the question and replaced by {}",
-            "case-adj:  subject found only case-insensitively; the subject takes the question's spelling",
-            "no-slot:   subject not in the question (inflected/transliterated): kept with the full question,",
-            "           has_subject_slot=false (usable by MEMLA/FT/LoRA; ROME/MEMIT need the subject position)",
-            "no-old:    no original answer (`old`): ES/PS cannot be computed for that language of the record",
-            "no-mhop:   no multi-hop question/answer: the record has no MQ",
-        ]
+            lines.append(f"{lang:<5}" + "".join(f"{getattr(s, c.name):>{c.metadata['width']}}" for c in cols))
+        lines.append("")
+        lines += [f"{c.metadata['header'] + ':':<11}{c.metadata['legend']}" for c in cols]
         if self.en_conflicts:
             lines.append(f"en parts differing between language files: {self.en_conflicts} (the first file's was kept)")
         if self.unavailable_metrics:
@@ -141,9 +147,7 @@ def find_files(src: Path, langs: Sequence[str] | None, split: str | None) -> tup
             found.setdefault(lang, {})[m["split"]] = p
     if not found:
         raise DataValidationError(f"--src {src}: no BMIKE-53 files named <split>_<lang>.json")
-    want = list(langs) if langs else (["en"] if "en" not in found else []) + [
-        lang for lang in LANGS if lang in found
-    ] + sorted(set(found) - set(LANGS))
+    want = list(langs) if langs else in_mkeb_order(set(found) | {"en"})
     want = [lang for lang in LANGS if lang in want] + [lang for lang in want if lang not in LANGS]
     files: dict[str, Path | None] = {}
     splits: set[str] = set()
@@ -167,18 +171,6 @@ def find_files(src: Path, langs: Sequence[str] | None, split: str | None) -> tup
         raise DataValidationError(f"--src {src}: no file for any language other than en")
     name = splits.pop()
     return (name[: -len("_test")] if name.endswith("_test") else name), files
-
-
-def _read_list(path: Path) -> list[Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise DataValidationError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    except json.JSONDecodeError as exc:
-        raise DataValidationError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    if not isinstance(data, list):
-        raise DataValidationError(f"{path}: expected a JSON list of records, got {type(data).__name__}")
-    return data
 
 
 def _as_list(value: Any) -> list[str]:
@@ -210,25 +202,15 @@ def template(question: str, subject: str, stats: LangStats) -> EditFact:
     return EditFact(prompt=question, subject=subject, target_new="", has_subject_slot=False)
 
 
-def convert_bmike53(
-    src: str | Path, langs: Sequence[str] | None = None, split: str | None = None
-) -> tuple[list[MKEBRecord], ConversionReport]:
-    """Convert a BMIKE-53 directory; returns the records and the report (nothing written)."""
-    src = Path(src)
-    split_name, files = find_files(src, langs, split)
-    langs = list(files)
-    report = ConversionReport(
-        split=split_name, langs=langs, files={k: (v.name if v else "(en parts of the other files)") for k, v in files.items()}
-    )
-    report.per_lang = {lang: LangStats() for lang in langs}
-
+def _collect_parts(files: dict[str, Path | None], report: ConversionReport) -> tuple[dict[Any, dict[str, Any]], list[Any]]:
+    """Every item's per-language parts, aligned by ``case_id``, and the ids in first-seen order."""
     parts: dict[Any, dict[str, dict[str, Any]]] = {}
     order: list[Any] = []
     en_seen: dict[Any, str] = {}
     for lang, path in files.items():
         if path is None:
             continue
-        for pos, item in enumerate(_read_list(path)):
+        for pos, item in enumerate(read_json_list(path, str(path))):
             if not isinstance(item, dict) or not isinstance(item.get("en", item.get(lang)), dict):
                 raise DataValidationError(f"{path.name}: item #{pos} is not an object with an 'en' or {lang!r} part")
             base = item.get("en") or item.get(lang)
@@ -257,6 +239,59 @@ def convert_bmike53(
                         f"{path.name}: item #{pos}: case_id {own} in {lang!r} part differs from en part ({cid})"
                     )
                 parts[cid][lang] = item[lang]
+    return parts, order
+
+
+def _drop_reason(per: dict[str, Any], langs: Sequence[str]) -> str | None:
+    """Why an item cannot become a record (a language or required field missing), or ``None``."""
+    missing = [lang for lang in langs if lang not in per]
+    if missing:
+        return f"missing language(s): {', '.join(missing)}"
+    empty = [f"{lang}.{f}" for lang in langs for f in REQUIRED if not _filled(per[lang].get(f))]
+    if empty:
+        return f"missing or empty field(s): {', '.join(empty)}"
+    loc_len = [f"{lang}" for lang in langs if len(_as_list(per[lang]["loc"])) != len(_as_list(per[lang]["loc_ans"]))]
+    if loc_len:
+        return f"loc/loc_ans of unequal length in {', '.join(loc_len)}"
+    return None
+
+
+def _build_record(cid: Any, per: dict[str, Any], langs: Sequence[str], report: ConversionReport,
+                  has_old: bool) -> MKEBRecord:
+    """One MKEB record from an item's language parts, counting per language how templating went."""
+    multi_hop = all(_filled(per[lang].get("port")) and _filled(per[lang].get("port_ans")) for lang in langs)
+    rec = MKEBRecord(example_id=cid, edit={})
+    for lang in langs:
+        p, stats = per[lang], report.per_lang[lang]
+        fact = template(p["src"], p["subject"], stats)
+        fact.target_new = p["alt"]
+        fact.target_true = p["old"] if _filled(p.get("old")) else None
+        if fact.target_true is None and has_old:
+            stats.missing_old += 1
+        rec.edit[lang] = fact
+        rec.paraphrase_prompts[lang] = _as_list(p["rephrase"])
+        rec.neighborhood_prompts[lang] = _as_list(p["loc"])
+        rec.neighborhood_answers[lang] = _as_list(p["loc_ans"])
+        if multi_hop:
+            rec.multi_hop_questions[lang] = _as_list(p["port"])
+            rec.multi_hop_new_answer[lang] = _as_list(p["port_ans"])[0]
+        else:
+            stats.missing_multi_hop += 1
+    return rec
+
+
+def convert_bmike53(
+    src: str | Path, langs: Sequence[str] | None = None, split: str | None = None
+) -> tuple[list[MKEBRecord], ConversionReport]:
+    """Convert a BMIKE-53 directory; returns the records and the report (nothing written)."""
+    src = Path(src)
+    split_name, files = find_files(src, langs, split)
+    langs = list(files)
+    report = ConversionReport(
+        split=split_name, langs=langs, files={k: (v.name if v else "(en parts of the other files)") for k, v in files.items()}
+    )
+    report.per_lang = {lang: LangStats() for lang in langs}
+    parts, order = _collect_parts(files, report)
     report.n_input = len(order)
 
     has_old = any("old" in p for per in parts.values() for lang, p in per.items() if lang in langs)
@@ -266,40 +301,11 @@ def convert_bmike53(
 
     records: list[MKEBRecord] = []
     for cid in order:
-        per = parts[cid]
-        missing = [lang for lang in langs if lang not in per]
-        if missing:
-            report.dropped.append({"case_id": cid, "reason": f"missing language(s): {', '.join(missing)}"})
-            continue
-        empty = [f"{lang}.{f}" for lang in langs for f in REQUIRED if not _filled(per[lang].get(f))]
-        if empty:
-            report.dropped.append({"case_id": cid, "reason": f"missing or empty field(s): {', '.join(empty)}"})
-            continue
-        loc_len = [
-            f"{lang}" for lang in langs if len(_as_list(per[lang]["loc"])) != len(_as_list(per[lang]["loc_ans"]))
-        ]
-        if loc_len:
-            report.dropped.append({"case_id": cid, "reason": f"loc/loc_ans of unequal length in {', '.join(loc_len)}"})
-            continue
-        multi_hop = all(_filled(per[lang].get("port")) and _filled(per[lang].get("port_ans")) for lang in langs)
-        rec = MKEBRecord(example_id=cid, edit={})
-        for lang in langs:
-            p, stats = per[lang], report.per_lang[lang]
-            fact = template(p["src"], p["subject"], stats)
-            fact.target_new = p["alt"]
-            fact.target_true = p["old"] if _filled(p.get("old")) else None
-            if fact.target_true is None and has_old:
-                stats.missing_old += 1
-            rec.edit[lang] = fact
-            rec.paraphrase_prompts[lang] = _as_list(p["rephrase"])
-            rec.neighborhood_prompts[lang] = _as_list(p["loc"])
-            rec.neighborhood_answers[lang] = _as_list(p["loc_ans"])
-            if multi_hop:
-                rec.multi_hop_questions[lang] = _as_list(p["port"])
-                rec.multi_hop_new_answer[lang] = _as_list(p["port_ans"])[0]
-            else:
-                stats.missing_multi_hop += 1
-        records.append(rec)
+        reason = _drop_reason(parts[cid], langs)
+        if reason:
+            report.dropped.append({"case_id": cid, "reason": reason})
+        else:
+            records.append(_build_record(cid, parts[cid], langs, report, has_old))
     report.n_output = len(records)
     if not has_old:
         report.notes.append("target_true is null in every record: ES/PS are skipped; NS, MQ and the token accuracies remain.")

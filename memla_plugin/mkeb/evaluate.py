@@ -3,7 +3,7 @@
     python -m memla_plugin.mkeb.evaluate --model default --data default --ids dev
 
 This is the reference row every editing method is compared with. ``--json`` writes the
-per-record scores (and the unedited references, reusable via ReferenceCache) to a file.
+per-record scores (and the unedited references, reusable via reference.ReferenceCache) to a file.
 """
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             records = records[: args.limit]
         from memla_plugin.models import load_model
 
-        from .metrics import unedited_references
+        from .reference import unedited_references
 
         model, tok = load_model(args.model, device=args.device, dtype=args.dtype)
         t0 = time.perf_counter()

@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from memla_plugin.errors import DataValidationError
+from memla_plugin.languages import in_mkeb_order
 
-from .schema import LANGS, EditFact, MKEBRecord
+from .schema import EditFact, MKEBRecord
 from .validate import collect_problems, raise_if_problems, text_of
 
 PathLikeStr = str | PathLike
@@ -70,6 +71,24 @@ def read_meta(path: PathLikeStr) -> dict[str, Any]:
     return json.loads(m.read_text(encoding="utf-8"))
 
 
+def read_json_list(path: Path, label: str, *, records_key: bool = False) -> list[Any]:
+    """The JSON list stored in ``path``; every failure is one DataValidationError opening with ``label``.
+
+    ``records_key``: also accept ``{"records": [...]}`` (a wrapped MKEB file).
+    """
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise DataValidationError(f"{label}: cannot read ({exc.strerror or exc})") from None
+    except json.JSONDecodeError as exc:
+        raise DataValidationError(f"{label}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    if records_key and isinstance(data, dict) and isinstance(data.get("records"), list):
+        data = data["records"]
+    if not isinstance(data, list):
+        raise DataValidationError(f"{label}: expected a JSON list of records, got {type(data).__name__}")
+    return data
+
+
 def _fact(raw: dict[str, Any]) -> EditFact:
     target_true = text_of(raw.get("target_true"))
     return EditFact(
@@ -105,7 +124,7 @@ def _langs_in(raw_records: list[Any]) -> tuple[str, ...]:
     for raw in raw_records:
         if isinstance(raw, dict) and isinstance(raw.get("edit"), dict):
             found.update(raw["edit"])
-    return tuple([lang for lang in LANGS if lang in found] + sorted(found - set(LANGS)))
+    return tuple(in_mkeb_order(found))
 
 
 def load_mkeb(
@@ -122,16 +141,7 @@ def load_mkeb(
     language any record has). Raises DataValidationError naming record, language and field.
     """
     p = resolve_data_path(path)
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise DataValidationError(f"MKEB file {p}: cannot read ({exc.strerror or exc})") from None
-    except json.JSONDecodeError as exc:
-        raise DataValidationError(f"MKEB file {p}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    if isinstance(data, dict) and isinstance(data.get("records"), list):
-        data = data["records"]
-    if not isinstance(data, list):
-        raise DataValidationError(f"MKEB file {p}: expected a JSON list of records, got {type(data).__name__}")
+    data = read_json_list(p, f"MKEB file {p}", records_key=True)
 
     if test_ids is not None:
         wanted = read_test_ids(test_ids) if isinstance(test_ids, (str, PathLike)) else [str(i) for i in test_ids]

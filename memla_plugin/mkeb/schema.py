@@ -1,4 +1,4 @@
-"""Typed records for the MKEB schema (DESIGN §4).
+"""Typed records for the MKEB schema (the layout of the official ``MLiKE_v2.json``).
 
 A record holds one counterfactual edit expressed in up to 12 languages. Each language has
 an :class:`EditFact` (templated prompt, subject, targets) plus the evaluation prompts:
@@ -15,14 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-#: The 12 MKEB languages, in the paper's order.
-LANGS: tuple[str, ...] = ("en", "zh", "fr", "de", "it", "es", "pt", "pl", "ru", "ja", "ko", "th")
+from memla_plugin.languages import MKEB_LANGS as LANGS
+from memla_plugin.languages import NO_SPACE_LANGS, in_mkeb_order
 
-#: Languages written without spaces between words: targets get no leading space.
-NO_SPACE_LANGS: frozenset[str] = frozenset({"zh", "ja", "th"})
-
-#: The metrics score_record can produce (DESIGN §4 plus EasyEdit's token-accuracy family).
-METRICS: tuple[str, ...] = ("ES", "PS", "NS", "MQ", "rel_acc", "gen_acc", "loc_acc", "port_acc")
+__all__ = ["LANGS", "NO_SPACE_LANGS", "EditFact", "MKEBRecord", "fill_prompt"]
 
 
 def fill_prompt(template: str, subject: str) -> str:
@@ -83,8 +79,7 @@ class MKEBRecord:
     @property
     def langs(self) -> tuple[str, ...]:
         """Languages this record has an edit for, in LANGS order (others after, sorted)."""
-        known = [lang for lang in LANGS if lang in self.edit]
-        return tuple(known + sorted(set(self.edit) - set(LANGS)))
+        return tuple(in_mkeb_order(self.edit))
 
     def fact(self, lang: str) -> EditFact:
         """The edit in ``lang``; raises MissingLanguageError naming the record."""

@@ -28,6 +28,82 @@ def _is_text(value: Any) -> bool:
     return isinstance(value, str) and value.strip() != ""
 
 
+def _string_list_problem(where: str, lang: str, name: str, items: Any) -> list[str]:
+    """A per-language list field must be present and hold non-empty strings."""
+    if items is None:
+        return [f"{where}, lang {lang!r}: language missing in field {name!r}"]
+    if not isinstance(items, list) or not all(_is_text(x) for x in items):
+        return [f"{where}, lang {lang!r}, field {name!r}: expected a list of non-empty strings"]
+    return []
+
+
+def _fact_problems(where: str, lang: str, fact: Any) -> list[str]:
+    """Problems of one language's ``edit`` entry (prompt, subject, targets, subject slot)."""
+    if fact is None:
+        return [f"{where}, lang {lang!r}: language missing in field 'edit'"]
+    if not isinstance(fact, dict):
+        return [f"{where}, lang {lang!r}, field 'edit': not an object"]
+    problems: list[str] = []
+    for key in ("prompt", "subject", "target_new"):
+        value = text_of(fact.get(key))
+        if key not in fact:
+            problems.append(f"{where}, lang {lang!r}: field 'edit.{key}' missing")
+        elif not _is_text(value):
+            what = "empty target" if key.startswith("target") else "empty or not a string"
+            problems.append(f"{where}, lang {lang!r}, field 'edit.{key}': {what}")
+    if "target_true" in fact and fact["target_true"] is not None and not _is_text(text_of(fact["target_true"])):
+        problems.append(f"{where}, lang {lang!r}, field 'edit.target_true': empty target")
+    prompt = fact.get("prompt")
+    slot = fact.get("has_subject_slot", True)
+    if isinstance(prompt, str) and slot and "{}" not in prompt:
+        problems.append(
+            f"{where}, lang {lang!r}, field 'edit.prompt': prompt has no '{{}}' subject slot "
+            f"(set has_subject_slot=false if the subject is not in the question)"
+        )
+    if isinstance(prompt, str) and not slot and "{}" in prompt:
+        problems.append(f"{where}, lang {lang!r}, field 'edit.prompt': has_subject_slot=false but prompt contains '{{}}'")
+    return problems
+
+
+def _list_field_problems(raw: dict[str, Any], where: str, langs: Sequence[str]) -> list[str]:
+    """Paraphrase and neighbourhood lists in every language, one answer per neighbourhood prompt."""
+    problems: list[str] = []
+    for name in _PER_LANG_LISTS:
+        block = raw.get(name)
+        if not isinstance(block, dict):
+            problems.append(f"{where}: field {name!r} missing or not an object")
+            continue
+        for lang in langs:
+            problems += _string_list_problem(where, lang, name, block.get(lang))
+    prompts, answers = raw.get("neighborhood_prompts"), raw.get("neighborhood_answers")
+    if isinstance(prompts, dict) and isinstance(answers, dict):
+        for lang in langs:
+            p, a = prompts.get(lang), answers.get(lang)
+            if isinstance(p, list) and isinstance(a, list) and len(p) != len(a):
+                problems.append(
+                    f"{where}, lang {lang!r}, field 'neighborhood_answers': {len(a)} answers for {len(p)} neighborhood prompts"
+                )
+    return problems
+
+
+def _multi_hop_problems(raw: dict[str, Any], where: str, langs: Sequence[str]) -> list[str]:
+    """Multi-hop fields are optional for a whole record, but if present they must be complete."""
+    questions, new_answer = raw.get("multi_hop_questions"), raw.get("multi_hop_new_answer")
+    if questions is None and new_answer is None:
+        return []
+    if not isinstance(questions, dict) or not isinstance(new_answer, dict):
+        return [f"{where}: fields 'multi_hop_questions' and 'multi_hop_new_answer' must both be objects"]
+    problems: list[str] = []
+    for lang in langs:
+        problems += _string_list_problem(where, lang, "multi_hop_questions", questions.get(lang))
+        ans = text_of(new_answer.get(lang))
+        if lang not in new_answer:
+            problems.append(f"{where}, lang {lang!r}: language missing in field 'multi_hop_new_answer'")
+        elif not _is_text(ans):
+            problems.append(f"{where}, lang {lang!r}, field 'multi_hop_new_answer': empty target")
+    return problems
+
+
 def record_problems(raw: Any, index: int, langs: Sequence[str] = LANGS) -> list[str]:
     """Problems of one raw record (a dict from the JSON list); empty list when it is valid."""
     if not isinstance(raw, dict):
@@ -37,76 +113,13 @@ def record_problems(raw: Any, index: int, langs: Sequence[str] = LANGS) -> list[
     problems: list[str] = []
     if rid is None:
         problems.append(f"{where}: field 'example_id' missing")
-
     edit = raw.get("edit")
     if not isinstance(edit, dict):
         problems.append(f"{where}: field 'edit' missing or not an object")
         edit = {}
     for lang in langs:
-        fact = edit.get(lang)
-        if fact is None:
-            problems.append(f"{where}, lang {lang!r}: language missing in field 'edit'")
-            continue
-        if not isinstance(fact, dict):
-            problems.append(f"{where}, lang {lang!r}, field 'edit': not an object")
-            continue
-        for key in ("prompt", "subject", "target_new"):
-            value = text_of(fact.get(key))
-            if key not in fact:
-                problems.append(f"{where}, lang {lang!r}: field 'edit.{key}' missing")
-            elif not _is_text(value):
-                what = "empty target" if key.startswith("target") else "empty or not a string"
-                problems.append(f"{where}, lang {lang!r}, field 'edit.{key}': {what}")
-        if "target_true" in fact and fact["target_true"] is not None and not _is_text(text_of(fact["target_true"])):
-            problems.append(f"{where}, lang {lang!r}, field 'edit.target_true': empty target")
-        prompt = fact.get("prompt")
-        slot = fact.get("has_subject_slot", True)
-        if isinstance(prompt, str) and slot and "{}" not in prompt:
-            problems.append(
-                f"{where}, lang {lang!r}, field 'edit.prompt': prompt has no '{{}}' subject slot "
-                f"(set has_subject_slot=false if the subject is not in the question)"
-            )
-        if isinstance(prompt, str) and not slot and "{}" in prompt:
-            problems.append(f"{where}, lang {lang!r}, field 'edit.prompt': has_subject_slot=false but prompt contains '{{}}'")
-
-    for name in _PER_LANG_LISTS:
-        block = raw.get(name)
-        if not isinstance(block, dict):
-            problems.append(f"{where}: field {name!r} missing or not an object")
-            continue
-        for lang in langs:
-            items = block.get(lang)
-            if items is None:
-                problems.append(f"{where}, lang {lang!r}: language missing in field {name!r}")
-            elif not isinstance(items, list) or not all(_is_text(x) for x in items):
-                problems.append(f"{where}, lang {lang!r}, field {name!r}: expected a list of non-empty strings")
-    prompts, answers = raw.get("neighborhood_prompts"), raw.get("neighborhood_answers")
-    if isinstance(prompts, dict) and isinstance(answers, dict):
-        for lang in langs:
-            p, a = prompts.get(lang), answers.get(lang)
-            if isinstance(p, list) and isinstance(a, list) and len(p) != len(a):
-                problems.append(
-                    f"{where}, lang {lang!r}, field 'neighborhood_answers': {len(a)} answers for {len(p)} neighborhood prompts"
-                )
-
-    # multi-hop is optional for a whole record, but if present it must be complete
-    questions, new_answer = raw.get("multi_hop_questions"), raw.get("multi_hop_new_answer")
-    if questions is not None or new_answer is not None:
-        if not isinstance(questions, dict) or not isinstance(new_answer, dict):
-            problems.append(f"{where}: fields 'multi_hop_questions' and 'multi_hop_new_answer' must both be objects")
-        else:
-            for lang in langs:
-                q = questions.get(lang)
-                if q is None:
-                    problems.append(f"{where}, lang {lang!r}: language missing in field 'multi_hop_questions'")
-                elif not isinstance(q, list) or not all(_is_text(x) for x in q):
-                    problems.append(f"{where}, lang {lang!r}, field 'multi_hop_questions': expected a list of non-empty strings")
-                ans = text_of(new_answer.get(lang))
-                if lang not in new_answer:
-                    problems.append(f"{where}, lang {lang!r}: language missing in field 'multi_hop_new_answer'")
-                elif not _is_text(ans):
-                    problems.append(f"{where}, lang {lang!r}, field 'multi_hop_new_answer': empty target")
-    return problems
+        problems += _fact_problems(where, lang, edit.get(lang))
+    return problems + _list_field_problems(raw, where, langs) + _multi_hop_problems(raw, where, langs)
 
 
 def collect_problems(data: Iterable[Any], langs: Sequence[str] = LANGS) -> list[str]:

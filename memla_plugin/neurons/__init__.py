@@ -1,4 +1,4 @@
-"""Knowledge-neuron attribution for MEMLA (DESIGN §3.1-3.2).
+"""Knowledge-neuron attribution for MEMLA (MEMLA paper, arXiv 2406.11566, §3.1-3.2).
 
 * :func:`attribute_prompt`: integrated-gradients scores of one prompt (fast or reference);
 * :func:`find_neurons`: thresholded union over a fact's prompts;
@@ -14,6 +14,8 @@ from typing import Any
 
 _LAZY = {
     "attribute_prompt": ".selection",
+    "score_prompt": ".selection",
+    "AttributionSettings": ".settings",
     "find_neurons": ".selection",
     "select_neurons": ".selection",
     "build_neuron_sets": ".sets",

@@ -5,8 +5,9 @@ The MEMLA authors' code keeps one JSON file per language and model holding a lis
 reads and writes exactly that, so neuron files produced by their code can be dropped in
 (point ``filename`` at their naming) and ours can be read by theirs.
 
-Writes are atomic (temporary file + ``os.replace``) and, where ``fcntl`` exists, serialised by
-a lock file, so concurrent benchmark shards never leave a truncated or half-merged file.
+Writes are atomic (temporary file + ``os.replace``) and serialised by the project's file lock
+(:mod:`memla_plugin.locking`), so concurrent benchmark shards never leave a truncated or
+half-merged file.
 Reads are tolerant: ids may be int or str, ``relation_name`` may be absent, indices may be
 floats such as ``3.0``; entries that are not readable are skipped with a warning, and a file
 that is not valid JSON is moved aside (``.corrupt``) rather than overwritten.
@@ -20,7 +21,9 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Iterable, Iterator, Optional, Sequence, Union
+from typing import Iterable, Optional, Sequence, Union
+
+from ..locking import file_lock
 
 log = logging.getLogger(__name__)
 
@@ -38,22 +41,6 @@ def cache_key(model_name: str, steps: int, baseline: str, threshold: float, laye
     if layers is not None:
         key += "-L" + ".".join(str(int(l)) for l in sorted(set(layers)))
     return _safe(key)
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    try:
-        import fcntl
-    except ImportError:  # non-POSIX: atomic replace still prevents torn files
-        yield
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 def _parse_neurons(raw) -> list[Neuron]:
@@ -143,7 +130,7 @@ class NeuronCache:
             "relation_name": relation or "",
             "neurons": sorted({(int(l), int(i)) for l, i in neurons}),
         }
-        with _locked(path.with_name(path.name + ".lock")):
+        with file_lock(path):
             entries = self._read_file(lang)  # re-read: another process may have written
             entries[str(example_id)] = entry
             payload = [

@@ -1,4 +1,4 @@
-"""Fast integrated-gradients attribution (issue 9 item 1): recompute only what a patch changes.
+"""Fast integrated-gradients attribution: recompute only what a patch changes.
 
 Patching layer l's FFN pre-activation at the last prompt position (index T-1) cannot change
 anything at earlier positions, nor anything below layer l. So:
@@ -27,6 +27,7 @@ from typing import Optional, Sequence
 
 import torch
 
+from ..devices import model_device
 from .inputs import FactTokens, encode_fact, eos_token_id
 from .integrated import (
     attribution_mode,
@@ -36,6 +37,7 @@ from .integrated import (
     path_points,
     target_probability,
 )
+from .settings import AttributionSettings
 from .stack import DecoderStack, PrefixKV, resolve_stack
 
 log = logging.getLogger(__name__)
@@ -322,22 +324,13 @@ def head_gradient(stack: DecoderStack, hidden: torch.Tensor, fact: FactTokens) -
     return grad
 
 
-def attribute_fast(
-    model,
-    tok,
-    prompt: str,
-    target: str,
-    arch,
-    steps: int = 20,
-    baseline: str = "amig",
-    layers: Optional[Sequence[int]] = None,
-    batch_size: int = 64,
-) -> torch.Tensor:
+def attribute_fast(model, tok, prompt: str, target: str, arch, settings: AttributionSettings) -> torch.Tensor:
     """Attribution scores [num_layers, d_ff] equal (within float tolerance) to the reference's."""
-    baseline = check_baseline(baseline)
-    layers = check_layers(layers, arch.num_layers)
+    baseline = check_baseline(settings.baseline)
+    steps = settings.steps
+    layers = check_layers(settings.layers, arch.num_layers)
     stack = resolve_stack(model, arch)
-    device = next(model.parameters()).device
+    device = model_device(model)
     fact = encode_fact(tok, prompt, target, device)
     seq_len = fact.prompt_len + fact.n_target - 1
     limit = stack.max_positions() if stack is not None else None
@@ -348,7 +341,7 @@ def attribute_fast(
             log.warning("fast attribution unavailable for %r (%s); using the reference", arch.model_type, why)
         from .reference import attribute_reference
 
-        return attribute_reference(model, tok, prompt, target, arch, steps, baseline, layers, batch_size)
+        return attribute_reference(model, tok, prompt, target, arch, settings)
     eos = eos_token_id(tok, model) if baseline == "amig" else None
     with attribution_mode(model):
         clean, base = prelude(model, stack, arch, fact, layers, eos)
@@ -359,7 +352,7 @@ def attribute_fast(
             points[l] = path_points(a, b, steps)
         d_ff = clean.acts[layers[0]].shape[-1]
         grad_sum = {l: torch.zeros(d_ff, dtype=torch.float32, device=device) for l in layers}
-        for pieces in plan_chunks(layers, steps, batch_size):
+        for pieces in plan_chunks(layers, steps, settings.batch_size):
             grads = run_staircase(model, stack, arch, clean, fact, pieces, points)
             for p, g in zip(pieces, grads):
                 grad_sum[p.layer] += g.float().sum(0)

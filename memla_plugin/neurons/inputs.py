@@ -1,4 +1,4 @@
-"""Turning a (prompt, target) pair into the token ids attribution works on (DESIGN §3.1).
+"""Turning a (prompt, target) pair into the token ids attribution works on (MEMLA paper §3.1).
 
 The prompt is tokenised the way the model normally sees it (special tokens as the tokenizer
 adds them); the target is tokenised exactly as given with ``add_special_tokens=False`` so no
@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import EmptyTargetError, MEMLAError
+from ..errors import MEMLAError
+from ..tokenisation import unspaced_target_ids
 
 
 class EmptyPromptError(MEMLAError, ValueError):
@@ -53,9 +54,7 @@ class FactTokens:
 
 def encode_fact(tok, prompt: str, target: str, device) -> FactTokens:
     """Tokenise ``prompt`` and ``target``; raise named errors for empty inputs."""
-    target_ids = tok(target, add_special_tokens=False)["input_ids"]
-    if len(target_ids) == 0:
-        raise EmptyTargetError(f"target {target!r} tokenises to no tokens; attribution needs at least one")
+    target_ids = unspaced_target_ids(tok, target)  # no leading space, as the authors' attribution does
     prompt_ids = tok(prompt)["input_ids"]
     if len(prompt_ids) == 0:
         raise EmptyPromptError(f"prompt {prompt!r} tokenises to no tokens; attribution needs at least one")

@@ -1,6 +1,6 @@
 """Pieces of the integrated-gradients recipe shared by the reference and the fast path.
 
-DESIGN §3.1: ``attr_i = (a_i / m) * sum_{k=0..m-1} dP(y | a' + k/m (a - a')) / da_i``: a left
+MEMLA paper (arXiv 2406.11566) §3.1: ``attr_i = (a_i / m) * sum_{k=0..m-1} dP(y | a' + k/m (a - a')) / da_i``: a left
 Riemann sum that starts at the baseline and stops one step short of ``a``, multiplied by the
 activation itself (not ``a - a'``), with P the softmax probability of each target token,
 summed over the teacher-forced target tokens.

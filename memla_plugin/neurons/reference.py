@@ -1,4 +1,4 @@
-"""The straightforward integrated-gradients attribution (DESIGN §3.1), kept as the reference.
+"""The straightforward integrated-gradients attribution (MEMLA paper §3.1), kept as the reference.
 
 For every layer and every batch of path points this runs the whole teacher-forced sequence
 (prompt + all target tokens) through the whole model, forward and backward, with the layer's
@@ -11,6 +11,7 @@ from typing import Optional, Sequence
 
 import torch
 
+from ..devices import model_device
 from .inputs import amig_inputs, encode_fact, eos_token_id
 from .integrated import (
     attribution_mode,
@@ -23,10 +24,7 @@ from .integrated import (
     step_batches,
     target_probability,
 )
-
-
-def _device(model) -> torch.device:
-    return next(model.parameters()).device
+from .settings import AttributionSettings
 
 
 def reference_baseline(model, arch, fact, layers: Sequence[int], baseline: str, eos: Optional[int]) -> dict:
@@ -44,21 +42,12 @@ def reference_baseline(model, arch, fact, layers: Sequence[int], baseline: str, 
     return {l: (v / rows.shape[0]) for l, v in acc.items()}
 
 
-def attribute_reference(
-    model,
-    tok,
-    prompt: str,
-    target: str,
-    arch,
-    steps: int = 20,
-    baseline: str = "amig",
-    layers: Optional[Sequence[int]] = None,
-    batch_size: int = 64,
-) -> torch.Tensor:
+def attribute_reference(model, tok, prompt: str, target: str, arch, settings: AttributionSettings) -> torch.Tensor:
     """Attribution scores [num_layers, d_ff] (float32; zero rows for layers not attributed)."""
-    baseline = check_baseline(baseline)
-    layers = check_layers(layers, arch.num_layers)
-    device = _device(model)
+    baseline = check_baseline(settings.baseline)
+    steps, batch_size = settings.steps, settings.batch_size
+    layers = check_layers(settings.layers, arch.num_layers)
+    device = model_device(model)
     fact = encode_fact(tok, prompt, target, device)
     eos = eos_token_id(tok, model) if baseline == "amig" else None
     seq = fact.teacher_forced(full=True)

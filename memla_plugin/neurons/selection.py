@@ -1,14 +1,12 @@
-"""Per-fact neuron selection: attribute every prompt, threshold, union (DESIGN §3.1)."""
+"""Per-fact neuron selection: attribute every prompt, threshold, union (MEMLA paper, arXiv 2406.11566, §3.1)."""
 from __future__ import annotations
 
 from typing import Iterable, Optional, Sequence
 
 import torch
 
-from ..errors import HParamsError
 from .inputs import EmptyPromptError
-
-METHODS = ("fast", "reference")
+from .settings import AttributionSettings
 
 
 def attribute_prompt(
@@ -25,16 +23,22 @@ def attribute_prompt(
 ) -> torch.Tensor:
     """Integrated-gradients scores [num_layers, d_ff] (float32) of one prompt and target.
 
-    ``method="fast"`` recomputes only the positions and layers a patch changes (issue 9);
-    ``"reference"`` is the straightforward whole-sequence implementation.
+    ``method="fast"`` recomputes only the positions and layers a patch changes (see
+    :mod:`.fast`); ``"reference"`` is the straightforward whole-sequence implementation.
     """
-    if method == "fast":
+    settings = AttributionSettings(
+        steps=steps, baseline=baseline, layers=layers, batch_size=batch_size, implementation=method
+    )
+    return score_prompt(model, tok, prompt, target, arch, settings)
+
+
+def score_prompt(model, tok, prompt: str, target: str, arch, settings: AttributionSettings) -> torch.Tensor:
+    """:func:`attribute_prompt` with the settings given as one object."""
+    if settings.implementation == "fast":
         from .fast import attribute_fast as fn
-    elif method == "reference":
-        from .reference import attribute_reference as fn
     else:
-        raise HParamsError(f"attribution method {method!r} is not one of {', '.join(METHODS)}")
-    return fn(model, tok, prompt, target, arch, steps, baseline, layers, batch_size)
+        from .reference import attribute_reference as fn
+    return fn(model, tok, prompt, target, arch, settings)
 
 
 def select_neurons(scores: torch.Tensor, threshold: float) -> set[tuple[int, int]]:
@@ -61,25 +65,15 @@ def find_neurons(
 ) -> set[tuple[int, int]]:
     """Union over ``prompts`` of the neurons selected for ``target`` (set of (layer, index)).
 
-    Reads ``attr_steps``, ``attr_baseline``, ``attr_threshold``, ``attr_batch_size`` and
-    ``layers`` from ``hparams``; runs on the model's own device and dtype.
+    ``hparams`` is MEMLA's hyperparameters or an :class:`AttributionSettings` built from them;
+    runs on the model's own device and dtype.
     """
     prompts = list(prompts)
     if not prompts:
         raise EmptyPromptError(f"no prompts given to attribute target {target!r}")
+    settings = AttributionSettings.from_hparams(hparams, implementation=method)
     found: set[tuple[int, int]] = set()
     for prompt in prompts:
-        scores = attribute_prompt(
-            model,
-            tok,
-            prompt,
-            target,
-            arch,
-            steps=int(hparams.attr_steps),
-            baseline=hparams.attr_baseline,
-            layers=getattr(hparams, "layers", None),
-            method=method,
-            batch_size=int(getattr(hparams, "attr_batch_size", 64)),
-        )
-        found |= select_neurons(scores, float(hparams.attr_threshold))
+        scores = score_prompt(model, tok, prompt, target, arch, settings)
+        found |= select_neurons(scores, settings.threshold)
     return found

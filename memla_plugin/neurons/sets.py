@@ -1,4 +1,4 @@
-"""Language-independent and language-specific knowledge neurons (DESIGN §3.2)."""
+"""Language-independent and language-specific knowledge neurons (MEMLA paper, arXiv 2406.11566, §3.2)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -3,9 +3,10 @@
 The fast attribution needs to start a forward pass in the middle of the model (layer l, last
 prompt position onward) with the earlier positions' keys/values taken from a previous pass,
 and to run packed sequences with its own attention masks. Transformers has no public API
-for that, so this module knows, per architecture family, where the decoder layers, the
-final norm and the rotary embedding live and how a decoder layer is called. Families it does not know return ``None`` and callers fall back to
-the reference implementation.
+for that, so this module drives the decoder layers by hand, reading where the layers, the
+final norm, the rotary embedding and the FFN's norm live from the architecture table
+(:mod:`memla_plugin.architectures`). Families without those entries return ``None`` and
+callers fall back to the reference implementation.
 """
 from __future__ import annotations
 
@@ -15,19 +16,7 @@ from typing import Optional
 
 import torch
 
-# model_type -> (decoder-layer list, final norm, rotary embedding or None, the norm in front
-# of the FFN inside a layer). Every family listed computes a layer as
-#   mid = x + attn(norm1(x));  out = mid + ffn(ffn_norm(mid))
-# which is what lets the fast path rebuild a patched layer from its FFN alone.
-_LLAMA = ("model.layers", "model.norm", "model.rotary_emb", "post_attention_layernorm")
-_FAMILIES = {
-    "gpt2": ("transformer.h", "transformer.ln_f", None, "ln_2"),
-    "llama": _LLAMA,
-    "qwen2": _LLAMA,
-    "qwen3": _LLAMA,
-    "mistral": _LLAMA,
-}
-
+from ..architectures import layout_of
 
 class PrefixKV:
     """Read-only stand-in for a transformers ``Cache``: prepends cached prefix keys/values.
@@ -115,13 +104,15 @@ def _cache_kwarg(layer: torch.nn.Module) -> Optional[str]:
 
 def resolve_stack(model, arch) -> Optional[DecoderStack]:
     """The model's :class:`DecoderStack`, or None when the fast path cannot drive this model."""
-    fam = _FAMILIES.get(arch.model_type)
-    if fam is None or getattr(model.config, "add_cross_attention", False):
+    layout = layout_of(arch.model_type)
+    if layout is None or layout.ffn_norm is None or layout.final_norm is None:
+        return None
+    if getattr(model.config, "add_cross_attention", False):
         return None
     # the explicit 4-D additive mask below is understood by the eager and SDPA kernels only
     if getattr(model.config, "_attn_implementation", None) not in (None, "eager", "sdpa"):
         return None
-    layers_path, norm_path, rotary_path, ffn_norm_name = fam
+    layers_path, norm_path, rotary_path, ffn_norm_name = layout.layers, layout.final_norm, layout.rotary, layout.ffn_norm
     try:
         layers = model.get_submodule(layers_path)
         norm = model.get_submodule(norm_path)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The published head-to-head (issue 11): the harness on the shipped CounterFact MKEB test ids,
+# The published head-to-head (docs/RESULTS.md): the harness on the shipped CounterFact MKEB test ids,
 # default model, in growing steps of records so every sitting ends with complete tables.
 # Resumable: rerun the same command; rows already written are skipped, nothing is redone.
 #

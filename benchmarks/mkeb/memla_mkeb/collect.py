@@ -1,0 +1,136 @@
+"""Reading run directories for the report: every results row, merged over shards and sittings.
+
+A key seen twice must carry the same scores (else it is an error), and rows of one method made
+with different settings must not mix; the plans, environments, restore failures and unedited
+timings of the same folders come along for the report's header and cost tables.
+"""
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from memla_plugin.errors import MEMLAError
+
+from . import store
+
+
+class ReportError(MEMLAError, ValueError):
+    """The run dirs cannot be reported on (missing, empty, conflicting duplicates...)."""
+
+
+@dataclass
+class Collected:
+    run_dirs: list[Path]
+    files: list[Path]
+    rows: dict[str, dict[str, Any]]
+    origin: dict[str, Path]
+    duplicates: int = 0
+    plans: list[dict[str, Any]] = field(default_factory=list)
+    envs: list[dict[str, Any]] = field(default_factory=list)
+    restore_failures: list[dict[str, Any]] = field(default_factory=list)
+    unedited: list[dict[str, Any]] = field(default_factory=list)
+    #: results file -> index (into ``run_dirs``) of the run dir it was found under
+    file_run_dir: dict[Path, int] = field(default_factory=dict)
+    #: ``--common-records``: whether rows were limited to the records every method of a run dir has
+    common_records: bool = False
+    #: rows left out by ``--common-records``
+    left_out: int = 0
+
+
+def _result_files(run_dir: Path) -> list[Path]:
+    if not run_dir.is_dir():
+        raise ReportError(f"run dir not found: {run_dir}")
+    files = store.iter_files(run_dir, store.RESULTS_GLOB)
+    if not files:
+        files = sorted(p for p in run_dir.rglob(store.RESULTS_GLOB) if p.is_file())
+    if not files:
+        raise ReportError(f"no results*.jsonl in {run_dir} (or below it)")
+    return files
+
+
+def _comparable(row: dict[str, Any]) -> str:
+    return json.dumps({"status": row.get("status"), "scores": row.get("scores")}, sort_keys=True)
+
+
+def common_record_rows(
+    pairs: Sequence[tuple[Path, dict[str, Any]]], run_dir_of: dict[Path, int]
+) -> tuple[list[tuple[Path, dict[str, Any]]], int]:
+    """Keep the rows of the records that every method of the same run dir has for the same edit language.
+
+    A run that grows in steps (first 10 records, then 20, ...) holds more records for the methods
+    it ran first whenever a sitting ended mid-step; this gives every method the same records.
+    Returns (kept rows, number of rows left out).
+    """
+    have: dict[tuple[int, str], dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+    for path, row in pairs:
+        have[(run_dir_of.get(path, -1), str(row.get("source")))][str(row.get("method"))].add(str(row.get("record_id")))
+    common = {g: set.intersection(*by_method.values()) for g, by_method in have.items()}
+    kept = [(p, r) for p, r in pairs
+            if str(r.get("record_id")) in common[(run_dir_of.get(p, -1), str(r.get("source")))]]
+    return kept, len(pairs) - len(kept)
+
+
+def collect(run_dirs: Sequence[Path], *, common_records: bool = False) -> Collected:
+    """Read and merge the rows of ``run_dirs`` (dedupe by key; conflicting duplicates are errors).
+
+    ``common_records``: keep only the records every method of a run dir has (:func:`common_record_rows`).
+    """
+    files: list[Path] = []
+    file_run_dir: dict[Path, int] = {}
+    for i, d in enumerate(run_dirs):
+        for f in _result_files(Path(d)):
+            if f.resolve() not in {x.resolve() for x in files}:
+                files.append(f)
+                file_run_dir[f] = i
+    rows: dict[str, dict[str, Any]] = {}
+    origin: dict[str, Path] = {}
+    dup = 0
+    pairs = list(store.rows_of(files))
+    left_out = 0
+    if common_records:
+        pairs, left_out = common_record_rows(pairs, file_run_dir)
+    for path, row in pairs:
+        key = row.get("key")
+        if not key:
+            raise ReportError(f"{path}: a row without 'key'")
+        if key in rows:
+            if _comparable(rows[key]) != _comparable(row):
+                raise ReportError(
+                    f"conflicting results for {key}: {origin[key]} and {path} hold different scores; "
+                    f"remove one of them"
+                )
+            dup += 1
+            continue
+        rows[key] = row
+        origin[key] = path
+    out = Collected(list(map(Path, run_dirs)), files, rows, origin, dup, file_run_dir=file_run_dir,
+                    common_records=common_records, left_out=left_out)
+    kept_ids = {str(r.get("record_id")) for r in rows.values()}
+    seen_dirs: list[Path] = []
+    for f in files:
+        if f.parent not in seen_dirs:
+            seen_dirs.append(f.parent)
+    for d in seen_dirs:
+        for p in sorted(d.glob("plan*.json")):
+            out.plans.append(json.loads(p.read_text(encoding="utf-8")))
+        for p in sorted(d.glob("env*.json")):
+            out.envs.append(json.loads(p.read_text(encoding="utf-8")))
+        out.restore_failures += store.read_jsonl(d / store.RESTORE_FAILURES)
+        for p in store.iter_files(d, store.UNEDITED_GLOB):
+            out.unedited += [{"record_id": r.get("record_id"), "eval_s": r.get("eval_s")} for r in store.read_jsonl(p)
+                             if not common_records or str(r.get("record_id")) in kept_ids]
+    # one method, one setting: rows of a method made with different configs must not mix
+    ids: dict[str, dict[str, Path]] = defaultdict(dict)
+    for key, row in rows.items():
+        ids[row["method"]].setdefault(str(row.get("cfg_id")), origin[key])
+    for method, by_id in sorted(ids.items()):
+        if len(by_id) > 1:
+            where = ", ".join(f"{k} in {v}" for k, v in sorted(by_id.items()))
+            raise ReportError(f"rows of method {method!r} come from different settings ({where}); report them separately")
+    return out
+
+
+__all__ = ["Collected", "ReportError", "collect", "common_record_rows"]

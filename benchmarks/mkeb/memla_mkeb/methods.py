@@ -1,0 +1,172 @@
+"""Editors: every method behind one EasyEdit-style apply function.
+
+MEMLA goes through ``memla_plugin.memla_main.apply_memla_to_model`` and the host's editors
+through ``memla_plugin.easyedit.get_apply_fn``; both get ``(model, tok, [request], hparams,
+return_orig_weights=True)`` and hand back ``(model, weights_copy)``. EasyEdit is imported
+only when a baseline is actually run, so unedited/MEMLA runs work without it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from typing import Any, Callable, Optional
+
+from .settings import BenchConfigError, MethodSpec
+
+
+def jsonable(value: Any) -> Any:
+    """Stats dicts -> JSON-serialisable values (tensors to lists, tuples to lists, keys to str)."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = sorted(value) if isinstance(value, (set, frozenset)) else value
+        return [jsonable(v) for v in items]
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if hasattr(value, "tolist"):
+        return jsonable(value.tolist())
+    return str(value)
+
+
+def torch_device_for_easyedit(device: str) -> Any:
+    """EasyEdit hparams want "cpu" or a CUDA index."""
+    dev = str(device)
+    if dev == "cpu":
+        return "cpu"
+    if dev == "cuda":
+        return 0
+    if dev.startswith("cuda:"):
+        return int(dev.split(":", 1)[1])
+    return dev
+
+
+def _apply_overrides(hparams: Any, overrides: dict[str, Any], method: str) -> Any:
+    if not overrides:
+        return hparams
+    if hasattr(hparams, "replace"):  # MEMLAHyperParams validates its own fields
+        return hparams.replace(**overrides)
+    if dataclasses.is_dataclass(hparams):
+        known = {f.name for f in dataclasses.fields(hparams)}
+        unknown = sorted(k for k in overrides if k not in known)
+        if unknown:
+            raise BenchConfigError(
+                f"catalog.{method}.overrides: {', '.join(unknown)} not a field of {type(hparams).__name__}"
+            )
+        return dataclasses.replace(hparams, **overrides)
+    for key, value in overrides.items():
+        if not hasattr(hparams, key):
+            raise BenchConfigError(f"catalog.{method}.overrides: {key} not a field of {type(hparams).__name__}")
+        setattr(hparams, key, value)
+    return hparams
+
+
+class Editor:
+    """One method, ready to edit a model in place and say how to undo it."""
+
+    spec: MethodSpec
+
+    def __init__(self, spec: MethodSpec) -> None:
+        self.spec = spec
+        self.hparams: Any = None
+        self.apply_fn: Optional[Callable[..., Any]] = None
+
+    @property
+    def edits(self) -> bool:
+        return self.apply_fn is not None
+
+    def hparams_json(self) -> Optional[dict[str, Any]]:
+        if self.hparams is None:
+            return None
+        if dataclasses.is_dataclass(self.hparams):
+            return jsonable(dataclasses.asdict(self.hparams))
+        return jsonable(vars(self.hparams))
+
+    def edit(self, model: Any, tok: Any, request: dict[str, Any]) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+        """Apply the edit; returns (model, weights_copy, stats). Raises what the method raises."""
+        assert self.apply_fn is not None
+        out_model, weights_copy = self.apply_fn(
+            model, tok, [request], self.hparams, copy=False, return_orig_weights=True, keep_original_weight=False
+        )
+        if weights_copy is None:
+            weights_copy = {}
+        return out_model, weights_copy if callable(weights_copy) else dict(weights_copy), self.last_stats()
+
+    def last_stats(self) -> dict[str, Any]:
+        return {}
+
+
+class UneditedEditor(Editor):
+    """The reference: no edit; its rows reuse the cached unedited scores."""
+
+
+class MemlaEditor(Editor):
+    """MEMLA and its ablations. ``neuron_cache_dir`` (when the hparams name none) lets every MEMLA
+    variant and source language of a run share one attribution per (record, language): the
+    selected neurons depend only on the model, the prompts and the attribution settings, all
+    part of the cache key, so sharing changes run time, not results."""
+
+    def __init__(self, spec: MethodSpec, device: str, neuron_cache_dir: Optional[str] = None) -> None:
+        super().__init__(spec)
+        from memla_plugin.hparams import MEMLAHyperParams
+        from memla_plugin.memla_main import apply_memla_to_model
+
+        hp = MEMLAHyperParams.from_hparams(spec.hparams)  # type: ignore[arg-type]
+        hp = hp.replace(device=device)
+        if neuron_cache_dir is not None and not hp.neuron_cache_dir:
+            hp = hp.replace(neuron_cache_dir=str(neuron_cache_dir))
+        self.hparams = _apply_overrides(hp, spec.overrides, spec.name)
+        self.apply_fn = apply_memla_to_model
+
+    def last_stats(self) -> dict[str, Any]:
+        from memla_plugin.memla_main import last_edit_report
+
+        report = last_edit_report()
+        return jsonable(report.as_dict() if report is not None else {})
+
+
+class EasyEditEditor(Editor):
+    def __init__(self, spec: MethodSpec, model: Any, tok: Any, device: str, model_path: Optional[str] = None) -> None:
+        super().__init__(spec)
+        from memla_plugin import easyedit as ee  # raises EasyEditNotFoundError with set-up advice
+
+        ee.apply_host_fixes()
+        hp = ee.load_hparams(spec.alg_name, spec.hparams)
+        if hasattr(hp, "device"):
+            hp.device = torch_device_for_easyedit(device)
+        if model_path is not None and getattr(hp, "model_name", None) != model_path:
+            # cached statistics / MEND checkpoints are keyed by model_name: it must name the model edited
+            if getattr(hp, "tokenizer_name", None) == hp.model_name:
+                hp.tokenizer_name = model_path
+            hp.model_name = model_path
+        self.hparams = _apply_overrides(hp, spec.overrides, spec.name)
+        t0 = time.perf_counter()
+        ee.prepare_baseline(spec.alg_name, model, tok, self.hparams)
+        self.prepare_s = time.perf_counter() - t0
+        self.apply_fn = ee.get_apply_fn(spec.alg_name)
+
+
+def make_editor(
+    spec: MethodSpec,
+    model: Any,
+    tok: Any,
+    device: str,
+    model_path: Optional[str] = None,
+    neuron_cache_dir: Optional[str] = None,
+) -> Editor:
+    """Build the editor of ``spec`` (loads hparams, prepares baselines' statistics).
+
+    ``model_path``: what the model was loaded from (a directory or hub id); host editors get it
+    as ``model_name`` so their cached statistics belong to this model. ``neuron_cache_dir``:
+    where MEMLA editors share attributions (see :class:`MemlaEditor`).
+    """
+    if spec.kind == "unedited":
+        return UneditedEditor(spec)
+    if spec.kind == "memla":
+        return MemlaEditor(spec, device, neuron_cache_dir)
+    return EasyEditEditor(spec, model, tok, device, model_path)
+
+
+__all__ = ["EasyEditEditor", "Editor", "MemlaEditor", "UneditedEditor", "jsonable", "make_editor"]

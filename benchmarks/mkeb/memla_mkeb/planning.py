@@ -1,0 +1,254 @@
+"""What a run will do, decided before any model loads, and whether a run dir may take its rows.
+
+:func:`plan_run` turns the config into a :class:`Plan`: the methods, languages and records
+of this shard, every run setting resolved, and the identity of the settings (``base_id``
+for what all methods share, one ``cfg_id`` per method). A run dir refuses rows whose
+``cfg_id`` differs from the plan's (:func:`check_resume`), and names the settings that changed.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from . import store
+from .settings import (
+    MKEB_LANGS,
+    BenchConfigError,
+    MethodSpec,
+    check_drop_embedding_pages,
+    check_host_output,
+    check_langs,
+    check_limit,
+    check_mmap_threshold,
+    check_on_edit_error,
+    check_restore_mode,
+    check_shard,
+    checked,
+    data_paths,
+    file_sha256,
+    resolve_methods,
+    resolve_run_dir,
+    shard_slice,
+    shard_tag,
+    stable_hash,
+)
+
+#: Part of every ``base_id``: bump it when a row's meaning changes, so old run dirs refuse new rows.
+ROW_VERSION = 1
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """The ``run.*`` and ``eval.*`` settings the loop reads (how to run, not what the numbers mean)."""
+
+    progress: bool = True
+    threads: Optional[int] = None
+    host_output: str = "log"
+    neuron_dir: Optional[str] = None  # where MEMLA variants share attributions (None: not shared)
+    batch_size: int = 16
+    max_new_tokens: Optional[int] = None
+
+
+@dataclass
+class Plan:
+    """Everything a run will do, derived from the config and checked before any model loads."""
+
+    cfg: Any
+    run_dir: Path
+    tag: str
+    methods: list[MethodSpec]
+    sources: list[str]
+    eval_langs: list[str]
+    records: list[Any]
+    all_ids: list[str]
+    data_path: Path
+    ids: Optional[str]
+    shard: tuple[int, int, str]
+    seed: int
+    device: str
+    restore_mode: str
+    on_edit_error: str
+    mmap_threshold: Optional[int] = None  # run.malloc_mmap_threshold (None: glibc's own)
+    drop_embedding_pages: bool = True  # run.drop_embedding_pages
+    base_id: str = ""
+    method_ids: dict[str, str] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)  # what the ids hash, for readable mismatches
+    options: RunOptions = field(default_factory=RunOptions)
+
+    def keys(self) -> list[tuple[MethodSpec, str, Any]]:
+        return [(m, s, r) for m in self.methods for s in self.sources for r in self.records]
+
+    def pending(self, done: dict[str, dict[str, Any]]) -> list[tuple[MethodSpec, str, Any]]:
+        """The (method, source, record) keys of this shard that no results file holds yet."""
+        return [(m, s, r) for (m, s, r) in self.keys() if store.row_key(m.name, s, r.example_id) not in done]
+
+
+def _hparams_sha(spec: MethodSpec) -> Optional[str]:
+    if spec.hparams is None:
+        return None
+    path = Path(spec.hparams)
+    if not path.is_file():
+        raise BenchConfigError(
+            f"hparams file for method {spec.name!r} not found: {path} "
+            f"(set catalog.{spec.name}.hparams=FILE or model.hparams_name)"
+        )
+    return file_sha256(path)[:16]
+
+
+def _run_options(cfg: Any, run_dir: Path) -> RunOptions:
+    run_cfg, eval_cfg = checked(cfg, "run"), checked(cfg, "eval")
+    neuron_dir = str(run_cfg["neuron_dir"] or (run_dir / "neurons")) if run_cfg["share_neurons"] else None
+    return RunOptions(progress=run_cfg["progress"], threads=run_cfg["threads"] or None,
+                      host_output=run_cfg["host_output"], neuron_dir=neuron_dir,
+                      batch_size=eval_cfg["batch_size"] or 16, max_new_tokens=eval_cfg["max_new_tokens"])
+
+
+def _select_records(langs: list[str], data_path: Path, ids: Optional[str], limit: Optional[int]) -> list[Any]:
+    """The records of ``data.ids`` (first ``data.limit``); each must have every language of ``langs``."""
+    from memla_plugin.mkeb.loader import load_mkeb
+
+    records = load_mkeb(data_path, ids)
+    have = set(records[0].langs) if records else set()
+    for rec in records:
+        have &= set(rec.langs)
+    lacking = [lang for lang in sorted(langs, key=MKEB_LANGS.index) if lang not in have]
+    if lacking:
+        raise BenchConfigError(
+            f"language {', '.join(repr(x) for x in lacking)} (source_langs/eval_langs) not in every record of "
+            f"{data_path}; the data has {' '.join(sorted(have, key=lambda x: (x not in MKEB_LANGS, x)))}"
+        )
+    if limit is not None:
+        records = records[:limit]
+    if not records:
+        raise BenchConfigError(f"no records selected from {data_path} (data.ids={ids}, data.limit={limit})")
+    return records
+
+
+def _identity(cfg: Any, methods: list[MethodSpec], eval_langs: list[str], data_path: Path,
+              seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(what every method's rows share, each method's own settings): what ``base_id``/``cfg_id`` hash.
+
+    Changing what goes in here makes committed run dirs refuse to resume.
+    """
+    hp_shas = {m.name: _hparams_sha(m) for m in methods}
+    base = {
+        "model": {"name_or_path": str(cfg.model.get("name_or_path")), "dtype": cfg.model.get("dtype")},
+        "data_sha256": file_sha256(data_path)[:16],
+        "eval_langs": eval_langs,
+        "max_new_tokens": (cfg.get("eval") or {}).get("max_new_tokens"),
+        "seed": seed,
+        "row_version": ROW_VERSION,
+    }
+    return base, {m.name: {**m.to_json(), "hparams": hp_shas[m.name]} for m in methods}
+
+
+def plan_run(cfg: Any) -> Plan:
+    """Validate ``cfg`` and select the records this process runs. Raises BenchConfigError."""
+    methods = resolve_methods(cfg)
+    sources = check_langs(cfg.get("source_langs"), "source_langs")
+    eval_raw = cfg.get("eval_langs")
+    eval_langs = list(MKEB_LANGS) if eval_raw is None else check_langs(eval_raw, "eval_langs")
+    shard = check_shard(cfg)
+    limit = check_limit(cfg)
+    data_path, ids = data_paths(cfg)
+    restore_mode, on_edit_error = check_restore_mode(cfg), check_on_edit_error(cfg)
+    check_host_output(cfg)
+    mmap_threshold, drop_pages = check_mmap_threshold(cfg), check_drop_embedding_pages(cfg)
+    seed = int(cfg.get("seed", 42))
+    base, method_settings = _identity(cfg, methods, eval_langs, data_path, seed)
+    records = _select_records(list(set(eval_langs) | set(sources)), data_path, ids, limit)
+    base_id = stable_hash(base)
+    run_dir = resolve_run_dir(cfg)
+    return Plan(
+        cfg=cfg, run_dir=run_dir, tag=shard_tag(shard[0], shard[1]), methods=methods, sources=sources,
+        eval_langs=eval_langs, records=shard_slice(records, *shard), all_ids=[str(r.example_id) for r in records],
+        data_path=data_path, ids=ids, shard=shard, seed=seed, device=str(cfg.model.get("device") or "cpu"),
+        restore_mode=restore_mode, on_edit_error=on_edit_error, mmap_threshold=mmap_threshold,
+        drop_embedding_pages=drop_pages, base_id=base_id,
+        method_ids={m.name: stable_hash({"base": base_id, "method": method_settings[m.name]}) for m in methods},
+        settings={"base": base, "methods": method_settings}, options=_run_options(cfg, run_dir),
+    )
+
+
+def _write_json(path: Path, payload: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def save_run_files(plan: Plan, env: dict[str, Any]) -> None:
+    """Resolved config, environment and a line in sittings.jsonl for this start."""
+    from omegaconf import OmegaConf
+
+    plan.run_dir.mkdir(parents=True, exist_ok=True)
+    cfg_yaml = OmegaConf.to_yaml(plan.cfg, resolve=True) if OmegaConf.is_config(plan.cfg) else json.dumps(plan.cfg)
+    (plan.run_dir / f"config{plan.tag}.yaml").write_text(cfg_yaml, encoding="utf-8")
+    meta = {
+        "model": {"name": str(plan.cfg.model.get("name")), "name_or_path": str(plan.cfg.model.get("name_or_path")),
+                  "dtype": plan.cfg.model.get("dtype"), "device": plan.device},
+        "base_id": plan.base_id,
+        "method_ids": plan.method_ids,
+        "settings": plan.settings,
+        "methods": [m.to_json() for m in plan.methods],
+        "sources": plan.sources,
+        "eval_langs": plan.eval_langs,
+        "data_path": str(plan.data_path),
+        "data_ids": plan.ids,
+        "selected_ids": plan.all_ids,
+        "shard": {"index": plan.shard[0], "count": plan.shard[1], "mode": plan.shard[2]},
+        "shard_ids": [str(r.example_id) for r in plan.records],
+        "seed": plan.seed,
+    }
+    try:
+        from memla_plugin.mkeb.loader import read_meta
+
+        meta["data_meta"] = read_meta(plan.data_path)
+    except Exception:  # the sidecar is optional information
+        meta["data_meta"] = {}
+    _write_json(plan.run_dir / f"plan{plan.tag}.json", meta)
+    _write_json(plan.run_dir / f"env{plan.tag}.json", env)
+    with store.JsonlWriter(plan.run_dir / "sittings.jsonl", wait=120) as w:
+        w.append({"shard": plan.tag or ".", "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "env": env,
+                  "argv": sys.argv[1:]})
+
+
+def check_resume(plan: Plan, done: dict[str, dict[str, Any]]) -> None:
+    """Refuse to mix rows made with other settings into this run dir."""
+    by_method = {m.name: m for m in plan.methods}
+    for row in done.values():
+        name = row.get("method")
+        if name in by_method and row.get("cfg_id") != plan.method_ids[name]:
+            raise BenchConfigError(
+                f"run dir {plan.run_dir} already has rows for method {name!r} made with other settings "
+                f"({_what_changed(plan, name, row.get('cfg_id'))}); use a new run_dir or restore those settings"
+            )
+
+
+def _flat_settings(settings: dict[str, Any], method: str) -> dict[str, Any]:
+    """The shared settings and one method's, in one mapping ("seed", "memla.overrides")."""
+    return {**settings["base"], **{f"{method}.{k}": v for k, v in settings["methods"][method].items()}}
+
+
+def _what_changed(plan: Plan, method: str, old_id: Any) -> str:
+    """Name the settings that differ from the run that wrote ``old_id`` (from its plan file)."""
+    for path in sorted(plan.run_dir.glob("plan*.json")):
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            continue
+        if (old.get("method_ids") or {}).get(method) != old_id or "settings" not in old:
+            continue
+        before, now = _flat_settings(old["settings"], method), _flat_settings(plan.settings, method)
+        diffs = [f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(before) | set(now))
+                 if before.get(k) != now.get(k)]
+        if diffs:
+            hint = " (the hparams value is the file's sha256 prefix)" if any(".hparams:" in d for d in diffs) else ""
+            return "; ".join(diffs) + hint
+    return "model, data, eval languages, seed or the method's hparams differ"
+
+
+__all__ = ["Plan", "ROW_VERSION", "RunOptions", "check_resume", "plan_run", "save_run_files"]

@@ -1,0 +1,91 @@
+"""Types and choices of the plain run settings, declared as structured configs.
+
+``conf/config.yaml`` holds the defaults and explains them; these dataclasses say what type each
+``shard.*``, ``eval.*``, ``data.*`` and ``run.*`` value must have and which words a choice takes.
+OmegaConf (Hydra's config library) checks and converts the values against them in
+:func:`.settings.checked`. That happens when a run is planned, not while Hydra composes the
+config: Hydra reports a compose error as several lines with exit status 1, while a bad setting
+of this harness ends as one ``memla-mkeb: error:`` line naming it, with status 2.
+
+Range checks (``data.limit >= 1``, the shard index within the count, ...) and whatever needs
+the data, the catalog or files stay in :mod:`.settings`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Optional
+
+from .restore import MODES
+
+ShardMode = Enum("ShardMode", ["contiguous", "strided"])
+RestoreCheck = Enum("RestoreCheck", list(MODES))
+OnEditError = Enum("OnEditError", ["record", "raise"])
+HostOutput = Enum("HostOutput", ["log", "show"])
+
+
+def _hint(default: Any, hint: str) -> Any:
+    """A field with what to write instead of a value of the wrong type."""
+    return field(default=default, metadata={"hint": hint})
+
+
+@dataclass
+class ShardSchema:
+    index: int = _hint(0, "give an integer")
+    count: int = _hint(1, "give an integer")
+    mode: ShardMode = ShardMode.contiguous
+
+
+@dataclass
+class EvalSchema:
+    batch_size: int = _hint(16, "give an integer")
+    max_new_tokens: Optional[int] = _hint(None, "give an integer or null")
+
+
+@dataclass
+class DataSchema:
+    name: Optional[str] = None
+    path: Optional[str] = "default"
+    ids: Optional[str] = "auto"
+    limit: Optional[int] = _hint(None, "give an integer or null")
+
+
+@dataclass
+class RunSchema:
+    progress: bool = _hint(True, "give true or false")
+    restore_check: RestoreCheck = RestoreCheck.sha256
+    on_edit_error: OnEditError = OnEditError.record
+    threads: Optional[int] = _hint(None, "give an integer or null")
+    malloc_mmap_threshold: Optional[int] = _hint(
+        131072, "give a size in bytes (e.g. 131072) or null for glibc's default")
+    drop_embedding_pages: bool = _hint(True, "give true or false")
+    share_neurons: bool = _hint(True, "give true or false")
+    neuron_dir: Optional[str] = None
+    host_output: HostOutput = HostOutput.log
+
+
+#: config section -> its schema
+SECTIONS: dict[str, type] = {"shard": ShardSchema, "eval": EvalSchema, "data": DataSchema, "run": RunSchema}
+
+
+def problem(section: str, key: str, value: Any) -> str:
+    """One line naming ``section.key``, the value given, and what it may be."""
+    schema = SECTIONS[section]
+    types = typing.get_type_hints(schema)
+    if key not in types:
+        return f"{section}.{key} is not a setting; {section} has {', '.join(sorted(types))}"
+    if isinstance(types[key], type) and issubclass(types[key], Enum):
+        choices = [m.name for m in types[key]]
+        return f"{section}.{key}={value!r} unknown; use {', '.join(choices[:-1])} or {choices[-1]}"
+    hint = next(f.metadata.get("hint") for f in dataclasses.fields(schema) if f.name == key)
+    return f"{section}.{key}={value!r}: {hint or 'not a valid value'}"
+
+
+def plain(value: Any) -> Any:
+    """A checked value as the rest of the harness reads it (a choice as its word)."""
+    return value.name if isinstance(value, Enum) else value
+
+
+__all__ = ["DataSchema", "EvalSchema", "RunSchema", "SECTIONS", "ShardSchema", "plain", "problem"]

@@ -1,0 +1,307 @@
+"""Validation of the benchmark config and the choices derived from it.
+
+Everything a user can get wrong on the command line is checked here, before a model is
+loaded, and reported as one :class:`BenchConfigError` line naming the setting and value.
+Types and choices of the plain settings are declared once, as structured configs in
+:mod:`.schema`, and checked by OmegaConf (:func:`checked`); what remains here are ranges and
+what depends on files, the catalog or the data.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from memla_plugin.errors import MEMLAError
+from memla_plugin.languages import MKEB_LANGS
+
+from . import schema
+
+METHOD_KINDS = ("unedited", "memla", "easyedit")
+
+
+class BenchConfigError(MEMLAError, ValueError):
+    """A benchmark setting is invalid (unknown method, language, missing file, bad shard...)."""
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One entry of the catalog, resolved for the current model."""
+
+    name: str
+    kind: str
+    alg_name: Optional[str] = None
+    hparams: Optional[str] = None  # resolved path (None for unedited)
+    overrides: dict[str, Any] = field(default_factory=dict)
+    needs_subject_slot: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "alg_name": self.alg_name,
+            "hparams": self.hparams,
+            "overrides": dict(sorted(self.overrides.items())),
+            "needs_subject_slot": self.needs_subject_slot,
+        }
+
+
+def _plain(node: Any) -> Any:
+    """OmegaConf node -> plain Python containers (no-op for plain values)."""
+    try:
+        from omegaconf import OmegaConf
+
+        if OmegaConf.is_config(node):
+            return OmegaConf.to_container(node, resolve=True)
+    except ImportError:  # pragma: no cover - hydra is a core dependency
+        pass
+    return node
+
+
+def _as_list(value: Any, setting: str) -> list[Any]:
+    value = _plain(value)
+    if value is None:
+        return []
+    if isinstance(value, (str, int)):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    raise BenchConfigError(f"{setting} must be a list, got {value!r}")
+
+
+def check_langs(value: Any, setting: str, *, allow_empty: bool = False) -> list[str]:
+    """Validate a list of MKEB language codes; unknown ones are named."""
+    langs = [str(x) for x in _as_list(value, setting)]
+    unknown = [x for x in langs if x not in MKEB_LANGS]
+    if unknown:
+        raise BenchConfigError(
+            f"unknown language {', '.join(repr(x) for x in unknown)} in {setting}; "
+            f"MKEB languages: {' '.join(MKEB_LANGS)}"
+        )
+    if not langs and not allow_empty:
+        raise BenchConfigError(f"{setting} is empty; name at least one of: {' '.join(MKEB_LANGS)}")
+    dup = sorted({x for x in langs if langs.count(x) > 1})
+    if dup:
+        raise BenchConfigError(f"{setting} names {', '.join(dup)} more than once")
+    return langs
+
+
+def default_hparams_dir() -> Path:
+    """The repository's ``hparams/`` (next to ``memla_plugin``), else ``./hparams``."""
+    import memla_plugin
+
+    repo = Path(memla_plugin.__file__).resolve().parent.parent / "hparams"
+    return repo if repo.is_dir() else Path.cwd() / "hparams"
+
+
+def resolve_methods(cfg: Any) -> list[MethodSpec]:
+    """Look up every name of ``cfg.methods`` in ``cfg.catalog``; unknown names are errors."""
+    names = [str(x) for x in _as_list(cfg.methods, "methods")]
+    if not names:
+        raise BenchConfigError("methods is empty; name at least one method, e.g. methods=[unedited,memla]")
+    catalog = _plain(cfg.get("catalog")) or {}
+    unknown = [n for n in names if n not in catalog]
+    if unknown:
+        raise BenchConfigError(
+            f"unknown method {', '.join(repr(n) for n in unknown)} in methods; "
+            f"known: {', '.join(sorted(catalog))} (define new ones under catalog.<name>)"
+        )
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise BenchConfigError(f"methods names {', '.join(dup)} more than once")
+    hp_dir = cfg.get("hparams_dir")
+    hp_dir = Path(str(hp_dir)) if hp_dir else default_hparams_dir()
+    model_key = str(cfg.model.get("hparams_name") or cfg.model.get("name"))
+    specs = []
+    for name in names:
+        entry = catalog[name] or {}
+        if not isinstance(entry, dict):
+            raise BenchConfigError(f"catalog.{name} must be a mapping, got {entry!r}")
+        kind = str(entry.get("kind", "easyedit"))
+        if kind not in METHOD_KINDS:
+            raise BenchConfigError(f"catalog.{name}.kind={kind!r} unknown; use one of {', '.join(METHOD_KINDS)}")
+        alg = entry.get("alg_name")
+        hparams = None
+        if kind != "unedited":
+            alg = str(alg or ("MEMLA" if kind == "memla" else name.upper()))
+            template = str(entry.get("hparams") or "{hparams_dir}/" + alg + "/{model}.yaml")
+            hparams = template.replace("{hparams_dir}", str(hp_dir)).replace("{model}", model_key)
+        overrides = entry.get("overrides") or {}
+        if not isinstance(overrides, dict):
+            raise BenchConfigError(f"catalog.{name}.overrides must be a mapping, got {overrides!r}")
+        specs.append(
+            MethodSpec(
+                name=name,
+                kind=kind,
+                alg_name=alg,
+                hparams=hparams,
+                overrides=dict(overrides),
+                needs_subject_slot=bool(entry.get("needs_subject_slot", False)),
+            )
+        )
+    return specs
+
+
+def checked(cfg: Any, section: str) -> dict[str, Any]:
+    """``cfg.<section>`` (shard, eval, data or run) checked against its structured config in :mod:`.schema`.
+
+    Defaults fill what the section leaves out, choices come back as their words. Raises
+    BenchConfigError naming the first value of the wrong type, unknown choice or unknown key.
+    """
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    node = _plain(cfg.get(section)) or {}
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(schema.SECTIONS[section]), node)
+    except OmegaConfBaseException as exc:
+        key = str(exc.key)
+        raise BenchConfigError(schema.problem(section, key, node.get(key))) from None
+    return {k: schema.plain(v) for k, v in OmegaConf.to_container(merged).items()}  # type: ignore[union-attr]
+
+
+def check_shard(cfg: Any) -> tuple[int, int, str]:
+    shard = checked(cfg, "shard")
+    index, count = shard["index"], shard["count"]
+    if count < 1:
+        raise BenchConfigError(f"shard.count={count} must be at least 1")
+    if not 0 <= index < count:
+        raise BenchConfigError(f"shard.index={index} must be in 0..{count - 1} (shard.count={count})")
+    return index, count, shard["mode"]
+
+
+def shard_slice(items: Sequence[Any], index: int, count: int, mode: str) -> list[Any]:
+    """The part of ``items`` that shard ``index`` of ``count`` runs (see conf/config.yaml)."""
+    if mode == "strided":
+        return list(items[index::count])
+    n = len(items)
+    base, extra = divmod(n, count)
+    start = index * base + min(index, extra)
+    stop = start + base + (1 if index < extra else 0)
+    return list(items[start:stop])
+
+
+def shard_tag(index: int, count: int) -> str:
+    """File-name part of a shard ('' for an unsharded run)."""
+    return "" if count == 1 else f".shard{index}of{count}"
+
+
+def data_paths(cfg: Any) -> tuple[Path, Optional[str]]:
+    """(data file, id selection) from ``cfg.data``; missing files are named."""
+    from memla_plugin.mkeb.loader import ID_SETS, resolve_data_path
+
+    raw_path = cfg.data.get("path")
+    path = resolve_data_path(None if raw_path in (None, "default") else str(raw_path))
+    if not path.is_file():
+        raise BenchConfigError(f"data file not found: data.path={raw_path} ({path})")
+    ids = cfg.data.get("ids")
+    is_shipped = raw_path in (None, "default")
+    if ids == "auto":
+        ids = "dev" if is_shipped else None
+    if ids is not None:
+        ids = str(ids)
+        if ids not in ID_SETS and not Path(ids).is_file():
+            raise BenchConfigError(f"id file not found: data.ids={ids} (use dev, test, a file, or null)")
+    return path, ids
+
+
+def data_name(cfg: Any) -> str:
+    name = cfg.data.get("name")
+    if name:
+        return str(name)
+    raw_path = cfg.data.get("path")
+    ids = cfg.data.get("ids")
+    if raw_path in (None, "default"):
+        return "dev" if ids in ("auto", "dev") else (Path(str(ids)).stem if ids else "all")
+    stem = Path(str(raw_path)).stem
+    return stem if ids in (None, "auto") else f"{stem}-{Path(str(ids)).stem}"
+
+
+def check_limit(cfg: Any) -> Optional[int]:
+    limit = checked(cfg, "data")["limit"]
+    if limit is None:
+        return None
+    if limit < 1:
+        raise BenchConfigError(f"data.limit={limit} must be at least 1")
+    return limit
+
+
+def run_dir_name(cfg: Any) -> str:
+    """Default run directory: runs/<model>/<data>-n<limit|all>-seed<seed>."""
+    limit = cfg.data.get("limit")
+    return str(Path("runs") / str(cfg.model.get("name")) / f"{data_name(cfg)}-n{limit if limit else 'all'}-seed{cfg.seed}")
+
+
+def resolve_run_dir(cfg: Any) -> Path:
+    return Path(str(cfg.run_dir)) if cfg.get("run_dir") else Path(run_dir_name(cfg))
+
+
+def stable_hash(obj: Any) -> str:
+    """Short sha256 of a JSON-serialisable object (sorted keys): identifies settings."""
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def check_restore_mode(cfg: Any) -> str:
+    """run.restore_check (see :data:`.restore.MODES`)."""
+    return checked(cfg, "run")["restore_check"]
+
+
+def check_host_output(cfg: Any) -> str:
+    """run.host_output: log or show."""
+    return checked(cfg, "run")["host_output"]
+
+
+def check_on_edit_error(cfg: Any) -> str:
+    """run.on_edit_error: record or raise."""
+    return checked(cfg, "run")["on_edit_error"]
+
+
+def check_mmap_threshold(cfg: Any) -> Optional[int]:
+    """run.malloc_mmap_threshold: bytes (an int >= 0) or null for glibc's own sliding threshold."""
+    value = checked(cfg, "run")["malloc_mmap_threshold"]
+    if value is not None and value < 0:
+        raise BenchConfigError(
+            f"run.malloc_mmap_threshold={value!r}: give a size in bytes (e.g. 131072) or null for glibc's default"
+        )
+    return value
+
+
+def check_drop_embedding_pages(cfg: Any) -> bool:
+    """run.drop_embedding_pages: true or false."""
+    return checked(cfg, "run")["drop_embedding_pages"]
+
+
+__all__ = [
+    "BenchConfigError",
+    "MKEB_LANGS",
+    "MethodSpec",
+    "check_drop_embedding_pages",
+    "checked",
+    "check_langs",
+    "check_limit",
+    "check_mmap_threshold",
+    "check_on_edit_error",
+    "check_restore_mode",
+    "check_shard",
+    "data_name",
+    "data_paths",
+    "default_hparams_dir",
+    "file_sha256",
+    "resolve_methods",
+    "resolve_run_dir",
+    "run_dir_name",
+    "shard_slice",
+    "shard_tag",
+    "stable_hash",
+]

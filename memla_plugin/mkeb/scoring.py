@@ -1,0 +1,217 @@
+"""Scoring a model on MKEB records: plan every sequence, run the engine once, compute the metrics.
+
+For a batch of records, every teacher-forced (prompt, target) pair and every greedy decode
+the metrics need (all languages; edit and paraphrase prompts with both targets;
+neighbourhood and multi-hop answers) is collected once, deduplicated, scored in pooled
+batches (:mod:`.kv_fork`, or :mod:`.engine` for models whose cache cannot be forked), and
+the results are handed to the metric definitions of :mod:`.metric_registry`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
+
+from memla_plugin.errors import MEMLAError
+from memla_plugin.tokenisation import encode_prompt, encode_target
+
+from .engine import TFResult, greedy_decode, pad_id_of, teacher_forced
+from .kv_fork import shared_prompt_scoring
+from .metric_registry import Answer, LangOutputs, compute_all
+from .schema import MKEBRecord
+
+if TYPE_CHECKING:
+    from .reference import UneditedReference
+
+Scores = dict[str, dict[str, Any]]
+LocTokens = dict[str, list[list[int]]]
+
+__all__ = ["MetricConfigError", "Scores", "ScoringOptions", "score_record", "score_records"]
+
+
+class MetricConfigError(MEMLAError, ValueError):
+    """A scoring option is invalid (e.g. a prompt template without ``{}``)."""
+
+
+@dataclass(frozen=True)
+class ScoringOptions:
+    """How records are scored; every scoring function takes these as keyword arguments.
+
+    ``device``: where inputs go (default: the model's device). ``batch_size``: rows per
+    forward call. ``max_new_tokens``: cap on the greedy decode of NS/MQ (default: as many
+    tokens as the gold answer has). ``share_prompts=False`` scores every (prompt, target)
+    sequence separately (slower; equal up to float rounding). ``prompt_template`` wraps every
+    evaluated prompt (e.g. ``"Q: {}\\nA:"``); the default evaluates the questions as they are,
+    which is what EasyEdit does and what the edit methods are trained on.
+    """
+
+    device: Any = None
+    batch_size: int = 32
+    max_new_tokens: Optional[int] = None
+    share_prompts: bool = True
+    prompt_template: str = "{}"
+
+
+class _Plan:
+    """Collects the teacher-forced pairs and decode prompts of several records, deduplicated."""
+
+    def __init__(self) -> None:
+        self.pairs: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
+        self.pair_index: dict[tuple[tuple[int, ...], tuple[int, ...]], int] = {}
+        self.decodes: list[tuple[tuple[int, ...], int]] = []
+        self.decode_index: dict[tuple[tuple[int, ...], int], int] = {}
+
+    def pair(self, prompt: Sequence[int], target: Sequence[int]) -> int:
+        key = (tuple(prompt), tuple(target))
+        if key not in self.pair_index:
+            self.pair_index[key] = len(self.pairs)
+            self.pairs.append(key)
+        return self.pair_index[key]
+
+    def decode(self, prompt: Sequence[int], n: int) -> int:
+        key = (tuple(prompt), n)
+        if key not in self.decode_index:
+            self.decode_index[key] = len(self.decodes)
+            self.decodes.append(key)
+        return self.decode_index[key]
+
+
+#: A prompt with a gold answer in the plan: (pair index, decode index, gold ids).
+_PlannedAnswer = tuple[int, int, list[int]]
+
+
+@dataclass
+class _LangSpec:
+    """Indices into the plan for everything the metrics read in one language of one record."""
+
+    edit_new: int
+    edit_true: Optional[int]
+    para_new: list[int]
+    para_true: Optional[list[int]]
+    loc: list[_PlannedAnswer]
+    port: list[_PlannedAnswer]
+
+
+def _plan_answers(tok: Any, plan: _Plan, encode: Callable[[str], list[int]], lang: str, where: str,
+                  prompts: Sequence[str], golds: Sequence[str], field_name: str,
+                  max_new_tokens: Optional[int]) -> list[_PlannedAnswer]:
+    items = []
+    for prompt, gold in zip(prompts, golds):
+        gid = encode_target(tok, gold, lang, where=f"{where}, field {field_name!r}")
+        p = encode(prompt)
+        n = len(gid) if max_new_tokens is None else min(len(gid), max_new_tokens)
+        items.append((plan.pair(p, gid), plan.decode(p, n), gid))
+    return items
+
+
+def _plan_lang(tok: Any, record: MKEBRecord, lang: str, plan: _Plan, encode: Callable[[str], list[int]],
+               max_new_tokens: Optional[int]) -> _LangSpec:
+    fact = record.fact(lang)
+    where = f"record {record.example_id}, lang {lang!r}"
+    new = encode_target(tok, fact.target_new, lang, where=f"{where}, field 'edit.target_new'")
+    true = (
+        encode_target(tok, fact.target_true, lang, where=f"{where}, field 'edit.target_true'")
+        if fact.target_true
+        else None
+    )
+    q = encode(fact.question)
+    edit_new = plan.pair(q, new)
+    edit_true = plan.pair(q, true) if true else None
+    paras = [encode(p) for p in record.paraphrase_prompts.get(lang, [])]
+    para_new = [plan.pair(p, new) for p in paras]
+    para_true = [plan.pair(p, true) for p in paras] if true else None
+    loc = _plan_answers(tok, plan, encode, lang, where, record.neighborhood_prompts.get(lang, []),
+                        record.neighborhood_answers.get(lang, []), "neighborhood_answers", max_new_tokens)
+    mh_q = record.multi_hop_questions.get(lang, [])
+    mh_a = record.multi_hop_new_answer.get(lang)
+    port = (_plan_answers(tok, plan, encode, lang, where, mh_q, [mh_a] * len(mh_q), "multi_hop_new_answer",
+                          max_new_tokens) if mh_a else [])
+    return _LangSpec(edit_new, edit_true, para_new, para_true, loc, port)
+
+
+def _finish(tok: Any, specs: dict[str, _LangSpec], tf: list[TFResult], dec: list[list[int]],
+            reference: "UneditedReference | None", own_reference: bool) -> tuple[Scores, LocTokens]:
+    """Metric values per language, and the argmax tokens on the neighbourhood answers."""
+    scores: Scores = {}
+    loc_tokens: LocTokens = {}
+    for lang, s in specs.items():
+        outputs = LangOutputs(
+            tok=tok,
+            edit_new=tf[s.edit_new],
+            edit_true=tf[s.edit_true] if s.edit_true is not None else None,
+            para_new=[tf[i] for i in s.para_new],
+            para_true=[tf[i] for i in s.para_true] if s.para_true is not None else None,
+            loc=[Answer(tf[p], dec[d], g) for p, d, g in s.loc],
+            port=[Answer(tf[p], dec[d], g) for p, d, g in s.port],
+            reference_loc=reference.loc_tokens.get(lang) if reference is not None else None,
+            is_reference=own_reference,
+        )
+        loc_tokens[lang] = [a.forced.argmax for a in outputs.loc]
+        scores[lang] = compute_all(outputs)
+    return scores, loc_tokens
+
+
+def _execute(model: Any, tok: Any, plan: _Plan, opts: ScoringOptions) -> tuple[list[TFResult], list[list[int]]]:
+    """Run every planned pair and decode in eval mode without gradients; restore the mode after."""
+    import torch
+
+    pad = pad_id_of(tok)
+    kw: dict[str, Any] = {"pad_id": pad, "device": opts.device, "batch_size": opts.batch_size}
+    was_training = bool(getattr(model, "training", False))
+    if was_training:
+        model.eval()
+    try:
+        with torch.no_grad():
+            shared = shared_prompt_scoring(model, plan.pairs, plan.decodes, **kw) if opts.share_prompts else None
+            if shared is not None:
+                return shared
+            tf = teacher_forced(model, plan.pairs, **kw)
+            dec = greedy_decode(model, [p for p, _ in plan.decodes], [n for _, n in plan.decodes], **kw)
+            return tf, dec
+    finally:
+        if was_training:
+            model.train()
+
+
+def run_scoring(model: Any, tok: Any, records: Sequence[MKEBRecord], langs: Sequence[str] | None,
+                opts: ScoringOptions, references: Sequence["UneditedReference | None"] | None = None,
+                *, own_reference: bool = False) -> list[tuple[Scores, LocTokens]]:
+    """Scores and neighbourhood argmax tokens for each record (the engine runs once for all).
+
+    ``own_reference``: the model is the unedited reference itself, so ``loc_acc`` is 1.
+    """
+    if "{}" not in opts.prompt_template:
+        raise MetricConfigError(f"prompt_template {opts.prompt_template!r} has no '{{}}' for the question")
+
+    def encode(text: str) -> list[int]:  # every evaluated prompt goes through the template
+        return encode_prompt(tok, opts.prompt_template.replace("{}", text, 1))
+
+    plan = _Plan()
+    specs = [
+        {lang: _plan_lang(tok, rec, lang, plan, encode, opts.max_new_tokens) for lang in (langs or rec.langs)}
+        for rec in records
+    ]
+    tf, dec = _execute(model, tok, plan, opts)
+    refs = references or [None] * len(records)
+    return [_finish(tok, spec, tf, dec, ref, own_reference) for spec, ref in zip(specs, refs)]
+
+
+def score_records(model: Any, tok: Any, records: Sequence[MKEBRecord], langs: Sequence[str] | None = None, *,
+                  references: Sequence["UneditedReference | None"] | None = None, **options: Any) -> list[Scores]:
+    """:func:`score_record` for several records with their batches pooled (same model state).
+
+    ``options``: the fields of :class:`ScoringOptions`.
+    """
+    return [s for s, _ in run_scoring(model, tok, records, langs, ScoringOptions(**options), references)]
+
+
+def score_record(model: Any, tok: Any, record: MKEBRecord, langs: Sequence[str] | None = None, *,
+                 reference: "UneditedReference | None" = None, **options: Any) -> Scores:
+    """Score ``model`` on one record in ``langs`` (default: all of the record's languages).
+
+    Returns ``{lang: {metric: value}}`` for every metric of :mod:`.metric_registry`; a metric
+    is ``None`` when the data lack what it needs, and ``loc_acc`` is ``None`` unless
+    ``reference`` (the unedited model's outputs, see :func:`.reference.unedited_reference`)
+    is given. ``options``: the fields of :class:`ScoringOptions` (device, batch_size,
+    max_new_tokens, share_prompts, prompt_template).
+    """
+    return score_records(model, tok, [record], langs, references=[reference], **options)[0]

@@ -1,0 +1,61 @@
+"""The attribution settings, read once from the hyperparameters and passed around as one object.
+
+Every setting here changes which neurons are selected, so the same object also names the
+neuron-cache entry (:meth:`AttributionSettings.cache_key`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
+
+from ..errors import HParamsError
+
+#: attribution methods: integrated gradients as in the MEMLA paper (arXiv 2406.11566, §3.1)
+METHODS = ("ig",)
+#: implementations of integrated gradients that give the same scores (see .fast and .reference)
+IMPLEMENTATIONS = ("fast", "reference")
+
+
+@dataclass(frozen=True)
+class AttributionSettings:
+    """How to score neurons for one fact and which to keep."""
+
+    steps: int = 20
+    baseline: str = "amig"
+    threshold: float = 0.3
+    layers: Optional[tuple[int, ...]] = None
+    batch_size: int = 64
+    method: str = "ig"
+    implementation: str = "fast"
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise HParamsError(f"attribution method {self.method!r} is not one of {', '.join(METHODS)}")
+        if self.implementation not in IMPLEMENTATIONS:
+            raise HParamsError(
+                f"attribution method {self.implementation!r} is not one of {', '.join(IMPLEMENTATIONS)}"
+            )
+        if self.layers is not None and not isinstance(self.layers, tuple):
+            object.__setattr__(self, "layers", tuple(self.layers))
+
+    @classmethod
+    def from_hparams(cls, hparams: Any, implementation: str = "fast") -> "AttributionSettings":
+        """Read ``attr_steps``, ``attr_baseline``, ``attr_threshold``, ``layers``, ``attr_batch_size``."""
+        if isinstance(hparams, cls):
+            return hparams
+        layers: Optional[Sequence[int]] = getattr(hparams, "layers", None)
+        return cls(
+            steps=int(hparams.attr_steps),
+            baseline=hparams.attr_baseline,
+            threshold=float(hparams.attr_threshold),
+            layers=tuple(layers) if layers is not None else None,
+            batch_size=int(getattr(hparams, "attr_batch_size", 64)),
+            method=getattr(hparams, "attr_method", "ig"),
+            implementation=implementation,
+        )
+
+    def cache_key(self, model_name: str) -> str:
+        """The neuron-cache model key: the model plus every setting that changes the selection."""
+        from .cache import cache_key
+
+        return cache_key(model_name, self.steps, self.baseline, self.threshold, self.layers)

@@ -1,0 +1,500 @@
+"""The files of each pull request of the MEMLA contribution, computed from the plugin and the checkout.
+
+:func:`build_series` returns, per pull request (see :mod:`.layout`), every file it writes with
+its full text. The method package comes from the plugin's modules through :mod:`.source`;
+EasyEdit's registries (``easyeditor/models/__init__.py``, ``util/alg_dict.py``) get MEMLA's
+lines beside the other methods; the YAMLs name real Hugging Face models; examples, the
+speed test and the MKEB files come from ``templates/``. Nothing is ever deleted: the export
+is a starting point that EasyEdit owns once merged.
+"""
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from . import layout
+from .host_fixes import FIXES, fixed_files
+from .layout import METHOD_DIR, PR_ORDER, ROOTS, Row
+from .source import (
+    ExportError,
+    apply_subs,
+    check_vocabulary,
+    clean_references,
+    closure,
+    drop_all_lists,
+    drop_defs,
+    module_file,
+    plugin_root,
+    replace_docstring,
+    rewrite_imports,
+    shake,
+    short_docstrings,
+    strip_names,
+    upstream_name,
+)
+
+MODELS_INIT = "easyeditor/models/__init__.py"
+ALG_DICT = "easyeditor/util/alg_dict.py"
+README = "README.md"
+HPARAMS_DIR = "hparams/MEMLA"
+ALG_NAME = "MEMLA"
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+DATASET_INIT = "easyeditor/dataset/__init__.py"
+
+#: template file -> (upstream path, pull request): examples and tests, outside the packages
+TEMPLATE_FILES = {
+    "MEMLA.md": ("examples/MEMLA.md", "core"),
+    "run_memla.py": ("examples/run_memla.py", "core"),
+    "test_memla_fast_attribution.py": ("tests/test_memla_fast_attribution.py", "speed"),
+    "MKEB.md": ("examples/MKEB.md", "mkeb"),
+    "run_mkeb.py": ("examples/run_mkeb.py", "mkeb"),
+}
+
+#: template file -> (upstream path, pull request): package files with no plugin module behind them
+#: (their imports count as uses when dead code is removed)
+PACKAGE_TEMPLATES = {
+    "mkeb_evaluate_init.py": (f"{layout.EVAL_DIR}/__init__.py", "mkeb"),
+}
+
+
+@dataclass
+class PullRequest:
+    """One commit of the series: its name, message and ``{path: full new text}``."""
+
+    name: str
+    subject: str
+    body: str
+    files: dict[str, str]
+    removed_dead_code: list[str] = field(default_factory=list)
+
+    @property
+    def message(self) -> str:
+        return f"{self.subject}\n\n{self.body.strip()}\n"
+
+
+# ---------------------------------------------------------------------------- the method package
+def _prepared(row: Row, core: bool) -> str:
+    mod = module_file(row.plugin)
+    text = (TEMPLATES / row.text if row.text else mod.path).read_text(encoding="utf-8")
+    path = row.upstream
+    text = apply_subs(text, row.subs + (row.core_subs if core else ()), path)
+    names = set(row.strip) | (set(row.core_strip) if core else set())
+    text = strip_names(text, names, path)
+    text = drop_defs(text, row.drop, path)
+    if not path.endswith("__init__.py"):
+        text = drop_all_lists(text, path)
+    text = short_docstrings(text, path)
+    if row.doc:
+        text = replace_docstring(text, row.doc, path)
+    return text
+
+
+def method_files(prs: tuple[str, ...]) -> tuple[dict[str, str], list[str]]:
+    """``{path: text}`` of the method package once ``prs`` are applied, and the dead code removed."""
+    core = "speed" not in prs
+    rows = layout.rows_for(prs)
+    texts: dict[str, str] = {}
+    for r in rows:
+        try:
+            texts[r.plugin] = _prepared(r, core)
+        except ExportError as exc:
+            if "not found under" in str(exc):
+                continue  # a row for a module that is gone: fine unless something imports it
+            raise
+    roots = [m for pr in prs for m in ROOTS.get(pr, ())]
+    names = closure(roots, [r for r in rows if r.plugin in texts], texts)
+    mapping = {n: upstream_name(layout.row(n).upstream) for n in names}
+    mapping["memla_plugin"] = METHOD_DIR.replace("/", ".")
+    files: dict[str, str] = {}
+    for name in names:
+        r = layout.row(name)
+        text = rewrite_imports(module_file(name), texts[name], mapping)
+        text = clean_references(text, mapping)
+        if name == "memla_plugin.hparams":
+            text = easyedit_hparams(text, r.upstream)
+        if name == "memla_plugin.memla_main":
+            text = per_request_failures(text, r.upstream)
+        files[r.upstream] = text
+    files[f"{METHOD_DIR}/__init__.py"] = package_init(files)
+    for tmpl, (dest, pr) in PACKAGE_TEMPLATES.items():
+        if pr in prs:
+            files[dest] = _template(tmpl)
+    files, removed = shake(files, layout.PUBLIC)
+    return files, removed
+
+
+def package_init(files: dict[str, str]) -> str:
+    """The method package's ``__init__``: what ``easyeditor`` imports (plus any package docstring)."""
+    return (
+        '"""MEMLA: multilingual knowledge editing with neuron-masked low-rank adaptation."""\n'
+        "from .memla_hparams import MEMLAHyperParams\n"
+        "from .memla_main import apply_memla_to_model\n"
+    )
+
+
+def easyedit_hparams(text: str, path: str) -> str:
+    """``MEMLAHyperParams(HyperParams)`` whose ``from_hparams`` uses EasyEdit's own loading helpers."""
+    tree = ast.parse(text)
+    classes = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "MEMLAHyperParams"]
+    if len(classes) != 1:
+        raise ExportError(f"{path}: expected one class MEMLAHyperParams")
+    cls = classes[0]
+    lines = text.splitlines(keepends=True)
+    methods = {n.name: n for n in cls.body if isinstance(n, ast.FunctionDef)}
+    loader = methods.get("from_hparams")
+    if loader is None:
+        raise ExportError(f"{path}: MEMLAHyperParams has no from_hparams to replace")
+    build = "cls.from_dict(config, source=str(hparams_name_or_path))" if "from_dict" in methods else "cls(**config)"
+    new_loader = (
+        "    @classmethod\n"
+        '    def from_hparams(cls, hparams_name_or_path: str) -> "MEMLAHyperParams":\n'
+        '        """Read a YAML/JSON file with EasyEdit\'s loader; unknown keys and bad values are refused."""\n'
+        "        config = normalize_alg_name(load_hparams_config(hparams_name_or_path), ALG_NAME)\n"
+        f"        return {build}\n"
+    )
+    first = min([loader.lineno] + [d.lineno for d in loader.decorator_list])
+    lines[first - 1: loader.end_lineno] = [new_loader]
+    header = lines[cls.lineno - 1]
+    new_header, n = re.subn(r"^class MEMLAHyperParams\s*(\(\s*\))?\s*:", "class MEMLAHyperParams(HyperParams):", header)
+    if n != 1:
+        raise ExportError(f"{path}:{cls.lineno}: MEMLAHyperParams already has a base class")
+    lines[cls.lineno - 1] = new_header
+    imports = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    last = max(n.end_lineno for n in imports)
+    lines.insert(last, "from ...util.hparams import HyperParams, load_hparams_config, normalize_alg_name\n")
+    out = "".join(lines)
+    if "ALG_NAME" not in {t.id for n in ast.parse(out).body if isinstance(n, ast.Assign) for t in n.targets
+                          if isinstance(t, ast.Name)}:
+        raise ExportError(f"{path}: no module constant ALG_NAME for from_hparams to check alg_name against")
+    return out
+
+
+PER_REQUEST = '''
+
+def apply_memla_to_model(model, tok, requests, hparams, copy=False, return_orig_weights=False,
+                         keep_original_weight=False, **kwargs):
+    """EasyEdit's apply function: edit the requests one after the other.
+
+    A request whose fact has no knowledge neurons (``NoNeuronsError``) is not edited: it is
+    logged with the reason and the other requests go on, so one such fact does not end an
+    ``edit_requests`` run. The returned originals cover every parameter any request changed.
+    """
+    if isinstance(requests, dict):
+        requests = [requests]
+    if copy:
+        model = deepcopy(model)
+    originals = {}
+    for request in requests:
+        try:
+            model, changed = _edit_all(model, tok, [request], hparams, return_orig_weights=True, **kwargs)
+        except NoNeuronsError as exc:
+            LOG.error("MEMLA: request %r not edited: %s", request.get("prompt"), exc)
+            continue
+        for name, value in changed.items():
+            originals.setdefault(name, value)
+    return model, (originals if return_orig_weights else {})
+'''
+
+
+def per_request_failures(text: str, path: str) -> str:
+    """Rename the plugin's apply function and wrap it so a request without neurons fails alone."""
+    if text.count("def apply_memla_to_model(") != 1:
+        raise ExportError(f"{path}: expected one `def apply_memla_to_model(`")
+    text = text.replace("def apply_memla_to_model(", "def _edit_all(")
+    for needed, line in (("NoNeuronsError", "from .errors import NoNeuronsError\n"),
+                         ("deepcopy", "from copy import deepcopy\n"),
+                         ("LOG", "import logging\n")):
+        if not re.search(rf"^(from .* import .*\b{needed}\b|{needed} = )", text, re.M):
+            text = _add_import(text, line)
+    if not re.search(r"^LOG = ", text, re.M):
+        text = _add_import(text, "\nLOG = logging.getLogger(__name__)\n", after_all=True)
+    return text.rstrip("\n") + "\n" + PER_REQUEST
+
+
+def _add_import(text: str, line: str, after_all: bool = False) -> str:
+    tree = ast.parse(text)
+    imports = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    last = max(n.end_lineno for n in imports) if imports else 0
+    lines = text.splitlines(keepends=True)
+    lines.insert(last, line)
+    return "".join(lines)
+
+
+# ---------------------------------------------------------------------------- host registries
+def edit_models_init(text: str) -> str:
+    """``from .memla import *`` after the last method star import."""
+    line = "from .memla import *"
+    if any(l.strip() == line for l in text.splitlines()):
+        return text
+    lines = text.splitlines(keepends=True)
+    stars = [i for i, l in enumerate(lines) if re.match(r"from \.\w+ import \*\s*$", l)]
+    if not stars:
+        raise ExportError(f"{MODELS_INIT}: no `from .<method> import *` line to add MEMLA beside")
+    if not lines[stars[-1]].endswith("\n"):
+        lines[stars[-1]] += "\n"
+    lines.insert(stars[-1] + 1, line + "\n")
+    return "".join(lines)
+
+
+def edit_alg_dict(text: str) -> str:
+    """Import ``apply_memla_to_model`` and add ``"MEMLA"`` to ``ALG_DICT``."""
+    import_line = "from ..models.memla import MEMLAHyperParams, apply_memla_to_model"
+    lines = text.splitlines(keepends=True)
+    if not any(l.strip() == import_line for l in lines):
+        found = [i for i, l in enumerate(lines) if re.match(r"from \.\.\s*models\.\w+ import ", l)]
+        if not found:
+            raise ExportError(f"{ALG_DICT}: no `from ..models.<method> import` line to add MEMLA beside")
+        lines.insert(found[-1] + 1, import_line + "\n")
+        text = "".join(lines)
+    tree = ast.parse(text)
+    tables = [n.value for n in tree.body if isinstance(n, ast.Assign) and isinstance(n.value, ast.Dict)
+              and any(isinstance(t, ast.Name) and t.id == "ALG_DICT" for t in n.targets)]
+    if len(tables) != 1:
+        raise ExportError(f"{ALG_DICT}: expected one `ALG_DICT = {{...}}` literal")
+    table = tables[0]
+    if any(isinstance(k, ast.Constant) and k.value == ALG_NAME for k in table.keys):
+        return text
+    lines = text.splitlines(keepends=True)
+    starts = [0]
+    for l in lines:
+        starts.append(starts[-1] + len(l))
+    indent = re.match(r"\s*", lines[table.keys[-1].lineno - 1]).group(0)
+    end = starts[table.values[-1].end_lineno - 1] + table.values[-1].end_col_offset
+    close = starts[table.end_lineno - 1] + table.end_col_offset - 1
+    entry = f'"{ALG_NAME}": apply_memla_to_model'
+    if text[end:close].lstrip().startswith(","):
+        comma = end + text[end:close].index(",") + 1
+        return text[:comma] + f"\n{indent}{entry}," + text[comma:]
+    return text[:end] + f",\n{indent}{entry}" + text[end:]
+
+
+README_ROW = ("| MEMLA | [Xie et al. 2024](https://arxiv.org/abs/2406.11566) | multilingual: neuron-masked LoRA "
+              "on language-independent and language-specific FFN neurons | [examples/MEMLA.md](examples/MEMLA.md) |")
+
+
+def edit_readme(text: str) -> str:
+    """A MEMLA row after the last row of the first markdown table that lists ROME."""
+    if "examples/MEMLA.md" in text:
+        return text
+    lines = text.splitlines(keepends=True)
+    rows = [i for i, l in enumerate(lines) if l.lstrip().startswith("|") and "ROME" in l]
+    if not rows:
+        raise ExportError(f"{README}: no methods table (a row naming ROME) to add MEMLA to")
+    i = rows[0]
+    while i + 1 < len(lines) and lines[i + 1].lstrip().startswith("|"):
+        i += 1
+    lines.insert(i + 1, README_ROW + "\n")
+    return "".join(lines)
+
+
+# ---------------------------------------------------------------------------- hparams YAMLs
+def yaml_files(stripped: set[str]) -> dict[str, str]:
+    """``hparams/MEMLA/<real model>.yaml`` from the plugin's YAMLs (method values kept as they are)."""
+    import yaml
+
+    src_dir = plugin_root().parent / "hparams" / "MEMLA"
+    out = {}
+    for name, (source, hub, device, note) in layout.YAMLS.items():
+        path = src_dir / source
+        if not path.is_file():
+            raise ExportError(f"{path} is missing (tools/upstream/layout.py YAMLS names it)")
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+        lines = [f"# MEMLA on {hub.split('/')[-1]} ({hub}): {note}.",
+                 "# Method values are the MEMLA paper's (arXiv 2406.11566); model_name and device are this file's."]
+        expected = {}
+        for raw in path.read_text(encoding="utf-8").splitlines():
+            m = re.match(r"^(\w+)\s*:\s*([^#]*?)\s*(#.*)?$", raw)
+            if not m:
+                continue  # comments and continuation lines of the plugin's file
+            key, value, comment = m.groups()
+            if key in stripped:
+                continue
+            if key == "model_name":
+                value, comment = f"./hugging_cache/{hub.split('/')[-1]}", f"# {hub} from the Hugging Face hub"
+            elif key == "device":
+                value, comment = str(device), None
+            if comment and check_vocabulary(name, comment):
+                comment = None
+            lines.append(f"{key}: {value}" + (f"   {comment}" if comment else ""))
+            expected[key] = config[key]
+        text = "\n".join(lines) + "\n"
+        loaded = yaml.safe_load(text)
+        expected.update(model_name=f"./hugging_cache/{hub.split('/')[-1]}", device=device)
+        if loaded != expected:
+            raise ExportError(f"{path}: the upstream YAML changed a method value")
+        out[f"{HPARAMS_DIR}/{name}"] = text
+    return out
+
+
+# ---------------------------------------------------------------------------- the series
+def _template(name: str) -> str:
+    return (TEMPLATES / name).read_text(encoding="utf-8")
+
+
+def check_easyedit_root(root: Path) -> Path:
+    root = Path(root).resolve()
+    for rel in (ALG_DICT, MODELS_INIT, "easyeditor/util/hparams.py"):
+        if not (root / rel).is_file():
+            raise ExportError(f"{root} is not an EasyEdit checkout: {rel} is missing")
+    return root
+
+
+def build_series(easyedit_root: Path, upto: str = "mkeb") -> list[PullRequest]:
+    """The pull requests up to ``upto`` (in :data:`PR_ORDER`), each with the files it writes.
+
+    Each method pull request holds the files whose text differs from the state after the
+    previous one, so a later pull request may modify a file an earlier one added.
+    """
+    root = check_easyedit_root(easyedit_root)
+    wanted = PR_ORDER[: PR_ORDER.index(upto) + 1]
+    series: list[PullRequest] = []
+    if "host-fixes" in wanted:
+        series.append(PullRequest("host-fixes", *HOST_FIXES_MESSAGE, fixed_files(root, FIXES)))
+    # the YAMLs come with the core pull request: keys of options only later ones add stay out
+    stripped = {s for r in layout.MODULES for s in r.strip + r.core_strip}
+    previous: dict[str, str] = {}
+    for i, name in enumerate(PR_ORDER[1:], 1):
+        if name not in wanted:
+            break
+        state, dead = method_files(PR_ORDER[1: i + 1])
+        files = {p: t for p, t in state.items() if previous.get(p) != t}
+        previous = state
+        if name == "core":
+            files[MODELS_INIT] = edit_models_init((root / MODELS_INIT).read_text(encoding="utf-8"))
+            files[ALG_DICT] = edit_alg_dict((root / ALG_DICT).read_text(encoding="utf-8"))
+            if (root / README).is_file():
+                files[README] = edit_readme((root / README).read_text(encoding="utf-8"))
+            files.update(yaml_files(stripped))
+        if name == "mkeb":
+            files[DATASET_INIT] = edit_dataset_init((root / DATASET_INIT).read_text(encoding="utf-8"))
+        for tmpl, (dest, pr) in TEMPLATE_FILES.items():
+            if pr == name:
+                files[dest] = _template(tmpl)
+        series.append(PullRequest(name, *MESSAGES[name], files, dead))
+    problems = [p for pr in series if pr.name != "host-fixes" for path, text in pr.files.items()
+                if path.startswith(("easyeditor/", "examples/", "hparams/", "tests/")) and path not in (
+                    MODELS_INIT, ALG_DICT, DATASET_INIT) for p in check_vocabulary(path, text)]
+    if problems:
+        raise ExportError("plugin vocabulary in the upstream files:\n  " + "\n  ".join(problems[:20]))
+    return series
+
+
+def edit_dataset_init(text: str) -> str:
+    """``from .mkeb import MKEBDataset`` after the last dataset import."""
+    line = "from .mkeb import MKEBDataset"
+    if any(l.strip() == line for l in text.splitlines()):
+        return text
+    lines = text.splitlines(keepends=True)
+    found = [i for i, l in enumerate(lines) if re.match(r"from \.\w+ import ", l)]
+    if not found:
+        raise ExportError(f"{DATASET_INIT}: no `from .<dataset> import` line to add MKEB beside")
+    if not lines[found[-1]].endswith("\n"):
+        lines[found[-1]] += "\n"
+    lines.insert(found[-1] + 1, line + "\n")
+    return "".join(lines)
+
+
+HOST_FIXES_MESSAGE = (
+    "Fix generate_fast's cache mask, layer_stats(progress=None) and checkpoint reloads under torch>=2.6",
+    """
+Three independent fixes, each small, found while adding a method on the pinned
+commit with transformers 5.x and torch 2.6+:
+
+- util/generate.py: with past_key_values, the attention mask handed to the
+  model must cover every cached position as well as the new ones (transformers
+  reads it as the mask of the whole sequence). generate_fast sliced it to the
+  new positions only, so under transformers 5.x every generated token attended
+  to nothing before it. Pass attention_mask[:, :cur_context.stop].
+- models/rome/layer_stats.py, models/r_rome/layer_stats.py: progress=None was
+  replaced by `lambda x: x` and then called with total=..., a TypeError.
+- trainer/BaseTrainer.py and trainer/utils.py (load_archive): torch 2.6 made
+  weights_only=True the default of torch.load, which refuses the trainer's own
+  checkpoints (MEND's state dict holds the model config object). Both places
+  load checkpoints the trainer wrote, so load them with weights_only=False, as
+  models/mend/mend_main.py already does.
+
+Each fix was checked before/after on a tiny Qwen2 model on CPU.
+""",
+)
+
+CORE_MESSAGE = (
+    "Add MEMLA: multilingual knowledge editing with neuron-masked LoRA",
+    """
+MEMLA (Xie et al. 2024, arXiv:2406.11566) edits a fact in one language so that
+the edit carries over to other languages. It attributes the fact to FFN neurons
+with integrated gradients in several languages, splits them into language-
+independent neurons (shared by the identification languages, en/zh/fr by
+default) and language-specific ones, and trains two masked low-rank updates of
+the FFN down-projections that touch only those neurons.
+
+- easyeditor/models/memla: MEMLAHyperParams (loaded with load_hparams_config and
+  normalize_alg_name), apply_memla_to_model, the reference attribution, neuron
+  sets, masked LoRA, training
+- ALG_DICT["MEMLA"]; edit() / edit_requests() and sequential editing (no
+  batch_edit: requests are edited one after the other). A request whose fact
+  has no knowledge neurons is logged and skipped, the run goes on.
+- hparams/MEMLA: mGPT and Llama-3-8B (the paper's models) and
+  Qwen2.5-Coder-0.5B-Instruct, all with the paper's constants
+- examples/MEMLA.md and examples/run_memla.py
+
+This code was written as a separate package first and is offered here as a
+starting point: once merged it is EasyEdit's to change. Speed-ups and the MKEB
+benchmark follow as separate pull requests.
+""",
+)
+
+SPEED_MESSAGE = (
+    "MEMLA: fast attribution, lower-layer replay in training and a neuron cache",
+    """
+Three speed-ups of the MEMLA editor, kept apart from the method so they can be
+reviewed (or declined) on their own:
+
+- neurons/fast.py, neurons/stack.py: integrated gradients recompute only what a
+  patch of layer l at the last prompt position can change (positions from the
+  last prompt token on, layers l..L, prefix keys/values cached), with the path
+  points of several layers batched. Models whose decoder stack it does not know
+  use the reference attribution. It drives decoder layers directly, so it is tied
+  to the transformers internals it was written against; the test below compares
+  it with the reference on a tiny Llama-style model.
+- training.py: layers below the lowest edited one are run once and their output
+  replayed during the LoRA steps.
+- neurons/cache.py: `neuron_cache_dir` keeps each fact's selected neurons on
+  disk per model, attribution settings and language, in the MEMLA authors' JSON
+  format (one file per language), so a fact is attributed once across runs.
+  Requests without a case_id are keyed by the content of their attribution
+  inputs, so two different facts never share an entry.
+- tests/test_memla_fast_attribution.py: fast == reference (scores and selected
+  neurons) on a tiny random Qwen2 model on CPU.
+""",
+)
+
+MKEB_MESSAGE = (
+    "Add the MKEB multilingual benchmark: dataset, converter and per-language metrics",
+    """
+MKEB (Xie et al. 2024, arXiv:2406.11566) evaluates a knowledge edit in up to
+twelve languages. This adds it beside the other datasets:
+
+- easyeditor/dataset/mkeb: MKEBRecord and its JSON layout (the authors'
+  MLiKE_v2.json), load_mkeb with record validation, MKEBDataset (one
+  edit_requests-ready request per record, with every language's version of the
+  fact under `languages`), and a converter from the BMIKE-53 release
+  (`python -m easyeditor.dataset.mkeb.convert bmike53 --src DIR --out FILE`).
+- easyeditor/evaluate/mkeb: score_record / score_records, the MKEB metrics per
+  language (ES and PS compare P(target_new) with P(target_true), NS and MQ are
+  token-set F1 of a greedy decode against the neighbourhood and multi-hop
+  answers) and EasyEdit's token accuracies (rel/gen/loc/port), each metric
+  declared once in metrics.py. Scores are per language, not filed under
+  portability keys.
+- examples/MKEB.md and examples/run_mkeb.py: convert, edit each record, score
+  every language before and after.
+
+As with the method, this is offered as a starting point that EasyEdit owns once
+merged.
+""",
+)
+
+MESSAGES = {"core": CORE_MESSAGE, "speed": SPEED_MESSAGE, "mkeb": MKEB_MESSAGE}

@@ -1,0 +1,166 @@
+"""The one table of the upstream contribution: which plugin module goes where, in which pull request.
+
+Everything else (the import rewriting, which files each pull request adds, the size report,
+the tests) is derived from :data:`MODULES`. When a plugin module moves, only its row here
+changes; a module the method code imports but this table does not list fails the export
+with a message naming it.
+
+Pull requests, applied in this order on top of the pinned EasyEdit commit:
+
+* ``host-fixes``: minimal fixes of EasyEdit defects (:mod:`.host_fixes`), no MEMLA code;
+* ``core``: MEMLA itself, with the reference attribution and a plain training loop;
+* ``speed``: the fast attribution, the lower-layer replay in training, the on-disk neuron
+  cache and the test that the fast path equals the reference;
+* ``mkeb``: the MKEB dataset class, the multilingual evaluation helper and its example.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+PR_ORDER = ("host-fixes", "core", "speed", "mkeb")
+
+METHOD_DIR = "easyeditor/models/memla"
+DATASET_DIR = "easyeditor/dataset/mkeb"
+EVAL_DIR = "easyeditor/evaluate/mkeb"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One plugin module and its place upstream.
+
+    ``pr``: the pull request that adds the module. ``core_strip``: names (functions,
+    parameters, keywords, locals) removed from the module in the core pull request and
+    restored by the speed one. ``strip``: names removed in every pull request (options
+    upstream does not offer). ``subs``: exact text substitutions, each of which must match;
+    ``core_subs``: the same, in the core pull request only. ``drop``: defs removed by
+    (qualified) name although something uses the name (only the coarse dead-code rule would keep them). ``doc``: the module docstring upstream, where
+    the plugin's talks about the plugin. ``text``: a file of ``templates/`` used instead of the
+    module's own text (written with the plugin's relative imports, which are rewritten as usual).
+    """
+
+    plugin: str
+    upstream: str
+    pr: str = "core"
+    core_strip: tuple[str, ...] = ()
+    strip: tuple[str, ...] = ()
+    subs: tuple[tuple[str, str], ...] = ()
+    core_subs: tuple[tuple[str, str], ...] = ()
+    drop: tuple[str, ...] = ()
+    doc: Optional[str] = None
+    text: Optional[str] = None
+
+
+MODULES: tuple[Row, ...] = (
+    Row("memla_plugin.errors", f"{METHOD_DIR}/errors.py",
+        doc="Errors MEMLA raises on bad input or on an edit it cannot make."),
+    Row("memla_plugin.hparams", f"{METHOD_DIR}/memla_hparams.py", core_strip=("neuron_cache_dir",),
+        strip=("dtype", "_DTYPES", "MKEB_LANGS"), drop=("MEMLAHyperParams.from_json", "MEMLAHyperParams.replace"),
+        doc="MEMLA hyperparameters: EasyEdit's ``HyperParams`` with MEMLA's fields and range checks."),
+    Row("memla_plugin.memla_main", f"{METHOD_DIR}/memla_main.py",
+        core_strip=("reuse_lower_layers", "reused_lower_layers", "_open_cache", "_cache_id", "cache", "cache_hits"),
+        core_subs=(("missing from the request and the neuron cache;", "missing from the request;"),)),
+    Row("memla_plugin.architectures", f"{METHOD_DIR}/architectures.py"),
+    Row("memla_plugin.training", f"{METHOD_DIR}/training.py",
+        core_strip=("reuse_lower_layers", "reused_lower_layers", "LowerLayerCache", "layer_list"),
+        doc="Training the masked dual LoRA on the edit prompt (README section 3.4)."),
+    Row("memla_plugin.masked_lora", f"{METHOD_DIR}/masked_lora/__init__.py"),
+    Row("memla_plugin.masked_lora.config", f"{METHOD_DIR}/masked_lora/config.py"),
+    Row("memla_plugin.masked_lora.layer", f"{METHOD_DIR}/masked_lora/layer.py"),
+    Row("memla_plugin.masked_lora.model", f"{METHOD_DIR}/masked_lora/model.py"),
+    Row("memla_plugin.neurons", f"{METHOD_DIR}/neurons/__init__.py",
+        core_strip=("attribute_fast", "NeuronCache", "cache_key")),
+    Row("memla_plugin.neurons.cache", f"{METHOD_DIR}/neurons/cache.py", pr="speed"),
+    Row("memla_plugin.neurons.inputs", f"{METHOD_DIR}/neurons/inputs.py"),
+    Row("memla_plugin.neurons.integrated", f"{METHOD_DIR}/neurons/integrated.py"),
+    Row("memla_plugin.neurons.reference", f"{METHOD_DIR}/neurons/reference.py"),
+    Row("memla_plugin.neurons.sets", f"{METHOD_DIR}/neurons/sets.py"),
+    Row("memla_plugin.neurons.selection", f"{METHOD_DIR}/neurons/selection.py",
+        core_strip=("attribute_fast",),
+        core_subs=(('method: str = "fast"', 'method: str = "reference"'),)),
+    Row("memla_plugin.neurons.settings", f"{METHOD_DIR}/neurons/settings.py", core_strip=("cache_key",),
+        core_subs=(('implementation: str = "fast"', 'implementation: str = "reference"'),
+              ('IMPLEMENTATIONS = ("fast", "reference")', 'IMPLEMENTATIONS = ("reference",)'))),
+    Row("memla_plugin.neurons.fast", f"{METHOD_DIR}/neurons/fast.py", pr="speed"),
+    Row("memla_plugin.neurons.stack", f"{METHOD_DIR}/neurons/stack.py", pr="speed"),
+    Row("memla_plugin.request", f"{METHOD_DIR}/request.py"),
+    Row("memla_plugin.edit_report", f"{METHOD_DIR}/edit_report.py", core_strip=("cache_hits",)),
+    Row("memla_plugin.languages", f"{METHOD_DIR}/languages.py"),
+    Row("memla_plugin.tokenisation", f"{METHOD_DIR}/tokenisation.py"),
+    Row("memla_plugin.locking", f"{METHOD_DIR}/locking.py", pr="speed"),
+    Row("memla_plugin.devices", f"{METHOD_DIR}/devices.py"),
+    # MKEB: records, loading and the converter beside EasyEdit's other datasets; scoring in evaluate/
+    Row("memla_plugin.mkeb", f"{DATASET_DIR}/__init__.py", pr="mkeb", text="mkeb_dataset_init.py"),
+    Row("memla_plugin.mkeb.schema", f"{DATASET_DIR}/schema.py", pr="mkeb"),
+    Row("memla_plugin.mkeb.validate", f"{DATASET_DIR}/validate.py", pr="mkeb"),
+    Row("memla_plugin.mkeb.loader", f"{DATASET_DIR}/loader.py", pr="mkeb",
+        subs=(("p = shipped_data_dir() / ID_SETS[str(path)] if str(path) in ID_SETS else Path(path)", "p = Path(path)"),
+              ("meta_path(resolve_data_path(path))", "meta_path(path)"),
+              ("p = resolve_data_path(path)", "p = Path(path)"),
+              (' (``None``/"default": the shipped CounterFact\n    conversion)', ""),
+              (', "dev"/"test" for the shipped lists,\n    or an iterable of ids', ",\n    or an iterable of ids"),
+              ('ignored.\n\n    ``"dev"``, ``"test"`` and ``"train"`` name the shipped id lists.\n    \"\"\"', 'ignored.\"\"\"')),
+        doc="Load MKEB JSON files (the ``MLiKE_v2.json`` list layout) and test-id lists."),
+    Row("memla_plugin.mkeb.dataset", f"{DATASET_DIR}/dataset.py", pr="mkeb",
+        subs=((' (``None``/"default": the shipped CounterFact conversion)', ""),
+              ('id file, "dev"/"test", or ids', "id file or ids")),
+        doc=("MKEB records as ``edit_requests`` dicts for one edit language.\n\n"
+             "Each request has EasyEdit's keys for the edit language plus ``languages``, every language's\n"
+             "version of the fact (MEMLA reads its identification languages from there), and\n"
+             "``has_subject_slot`` (False when the subject is not literally in the prompt, which ROME\n"
+             "and MEMIT need).\n")),
+    Row("memla_plugin.mkeb.convert", f"{DATASET_DIR}/convert.py", pr="mkeb",
+        strip=("make_splits", "_cmd_splits", "sp"),
+        subs=(("memla-mkeb-convert", "python -m easyeditor.dataset.mkeb.convert"),
+              (" (also the shipped conversion report)", "")),
+        doc=("BMIKE-53 files (or an MKEB file) -> MKEB JSON: "
+             "``python -m easyeditor.dataset.mkeb.convert bmike53 --src DIR --out FILE``.")),
+    Row("memla_plugin.mkeb.scoring", f"{EVAL_DIR}/scoring.py", pr="mkeb",
+        strip=("shared_prompt_scoring", "share_prompts", "shared"),
+        subs=((" ``share_prompts=False`` scores every (prompt, target)\n    sequence separately (slower; equal up to float rounding).", ""),
+              ("max_new_tokens, share_prompts, prompt_template", "max_new_tokens, prompt_template")),
+        doc=("Scoring a model on MKEB records: plan every sequence, run the engine once, compute the metrics.\n\n"
+             "Every teacher-forced (prompt, target) pair and greedy decode the metrics of several records\n"
+             "need is collected once, deduplicated and run in batches (:mod:`.engine`); the results go to\n"
+             "the metric definitions of :mod:`.metrics`.\n")),
+    Row("memla_plugin.mkeb.engine", f"{EVAL_DIR}/engine.py", pr="mkeb"),
+    Row("memla_plugin.mkeb.metric_registry", f"{EVAL_DIR}/metrics.py", pr="mkeb"),
+    Row("memla_plugin.mkeb.reference", f"{EVAL_DIR}/reference.py", pr="mkeb",
+        doc=("The unedited model's results on a record: its own scores and what ``loc_acc`` compares with.\n\n"
+             "``loc_acc`` is the share of neighbourhood-answer positions where the edited model's argmax\n"
+             "equals the unedited model's, so score the record before editing and pass the result as\n"
+             "``reference`` to :func:`.scoring.score_record`.\n")),
+)
+
+#: per pull request, the modules whose imports the export follows
+ROOTS = {
+    "core": ("memla_plugin.memla_main", "memla_plugin.hparams"),
+    "speed": (),
+    "mkeb": ("memla_plugin.mkeb.dataset", "memla_plugin.mkeb.convert", "memla_plugin.mkeb.scoring",
+             "memla_plugin.mkeb.reference"),
+}
+
+#: names every exported module may define without anything in the export using them
+PUBLIC = ("MEMLAHyperParams", "apply_memla_to_model", "execute_memla", "from_hparams", "attribute_fast",
+          "attribute_reference", "main", "requests")
+
+#: YAMLs upstream: file name -> (plugin YAML, Hugging Face id, device, one-line note)
+YAMLS = {
+    "qwen2.5-coder-0.5b-instruct.yaml": ("qwen2.5-0.5b.yaml", "Qwen/Qwen2.5-Coder-0.5B-Instruct", "cpu",
+                                         "a small model that edits on a CPU in minutes"),
+    "mgpt.yaml": ("mgpt-1.3b.yaml", "ai-forever/mGPT", 0, "the paper's multilingual GPT-2 model"),
+    "llama3-8b.yaml": ("llama3-8b.yaml", "meta-llama/Meta-Llama-3-8B", 0, "the paper's Llama model (gated on the hub)"),
+}
+
+
+def row(plugin: str) -> Row:
+    """The table row of a plugin module (raises KeyError naming the module and this file)."""
+    for r in MODULES:
+        if r.plugin == plugin:
+            return r
+    raise KeyError(f"plugin module {plugin} has no row in tools/upstream/layout.py MODULES")
+
+
+def rows_for(prs: tuple[str, ...]) -> list[Row]:
+    """Rows of the modules present once the pull requests ``prs`` are applied."""
+    return [r for r in MODULES if r.pr in prs]
