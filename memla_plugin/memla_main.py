@@ -293,6 +293,9 @@ def execute_memla(
     for name, upd in updates.items():
         if not torch.isfinite(upd).all():
             raise NaNLossError(f"MEMLA update of {name} for {edit.label} is not finite; the model was left unchanged")
+    on_trained = kwargs.get("on_trained")  # e.g. memla_plugin.adapters.AdapterCapture: keeps the factors
+    if on_trained is not None:
+        on_trained(lora=lora, edit=edit, per_lang=per_lang, likn=likn, lskn=lskn, hparams=hparams, stats=stats)
     stats["total_s"] = time.perf_counter() - t_start
     return updates
 
@@ -322,6 +325,8 @@ def apply_memla_to_model(
     request. If any request fails, every change already made is undone before the error
     propagates, so a failed call leaves the model exactly as it was.
     ``keep_original_weight`` is accepted for the contract; MEMLA always edits in place.
+    With ``hparams.save_adapter_dir`` set, the call's edit is also written as a peft LoRA
+    adapter into a new subdirectory of it (path in ``LAST_EDIT_STATS["adapter_dir"]``).
     """
     if isinstance(requests, dict):
         requests = [requests]
@@ -330,6 +335,11 @@ def apply_memla_to_model(
     originals: dict[str, torch.Tensor] = {}
     t0 = time.perf_counter()
     per_request: list[dict[str, Any]] = []
+    capture = None
+    if getattr(hparams, "save_adapter_dir", None) and kwargs.get("on_trained") is None:
+        from .adapters.export import AdapterCapture  # lazy: peft only when adapters are wanted
+
+        capture = kwargs["on_trained"] = AdapterCapture(model, hparams)
     try:
         for request in requests:
             updates = execute_memla(model, tok, request, hparams, **kwargs)
@@ -343,6 +353,12 @@ def apply_memla_to_model(
             LAST_EDIT_STATS["merge_s"] = time.perf_counter() - t_merge
             LAST_EDIT_STATS["changed_params"] = sorted(updates)
             per_request.append(dict(LAST_EDIT_STATS))
+        if capture is not None:  # inside the try: a failed save undoes the edit like any failure
+            from .adapters.export import unique_dir
+
+            adapter_dir = capture.save(unique_dir(hparams.save_adapter_dir, capture.default_name()))
+            LAST_EDIT_STATS["adapter_dir"] = str(adapter_dir)
+            LOG.info("MEMLA: saved the edit as a peft LoRA adapter in %s", adapter_dir)
     except BaseException:
         with torch.no_grad():
             for name, value in originals.items():
