@@ -25,6 +25,7 @@ def main(argv=None) -> int:
     p.add_argument("--record", default=None, help="MKEB record for the table (default: the sidecar's case_id)")
     p.add_argument("--verify", action="store_true", help="check the sidecar's weight fingerprint before loading")
     p.add_argument("--max-new-tokens", type=int, default=10)
+    p.add_argument("--json", metavar="FILE", help="also write the before/after answers and P values as JSON")
     args = p.parse_args(argv)
 
     from peft import PeftModel
@@ -61,7 +62,11 @@ def main(argv=None) -> int:
     print(f"\nMEMLA adapter {directory} on {args.model}: {request['prompt']!r} "
           f"{request['ground_truth']} -> {request['target_new']} (edited in {edit.edit_lang}; greedy decoding)\n")
     print(format_table(request, before, after, MKEB_LANGS))
-    print(json.dumps({"adapter_bytes": size, "base_load_s": round(base_s, 3), "adapter_load_s": round(adapter_s, 4)}))
+    summary = {"adapter_bytes": size, "base_load_s": round(base_s, 3), "adapter_load_s": round(adapter_s, 4)}
+    print(json.dumps(summary))
+    if args.json:
+        Path(args.json).write_text(json.dumps({**summary, "before": before, "after": after}, indent=1, ensure_ascii=False),
+                                   encoding="utf-8")
     return 0
 
 

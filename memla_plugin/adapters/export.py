@@ -112,6 +112,7 @@ class AdapterCapture:
         t0 = time.perf_counter()
         self.model_hash = model_fingerprint(model)
         self.fingerprint_s = time.perf_counter() - t0
+        self.code = code_version()  # the code that makes the edit, read before it runs
         self.factors: list[dict[str, ModuleFactors]] = []
         self.edits: list[EditProvenance] = []
 
@@ -160,7 +161,7 @@ class AdapterCapture:
                        "parts": [{"label": lab, "rank": r, "neurons": n} for lab, r, n in f.parts]}
                 for name, f in factors.items()
             },
-            code=code_version(),
+            code=dict(self.code),
         )
 
     def save(self, directory: Union[str, Path], overwrite: bool = False) -> Path:
