@@ -271,3 +271,42 @@ def test_memla_imports_do_not_import_peft():
     code = ("import sys, memla_plugin.memla_main, memla_plugin.adapters, memla_plugin.cli.edit; "
             "assert 'peft' not in sys.modules, 'peft imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ----------------------------------------------------------------------------- memla-edit and the reload script
+def test_cli_save_adapter_then_fresh_reload_gives_the_same_answers(qwen2_model, tiny_tok, tmp_path, capsys):
+    """memla-edit --save-adapter, then examples/load_memla_adapter.py on a newly loaded base model."""
+    import importlib.util
+    from pathlib import Path
+
+    import yaml
+
+    from memla_plugin.cli import edit as cli
+
+    model_dir = tmp_path / "tiny-qwen2"
+    qwen2_model.save_pretrained(model_dir)
+    tiny_tok.save_pretrained(model_dir)
+    config = yaml.safe_load(cli.find_hparams_file().read_text())
+    config.update(model_name=str(model_dir), attr_steps=4, lr=0.05, max_steps=30)
+    (tmp_path / "hp.yaml").write_text(yaml.safe_dump(config))
+    adapter = tmp_path / "adapter"
+    argv = ["--record", "4482", "--lang", "en", "--hparams", str(tmp_path / "hp.yaml"), "--save-adapter", str(adapter)]
+    edited = cli.run(cli.build_parser().parse_args(argv))
+    assert "saved the edit as a peft LoRA adapter" in capsys.readouterr().err
+    assert read_sidecar(adapter).edits[0].case_id == 4482
+    with pytest.raises(HParamsError, match="already holds an adapter"):
+        cli.run(cli.build_parser().parse_args(argv))
+
+    script = Path(__file__).resolve().parents[1] / "examples" / "load_memla_adapter.py"
+    spec = importlib.util.spec_from_file_location("load_memla_adapter", script)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    out = tmp_path / "reload.json"
+    assert example.main([str(adapter), "--model", str(model_dir), "--verify", "--json", str(out)]) == 0
+    reloaded = json.loads(out.read_text())
+    for when in ("before", "after"):
+        for lang, row in edited[when].items():
+            again = reloaded[when][lang]
+            assert again["answer"] == row["answer"], (when, lang)
+            for key in ("p_new", "p_true"):
+                assert again[key] == pytest.approx(row[key], rel=1e-4), (when, lang, key)
