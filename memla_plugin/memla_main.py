@@ -336,6 +336,7 @@ def apply_memla_to_model(
     t0 = time.perf_counter()
     per_request: list[dict[str, Any]] = []
     capture = None
+    # a caller's own on_trained hook (e.g. memla-edit --save-adapter) takes precedence over the hparams switch
     if getattr(hparams, "save_adapter_dir", None) and kwargs.get("on_trained") is None:
         from .adapters.export import AdapterCapture  # lazy: peft only when adapters are wanted
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
-from .sidecar import AdapterError, AdapterSidecar, check_model, read_sidecar
+from .sidecar import AdapterError, check_model, read_sidecar
 
 
 def load_memla_adapter(
@@ -38,11 +38,6 @@ def load_memla_adapter(
         model.load_adapter(str(directory), adapter_name=adapter_name)
         return model
     return PeftModel.from_pretrained(model, str(directory), adapter_name=adapter_name)
-
-
-def sidecar_of(directory: Union[str, Path]) -> AdapterSidecar:
-    """The provenance of an adapter directory (alias of ``read_sidecar`` for discoverability)."""
-    return read_sidecar(directory)
 
 
 def combine_adapters(
