@@ -13,8 +13,7 @@ CORE = [
     # 2.13.0 (the CPU build on this machine's disk) and 2.14.1 (the EasyEdit set-up) both satisfy it.
     "torch>=2.2,<2.15",
     "transformers>=4.57,<6",
-    "peft>=0.13",
-    "einops>=0.7",
+    "peft>=0.13",  # memla_plugin.adapters: edits saved and loaded as LoRA adapters
     "hydra-core>=1.3,<1.4",
     "datasets>=2.19",
     "tqdm>=4.66",
@@ -51,6 +50,8 @@ EXTRAS = {
         "matplotlib>=3.7",
         "pandas>=2.0",
         "sentencepiece>=0.2",
+        # `import easyeditor` imports its KN method, which imports einops (the plugin itself does not)
+        "einops>=0.7",
     ],
     "slurm": ["hydra-submitit-launcher>=1.2"],
     "test": ["pytest>=8", "gguf>=0.10", "accelerate>=0.30"],

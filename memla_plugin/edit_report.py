@@ -48,6 +48,7 @@ class EditReport:
     changed_params: Optional[list[str]] = None
     n_requests: Optional[int] = None
     apply_s: Optional[float] = None
+    adapter_dir: Optional[str] = None  # where save_adapter_dir wrote the edit as a peft adapter
     per_request: list["EditReport"] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:

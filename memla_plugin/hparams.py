@@ -79,6 +79,9 @@ class MEMLAHyperParams:
     # --- §3.5 apply ------------------------------------------------------------------
     apply_scale: float = 0.5
     seed: int = 42
+    # --- output ----------------------------------------------------------------------
+    #: also save each edit call as a peft LoRA adapter in a new subdirectory of this one
+    save_adapter_dir: Optional[str] = None
 
     def __post_init__(self) -> None:
         self._coerce()
@@ -258,6 +261,12 @@ class MEMLAHyperParams:
             raise HParamsError(f"neuron_cache_dir must be a path or null, got {self.neuron_cache_dir!r}")
         if self.neuron_cache_dir is not None:
             self.neuron_cache_dir = str(self.neuron_cache_dir)
+        if self.save_adapter_dir is not None:
+            if not isinstance(self.save_adapter_dir, (str, Path)) or not str(self.save_adapter_dir).strip():
+                raise HParamsError(f"save_adapter_dir must be a directory path or null, got {self.save_adapter_dir!r}")
+            if Path(self.save_adapter_dir).exists() and not Path(self.save_adapter_dir).is_dir():
+                raise HParamsError(f"save_adapter_dir={str(self.save_adapter_dir)!r} exists and is not a directory")
+            self.save_adapter_dir = str(self.save_adapter_dir)
         if self.lr <= 0:
             raise HParamsError(f"lr must be positive, got {self.lr}")
         if self.stop_loss < 0:

@@ -218,6 +218,10 @@ def execute_memla(
     for name, upd in updates.items():
         if not torch.isfinite(upd).all():
             raise NaNLossError(f"MEMLA update of {name} for {req.label} is not finite; the model was left unchanged")
+    on_trained = kwargs.get("on_trained")  # e.g. memla_plugin.adapters.AdapterCapture: keeps the factors
+    if on_trained is not None:
+        on_trained(lora=lora, edit=req, per_lang=per_lang, likn=sets.likn, lskn=sets.lskn, hparams=hparams,
+                   stats=report.as_dict())
     report.total_s = time.perf_counter() - t_start
     return updates, report
 
@@ -256,7 +260,9 @@ def apply_memla_to_model(
     request. If any request fails, every change already made is undone before the error
     propagates, so a failed call leaves the model exactly as it was.
     ``keep_original_weight`` is accepted for the contract; MEMLA always edits in place.
-    The edit report is available from :func:`last_edit_report` afterwards.
+    The edit report is available from :func:`last_edit_report` afterwards. With
+    ``hparams.save_adapter_dir`` set, the call's edit is also written as a peft LoRA adapter
+    into a new subdirectory of it (its path in the report's ``adapter_dir``).
     """
     if isinstance(requests, dict):
         requests = [requests]
@@ -265,6 +271,13 @@ def apply_memla_to_model(
     originals: dict[str, torch.Tensor] = {}
     t0 = time.perf_counter()
     reports: list[EditReport] = []
+    capture = None
+    adapter_dir = None
+    # a caller's own on_trained hook (e.g. memla-edit --save-adapter) takes precedence over the hparams switch
+    if getattr(hparams, "save_adapter_dir", None) and kwargs.get("on_trained") is None:
+        from .adapters.export import AdapterCapture  # lazy: peft only when adapters are wanted
+
+        capture = kwargs["on_trained"] = AdapterCapture(model, hparams)
     try:
         for request in requests:
             updates, report = execute_memla(model, tok, request, hparams, **kwargs)
@@ -273,6 +286,11 @@ def apply_memla_to_model(
             report.merge_s = time.perf_counter() - t_merge
             report.changed_params = sorted(updates)
             reports.append(report)
+        if capture is not None:  # inside the try: a failed save undoes the edit like any failure
+            from .adapters.export import unique_dir
+
+            adapter_dir = str(capture.save(unique_dir(hparams.save_adapter_dir, capture.default_name())))
+            LOG.info("MEMLA: saved the edit as a peft LoRA adapter in %s", adapter_dir)
     except BaseException:
         with torch.no_grad():
             for name, value in originals.items():
@@ -280,6 +298,7 @@ def apply_memla_to_model(
         raise
     if reports:  # the call's report: the last request's, with the totals of the call
         total = dataclasses.replace(reports[-1], n_requests=len(requests), apply_s=time.perf_counter() - t0,
-                                    per_request=reports if len(reports) > 1 else [])
+                                    per_request=reports if len(reports) > 1 else [],
+                                    adapter_dir=adapter_dir)
         _set_last(total)
     return model, (originals if return_orig_weights else {})

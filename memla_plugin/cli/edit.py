@@ -285,6 +285,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=10,
                    help="cap on greedy tokens per answer (each answer gets target length + 3, up to this)")
     p.add_argument("--json", metavar="FILE", help="also write before/after answers and edit statistics as JSON")
+    p.add_argument("--save-adapter", metavar="DIR", default=None,
+                   help="also save the edit as a peft LoRA adapter (+ memla_edit.json provenance) in DIR; "
+                        "load it with PeftModel.from_pretrained(base_model, DIR)")
     return p
 
 
@@ -295,6 +298,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise HParamsError(f"--langs: unknown language(s) {', '.join(bad)}; use {', '.join(MKEB_LANGS)}")
     if args.record is not None and (args.prompt or args.target_new or args.target_true):
         raise HParamsError("give either --record or --prompt/--target-new/--target-true, not both")
+    if args.save_adapter and Path(args.save_adapter, "adapter_config.json").exists():
+        raise HParamsError(f"--save-adapter {args.save_adapter}: already holds an adapter; choose a new directory")
 
     hparams, hp_source = load_hparams(args.hparams)
     changes = {}
@@ -335,9 +340,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
          f"{', '.join(hparams.id_langs)}, then masked dual LoRA training) ...")
     t0 = time.perf_counter()
     attributed = [args.lang] + [l for l in hparams.id_langs if l != args.lang and l in request["languages"]]
+    extra: dict[str, Any] = {}
+    if args.save_adapter:
+        from ..adapters import AdapterCapture
+
+        extra["on_trained"] = capture = AdapterCapture(model, hparams)
+        _say(f"fingerprinted the unedited weights for the adapter's sidecar in {capture.fingerprint_s:.1f} s")
+        t0 = time.perf_counter()
     with attribution_progress(attributed):
-        model, _ = memla_main.apply_memla_to_model(model, tok, [request], hparams, return_orig_weights=False)
+        model, _ = memla_main.apply_memla_to_model(model, tok, [request], hparams, return_orig_weights=False, **extra)
     edit_s = time.perf_counter() - t0
+    if args.save_adapter:
+        saved = capture.save(args.save_adapter)
+        size = sum(f.stat().st_size for f in saved.iterdir() if f.is_file())
+        _say(f"saved the edit as a peft LoRA adapter in {saved} ({size / 1024:.1f} KiB)")
     report = memla_main.last_edit_report()
     stats = report.as_dict() if report is not None else {}
     _say(
