@@ -1,4 +1,4 @@
-"""Knowledge-neuron attribution (DESIGN §3.1, issue 4 item 3, issue 9 item 1).
+"""Knowledge-neuron attribution: integrated gradients on the FFN activations (paper §3.1), reference and fast paths.
 
 Uses the shared tiny GPT-2 (Conv1D) and Qwen2 (Linear, GQA) models from conftest.py and a
 tiny Llama built here (RoPE + GQA, a BOS-free tokenizer like the shared one).

@@ -1,4 +1,4 @@
-"""Masked dual LoRA math (DESIGN §3.3) and its wiring into nn.Linear / GPT-2 Conv1D."""
+"""Masked dual LoRA math (paper §3.3) and its wiring into nn.Linear / GPT-2 Conv1D."""
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,4 @@
-"""LIKN/LSKN set algebra (DESIGN §3.2) and the neuron cache in the authors' JSON format."""
+"""LIKN/LSKN set algebra (paper §3.2) and the neuron cache in the authors' JSON format."""
 from __future__ import annotations
 
 import json

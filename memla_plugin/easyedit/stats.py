@@ -103,6 +103,78 @@ def _max_len(model) -> int:
     return n
 
 
+def _token_batches(encoded: list[list[int]], batch_tokens: int) -> list[list[list[int]]]:
+    """Greedy batches of length-sorted sequences (longest first, like ``length_collation``)."""
+    batches: list[list[list[int]]] = []
+    current: list[list[int]] = []
+    for ids in encoded:
+        width = len(current[0]) if current else len(ids)
+        if current and width * (len(current) + 1) > batch_tokens:
+            batches.append(current)
+            current = []
+        current.append(ids)
+    if current:
+        batches.append(current)
+    return batches
+
+
+class _Mom2Hooks:
+    """Forward pre-hooks that add ``x^T x`` of unpadded positions; the last module stops the forward."""
+
+    def __init__(self, model, modules: Sequence[str]) -> None:
+        named = dict(model.named_modules())
+        self.acc: dict[str, Mom2] = {}
+        self.keep = None  # flat mask of the current batch's real (unpadded) positions
+        order = [name for name, _ in model.named_modules() if name in set(modules)]
+        self.last = order[-1]
+        self.handles = [named[m].register_forward_pre_hook(self._hook(m)) for m in modules]
+
+    def _hook(self, name: str):
+        import torch
+
+        def hook(_module, args):
+            x = args[0]
+            flat = x.reshape(-1, x.shape[-1])[self.keep].to(torch.float32)
+            prod = (flat.T @ flat).to(torch.float64)
+            if name not in self.acc:
+                self.acc[name] = Mom2(mom2=prod, count=0)
+            else:
+                self.acc[name].mom2 += prod
+            self.acc[name].count += flat.shape[0]
+            if name == self.last:
+                raise _StopForward
+
+        return hook
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+
+def _forward_batch(model, batch: list[list[int]], pad_id: int, device, hooks: _Mom2Hooks) -> int:
+    """Right-pad one batch, run it up to the last hooked module; returns its real token count."""
+    import torch
+
+    width = max(len(ids) for ids in batch)
+    input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(batch), width), dtype=torch.long)
+    for i, ids in enumerate(batch):
+        input_ids[i, : len(ids)] = torch.tensor(ids)
+        attention[i, : len(ids)] = 1
+    positions = torch.arange(width).unsqueeze(0).expand(len(batch), -1)
+    hooks.keep = attention.reshape(-1).bool().to(device)
+    try:
+        model(
+            input_ids=input_ids.to(device),
+            attention_mask=attention.to(device),
+            position_ids=positions.to(device),
+            use_cache=False,
+        )
+    except _StopForward:
+        pass
+    return int(attention.sum())
+
+
 def collect_mom2(
     model,
     tok,
@@ -132,39 +204,9 @@ def collect_mom2(
     if missing:
         raise StatsError(f"modules {missing} do not exist in {type(model).__name__}; check rewrite_module_tmp")
 
-    acc: dict[str, Mom2] = {}
-    mask_holder: dict[str, Any] = {}
-    order = [name for name, _ in model.named_modules() if name in set(modules)]
-    last = order[-1]
-
-    def make_hook(name):
-        def hook(_module, args):
-            x = args[0]
-            flat = x.reshape(-1, x.shape[-1])[mask_holder["keep"]].to(torch.float32)
-            prod = (flat.T @ flat).to(torch.float64)
-            if name not in acc:
-                acc[name] = Mom2(mom2=prod, count=0)
-            else:
-                acc[name].mom2 += prod
-            acc[name].count += flat.shape[0]
-            if name == last:
-                raise _StopForward
-
-        return hook
-
-    batches: list[list[list[int]]] = []
-    current: list[list[int]] = []
-    for ids in encoded:  # longest first, like length_collation
-        width = len(current[0]) if current else len(ids)
-        if current and width * (len(current) + 1) > batch_tokens:
-            batches.append(current)
-            current = []
-        current.append(ids)
-    if current:
-        batches.append(current)
-
+    batches = _token_batches(encoded, batch_tokens)
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
-    handles = [named[m].register_forward_pre_hook(make_hook(m)) for m in modules]
+    hooks = _Mom2Hooks(model, modules)
     n_tokens = 0
     iterator: Iterable = batches
     if progress:
@@ -176,29 +218,11 @@ def collect_mom2(
     try:
         with torch.no_grad():
             for batch in iterator:
-                width = max(len(ids) for ids in batch)
-                input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-                attention = torch.zeros((len(batch), width), dtype=torch.long)
-                for i, ids in enumerate(batch):
-                    input_ids[i, : len(ids)] = torch.tensor(ids)
-                    attention[i, : len(ids)] = 1
-                positions = torch.arange(width).unsqueeze(0).expand(len(batch), -1)
-                mask_holder["keep"] = attention.reshape(-1).bool().to(device)
-                n_tokens += int(attention.sum())
-                try:
-                    model(
-                        input_ids=input_ids.to(device),
-                        attention_mask=attention.to(device),
-                        position_ids=positions.to(device),
-                        use_cache=False,
-                    )
-                except _StopForward:
-                    pass
+                n_tokens += _forward_batch(model, batch, pad_id, device, hooks)
     finally:
-        for h in handles:
-            h.remove()
+        hooks.remove()
         model.train(was_training)
-    return acc, n_tokens
+    return hooks.acc, n_tokens
 
 
 def write_mom2(path: Path, stat: Mom2, sample_size: int, mom2_dtype: str, provenance: dict[str, Any]) -> None:
@@ -238,6 +262,47 @@ def default_corpus() -> tuple[list[str], dict[str, Any]]:
     return statement_texts(held), {"name": "mkeb_heldout", "recipe": STATEMENT_RECIPE, **held.source}
 
 
+def _corpus_sample(texts: Optional[Sequence[str]], corpus_info: Optional[dict[str, Any]],
+                   n: int) -> tuple[list[str], dict[str, Any]]:
+    """The first ``n`` texts of the given corpus (default: the held-out MKEB corpus)."""
+    if texts is None:
+        texts, corpus_info = default_corpus()
+    corpus_info = dict(corpus_info or {"name": "user texts"})
+    texts = list(texts)
+    if len(texts) < n:
+        raise StatsError(
+            f"mom2_n_samples={n} but the corpus {corpus_info.get('name', '')!r} has only {len(texts)} texts; "
+            f"set mom2_n_samples <= {len(texts)} in the hparams"
+        )
+    return texts[:n], corpus_info
+
+
+def _provenance(model, hparams, module: str, fingerprint: str, count: int, n: int, n_tokens: int,
+                corpus_info: dict[str, Any], todo: list[str], elapsed: float) -> dict[str, Any]:
+    """What a statistics file was computed from, stored in its sidecar and checked on reuse."""
+    import torch
+    import transformers
+
+    return {
+        "format": STATS_FORMAT,
+        "what": f"sum of x x^T over inputs of {module} (undivided), EasyEdit layer_stats layout",
+        "module": module,
+        "model": str(model.config._name_or_path),
+        "model_fingerprint": fingerprint,
+        "mom2_dataset": hparams.mom2_dataset,
+        "mom2_dtype": hparams.mom2_dtype,
+        "sample_size_texts": n,
+        "n_tokens": n_tokens,
+        "count": count,
+        "corpus": corpus_info,
+        "modules_in_pass": todo,
+        "seconds_for_pass": round(elapsed, 1),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
 def ensure_mom2_stats(
     model,
     tok,
@@ -257,8 +322,6 @@ def ensure_mom2_stats(
     ``hparams.mom2_n_samples`` texts are used (as ``layer_stats`` would, ``sample_size`` counts
     texts), and the corpus must have at least that many.
     """
-    import torch
-
     from .paths import stats_dir as default_stats_dir
 
     if stats_dir is None:
@@ -281,41 +344,14 @@ def ensure_mom2_stats(
     if not todo:
         return list(paths.values())
 
-    if texts is None:
-        texts, corpus_info = default_corpus()
-    corpus_info = dict(corpus_info or {"name": "user texts"})
-    texts = list(texts)
-    if len(texts) < n:
-        raise StatsError(
-            f"mom2_n_samples={n} but the corpus {corpus_info.get('name', '')!r} has only {len(texts)} texts; "
-            f"set mom2_n_samples <= {len(texts)} in the hparams"
-        )
-    texts = texts[:n]
+    texts, corpus_info = _corpus_sample(texts, corpus_info, n)
     t0 = time.perf_counter()
     LOG.info("computing mom2 statistics for %s over %d texts (one pass)", todo, n)
     acc, n_tokens = collect_mom2(model, tok, todo, texts, progress=progress)
     elapsed = time.perf_counter() - t0
-    import transformers
-
     for module in todo:
-        provenance = {
-            "format": STATS_FORMAT,
-            "what": f"sum of x x^T over inputs of {module} (undivided), EasyEdit layer_stats layout",
-            "module": module,
-            "model": str(model.config._name_or_path),
-            "model_fingerprint": fingerprint,
-            "mom2_dataset": hparams.mom2_dataset,
-            "mom2_dtype": hparams.mom2_dtype,
-            "sample_size_texts": n,
-            "n_tokens": n_tokens,
-            "count": acc[module].count,
-            "corpus": corpus_info,
-            "modules_in_pass": todo,
-            "seconds_for_pass": round(elapsed, 1),
-            "torch": torch.__version__,
-            "transformers": transformers.__version__,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }
+        provenance = _provenance(model, hparams, module, fingerprint, acc[module].count, n, n_tokens,
+                                 corpus_info, todo, elapsed)
         write_mom2(paths[module], acc[module], n, hparams.mom2_dtype, provenance)
     LOG.info("mom2 statistics: %d texts, %d tokens, %.1f s -> %s", n, n_tokens, elapsed, paths[todo[0]].parent)
     return list(paths.values())
