@@ -5,8 +5,7 @@ EasyEdit are imported only when the objects that need them are first used.
 """
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from .lazy import lazy_getattr
 
 __version__ = "0.1.0"
 
@@ -22,7 +21,4 @@ _LAZY = {
 __all__ = sorted(_LAZY) + ["__version__"]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'memla_plugin' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)

@@ -14,8 +14,7 @@ Nothing here imports ``peft`` at module import time.
 """
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from ..lazy import lazy_getattr
 
 _LAZY = {
     "AdapterError": "memla_plugin.adapters.sidecar",
@@ -35,7 +34,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'memla_plugin.adapters' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)

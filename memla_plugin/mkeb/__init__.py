@@ -5,8 +5,7 @@ needs ``datasets``) are imported lazily.
 """
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from ..lazy import lazy_getattr
 
 from .loader import load_mkeb, read_meta, read_test_ids, shipped_data_dir
 from .metric_registry import METRICS
@@ -26,7 +25,4 @@ __all__ = sorted(
 )
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'memla_plugin.mkeb' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)
