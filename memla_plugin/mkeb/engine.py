@@ -91,6 +91,11 @@ class TFResult:
     argmax: list[int]  # argmax prediction at each target position
     correct: float  # share of positions where argmax == target token
 
+    @property
+    def mean_logprob(self) -> float:
+        """Mean log-probability per target token: ROME's length-normalised comparison reads this."""
+        return self.logprob / max(len(self.argmax), 1)
+
 
 @no_grad
 def teacher_forced(

@@ -13,6 +13,13 @@ Two families, per evaluation language:
   ``port_acc`` on the multi-hop questions (mean), and ``loc_acc``, as EasyEdit computes
   locality, the share of neighbourhood-answer positions where the model's argmax equals the
   *unedited* model's; it needs the unedited model's outputs and is 1.0 for that model itself.
+* Probability comparisons in the CounterFact evaluation's way (Meng et al., ROME, 2022):
+  ``NS_cf`` the share of neighbourhood prompts where P(target_true) > P(target_new), the
+  record's own two targets teacher forced after each neighbourhood prompt (an edit that
+  bleeds into unrelated questions raises P(target_new) there); and the length-normalised
+  views ``ES_norm``, ``PS_norm``, ``NS_cf_norm``: the same comparisons made on the mean
+  log-probability per target token instead of the sum, so a short target is not favoured
+  for being short. ES/PS/NS_cf compare sums, as the MEMLA authors' code does.
 
 A metric whose inputs a record lacks (ES/PS without ``target_true``, as in zsRE) is ``None``.
 Scores aggregate by the mean over records, ``None`` left out; higher is better for all.
@@ -25,7 +32,7 @@ tokens rather than whitespace-separated words keeps the score meaningful for zh/
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable, NamedTuple, Optional, Sequence
 
 if TYPE_CHECKING:  # for annotations only: metric definitions do not depend on the engine
@@ -87,6 +94,8 @@ class LangOutputs:
     port: list[Answer]
     reference_loc: Optional[list[list[int]]] = None
     is_reference: bool = False
+    loc_new: list["TFResult"] = field(default_factory=list)  # target_new after each neighbourhood prompt
+    loc_true: Optional[list["TFResult"]] = None  # target_true there; None without target_true
 
     def f1(self, answers: Sequence[Answer]) -> float | None:
         """Mean token-set F1 of the greedy decodes against the gold answers."""
@@ -102,6 +111,27 @@ def _paraphrase_score(o: LangOutputs) -> float | None:
     if o.para_true is None:
         return None
     return mean_or_none(float(new.logprob > true.logprob) for new, true in zip(o.para_new, o.para_true))
+
+
+def _logprob(r: "TFResult", normalised: bool) -> float:
+    return r.mean_logprob if normalised else r.logprob
+
+
+def _prefers(first: Sequence["TFResult"], second: Optional[Sequence["TFResult"]],
+             normalised: bool) -> float | None:
+    """Share of prompts where ``first``'s target is more probable than ``second``'s (None without ``second``)."""
+    if second is None:
+        return None
+    return mean_or_none(float(_logprob(a, normalised) > _logprob(b, normalised)) for a, b in zip(first, second))
+
+
+def _edit_success_norm(o: LangOutputs) -> float | None:
+    return None if o.edit_true is None else _prefers([o.edit_new], [o.edit_true], True)
+
+
+def _neighbourhood_kept(o: LangOutputs, normalised: bool) -> float | None:
+    """CounterFact's neighbourhood score: P(target_true) still above P(target_new) on neighbourhood prompts."""
+    return None if o.loc_true is None else _prefers(o.loc_true, o.loc_new, normalised)
 
 
 def _locality_accuracy(o: LangOutputs) -> float | None:
@@ -129,7 +159,8 @@ class Metric:
 
 
 #: Family names as reports title them.
-FAMILY_TITLE = {"mkeb": "MKEB metrics", "easyedit": "EasyEdit token-accuracy family"}
+FAMILY_TITLE = {"mkeb": "MKEB metrics", "counterfact": "CounterFact-style probability comparisons",
+                "easyedit": "EasyEdit token-accuracy family"}
 
 _ALL = (
     Metric("ES", "mkeb", "edit success",
@@ -138,6 +169,17 @@ _ALL = (
            "needs target_true (the pre-edit answer) and paraphrase prompts", _paraphrase_score),
     Metric("NS", "mkeb", "neighbourhood score", "needs neighbourhood prompts with answers", lambda o: o.f1(o.loc)),
     Metric("MQ", "mkeb", "multi-hop score", "needs multi-hop questions with their new answers", lambda o: o.f1(o.port)),
+    Metric("NS_cf", "counterfact", "neighbourhood score (CounterFact)",
+           "needs target_true and neighbourhood prompts: NS_cf compares P(target_true) with P(target_new) there",
+           lambda o: _neighbourhood_kept(o, False)),
+    Metric("ES_norm", "counterfact", "edit success, per-token mean",
+           "needs target_true (the pre-edit answer)", _edit_success_norm),
+    Metric("PS_norm", "counterfact", "paraphrase score, per-token mean",
+           "needs target_true (the pre-edit answer) and paraphrase prompts",
+           lambda o: _prefers(o.para_new, o.para_true, True)),
+    Metric("NS_cf_norm", "counterfact", "neighbourhood score (CounterFact), per-token mean",
+           "needs target_true and neighbourhood prompts",
+           lambda o: _neighbourhood_kept(o, True)),
     Metric("rel_acc", "easyedit", "reliability (token acc.)", "needs the edit prompt and target_new",
            lambda o: o.edit_new.correct),
     Metric("gen_acc", "easyedit", "generalisation (token acc.)", "needs paraphrase prompts",
@@ -162,6 +204,7 @@ def family_metrics(family: str) -> tuple[str, ...]:
 
 MKEB_METRICS: tuple[str, ...] = family_metrics("mkeb")
 EASYEDIT_METRICS: tuple[str, ...] = family_metrics("easyedit")
+COUNTERFACT_METRICS: tuple[str, ...] = family_metrics("counterfact")
 
 
 def compute_all(outputs: LangOutputs) -> dict[str, float | None]:

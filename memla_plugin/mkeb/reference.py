@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from .metric_registry import METRICS
 from .schema import MKEBRecord
 from .scoring import Scores, ScoringOptions, run_scoring
 
@@ -77,9 +78,15 @@ class ReferenceCache:
         return f"{example_id}|{','.join(langs)}"
 
     def get(self, example_id: Any, langs: Sequence[str]) -> UneditedReference | None:
-        """The stored reference, or ``None`` when this record and language list has none."""
+        """The stored reference, or ``None`` when this record and language list has none.
+
+        A reference stored before a metric was added to the registry lacks it and counts as
+        missing, so it is computed again rather than reported as "not measured".
+        """
         raw = self._data.get(self._key(example_id, langs))
-        return UneditedReference.from_json(raw) if raw else None
+        if not raw or any(set(METRICS) - set(s) for s in raw.get("scores", {}).values()):
+            return None
+        return UneditedReference.from_json(raw)
 
     def get_or_compute(self, model: Any, tok: Any, records: Sequence[MKEBRecord], langs: Sequence[str],
                        **options: Any) -> list[UneditedReference]:

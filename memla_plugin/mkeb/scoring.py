@@ -89,6 +89,8 @@ class _LangSpec:
     para_true: Optional[list[int]]
     loc: list[_PlannedAnswer]
     port: list[_PlannedAnswer]
+    loc_new: list[int]  # the record's target_new after each neighbourhood prompt (CounterFact's NS)
+    loc_true: Optional[list[int]]  # target_true there; None without target_true
 
 
 def _plan_answers(tok: Any, plan: _Plan, encode: Callable[[str], list[int]], lang: str, where: str,
@@ -121,11 +123,14 @@ def _plan_lang(tok: Any, record: MKEBRecord, lang: str, plan: _Plan, encode: Cal
     para_true = [plan.pair(p, true) for p in paras] if true else None
     loc = _plan_answers(tok, plan, encode, lang, where, record.neighborhood_prompts.get(lang, []),
                         record.neighborhood_answers.get(lang, []), "neighborhood_answers", max_new_tokens)
+    hood = [encode(p) for p in record.neighborhood_prompts.get(lang, [])]
+    loc_new = [plan.pair(p, new) for p in hood]
+    loc_true = [plan.pair(p, true) for p in hood] if true else None
     mh_q = record.multi_hop_questions.get(lang, [])
     mh_a = record.multi_hop_new_answer.get(lang)
     port = (_plan_answers(tok, plan, encode, lang, where, mh_q, [mh_a] * len(mh_q), "multi_hop_new_answer",
                           max_new_tokens) if mh_a else [])
-    return _LangSpec(edit_new, edit_true, para_new, para_true, loc, port)
+    return _LangSpec(edit_new, edit_true, para_new, para_true, loc, port, loc_new, loc_true)
 
 
 def _finish(tok: Any, specs: dict[str, _LangSpec], tf: list[TFResult], dec: list[list[int]],
@@ -144,6 +149,8 @@ def _finish(tok: Any, specs: dict[str, _LangSpec], tf: list[TFResult], dec: list
             port=[Answer(tf[p], dec[d], g) for p, d, g in s.port],
             reference_loc=reference.loc_tokens.get(lang) if reference is not None else None,
             is_reference=own_reference,
+            loc_new=[tf[i] for i in s.loc_new],
+            loc_true=[tf[i] for i in s.loc_true] if s.loc_true is not None else None,
         )
         loc_tokens[lang] = [a.forced.argmax for a in outputs.loc]
         scores[lang] = compute_all(outputs)
