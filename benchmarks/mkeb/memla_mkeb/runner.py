@@ -22,7 +22,7 @@ from typing import Any, Callable, Optional
 
 from memla_plugin.errors import RestoreMismatchError
 
-from . import envinfo, pages, store
+from . import envinfo, pages, protocol, store
 from .methods import Editor, jsonable, make_editor
 from .planning import Plan, check_resume, plan_run, save_run_files
 from .restore import ModelFlags, ParamSnapshot, undo
@@ -167,6 +167,7 @@ class _Sitting:
                  env: dict[str, Any], cache: store.JsonlWriter, host_log: Any) -> None:
         self.plan, self.model, self.tok, self.snapshot, self.hooks = plan, model, tok, snapshot, hooks
         self.hardware = env["hardware"]
+        self.code = protocol.code_commit()  # read once: the code this process runs
         self.unedited = _Unedited(plan, cache)
         self.host_log = host_log
         self.requests: dict[str, dict[str, dict[str, Any]]] = {}
@@ -198,6 +199,7 @@ class _Sitting:
             "shard": f"{self.plan.shard[0]}/{self.plan.shard[1]}", "hardware": self.hardware,
             "status": "ok", "error": None, "scores": None, "edit_stats": {},
             "edit_s": 0.0, "eval_s": 0.0, "restore": {"checked": 0, "restored": 0},
+            "protocol": protocol.PROTOCOL, "code": self.code,
         }
         if not editor.edits:
             row["scores"] = ref.scores

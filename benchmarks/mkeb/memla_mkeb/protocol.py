@@ -1,0 +1,58 @@
+"""Which evaluation protocol a result row was made under, and which code made it.
+
+Rows written before the fair-comparison protocol carry no ``protocol`` field; they are
+protocol 1. Numbers from two protocols must never meet in one table or one mean, so every
+row says its protocol and the report names the protocol of each number it prints.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping
+
+#: The protocol rows written by this code follow.
+PROTOCOL = 2
+
+#: What each protocol means, as the report states it.
+DESCRIPTIONS: dict[int, str] = {
+    1: ("protocol 1 (the first published series): host editors trained on a space-prefixed target that the scorer "
+        "did not score for zh/ja/th sources, baselines at untuned defaults, no CounterFact neighbourhood score and "
+        "no length-normalised view, no code commit in the rows"),
+    2: ("protocol 2: every editor optimises exactly the target ids the scorer scores, CounterFact neighbourhood "
+        "score and length-normalised ES/PS in every row, failed edits counted apart, the code commit in each row"),
+}
+
+
+def row_protocol(row: Mapping[str, Any]) -> int:
+    """The protocol of a result row (1 for rows older than the field)."""
+    return int(row.get("protocol", 1))
+
+
+def protocols_of(rows: Iterable[Mapping[str, Any]]) -> list[int]:
+    """The protocols present among ``rows``, ascending."""
+    return sorted({row_protocol(r) for r in rows})
+
+
+def code_commit() -> dict[str, Any]:
+    """The plugin's git commit and whether tracked files differed from it when the run started.
+
+    ``{"commit": None, "dirty": None}`` outside a git checkout (an installed wheel).
+    """
+    from memla_plugin.adapters.sidecar import code_version
+
+    version = code_version()
+    return {"commit": version.get("commit"), "dirty": version.get("dirty")}
+
+
+def commits_of(rows: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The distinct code commits of ``rows`` as "abcdef123456" or "abcdef123456 (dirty)", in first-seen order."""
+    seen: list[str] = []
+    for row in rows:
+        code = row.get("code") or {}
+        if not code.get("commit"):
+            continue
+        text = str(code["commit"])[:12] + (" (dirty)" if code.get("dirty") else "")
+        if text not in seen:
+            seen.append(text)
+    return seen
+
+
+__all__ = ["DESCRIPTIONS", "PROTOCOL", "code_commit", "commits_of", "protocols_of", "row_protocol"]

@@ -1,0 +1,27 @@
+"""Provenance in result rows: the protocol version and the code commit (with its dirty flag)."""
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from conftest_bench import bench_env, bench_model_dir, compose, read_rows  # noqa: F401
+from memla_mkeb.protocol import PROTOCOL, commits_of, protocols_of, row_protocol
+from memla_mkeb.runner import run_benchmark
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_rows_carry_protocol_and_code_commit(bench_env):  # noqa: F811
+    run_benchmark(compose(bench_env.overrides("data.limit=1", "methods=[unedited]")))
+    rows = read_rows(bench_env.run_dir)
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    assert rows and all(r["protocol"] == PROTOCOL for r in rows)
+    assert all(r["code"]["commit"] == head and isinstance(r["code"]["dirty"], bool) for r in rows)
+    assert all("NS_cf" in sc and "ES_norm" in sc for r in rows for sc in r["scores"].values())
+
+
+def test_rows_without_the_field_are_protocol_1():
+    old, new = {"method": "m"}, {"method": "m", "protocol": 2, "code": {"commit": "a" * 40, "dirty": True}}
+    assert row_protocol(old) == 1 and row_protocol(new) == 2
+    assert protocols_of([old, new, new]) == [1, 2]
+    assert commits_of([old, new, new]) == ["aaaaaaaaaaaa (dirty)"]
