@@ -92,6 +92,7 @@ setup(
             "memla-mkeb-convert=memla_plugin.cli.convert:main",
             "memla-mkeb=memla_mkeb.app:main",
             "memla-mkeb-report=memla_mkeb.report:main",
+            "memla-mkeb-select=memla_mkeb.select:main",
         ]
     },
 )

@@ -201,6 +201,8 @@ class _Sitting:
             "edit_s": 0.0, "eval_s": 0.0, "restore": {"checked": 0, "restored": 0},
             "protocol": protocol.PROTOCOL, "code": self.code,
         }
+        if spec.grid_point is not None:  # a tuning-grid point (memla_mkeb.grid, memla_mkeb.select)
+            row["grid_point"] = dict(spec.grid_point)
         if not editor.edits:
             row["scores"] = ref.scores
         elif spec.needs_subject_slot and not record.fact(source).has_subject_slot:

@@ -36,9 +36,10 @@ class MethodSpec:
     hparams: Optional[str] = None  # resolved path (None for unedited)
     overrides: dict[str, Any] = field(default_factory=dict)
     needs_subject_slot: bool = False
+    grid_point: Optional[dict[str, Any]] = None  # set for a tuning-grid point (memla_mkeb.grid)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "name": self.name,
             "kind": self.kind,
             "alg_name": self.alg_name,
@@ -46,6 +47,9 @@ class MethodSpec:
             "overrides": dict(sorted(self.overrides.items())),
             "needs_subject_slot": self.needs_subject_slot,
         }
+        if self.grid_point is not None:  # absent otherwise, so existing run dirs keep their settings ids
+            out["grid_point"] = dict(self.grid_point)
+        return out
 
 
 def _plain(node: Any) -> Any:
@@ -101,7 +105,9 @@ def resolve_methods(cfg: Any) -> list[MethodSpec]:
     names = [str(x) for x in _as_list(cfg.methods, "methods")]
     if not names:
         raise BenchConfigError("methods is empty; name at least one method, e.g. methods=[unedited,memla]")
-    catalog = _plain(cfg.get("catalog")) or {}
+    from .grid import with_grid
+
+    catalog = with_grid(_plain(cfg.get("catalog")) or {}, cfg.get("grid"))  # + <method>@<value> grid points
     unknown = [n for n in names if n not in catalog]
     if unknown:
         raise BenchConfigError(
@@ -139,6 +145,7 @@ def resolve_methods(cfg: Any) -> list[MethodSpec]:
                 hparams=hparams,
                 overrides=dict(overrides),
                 needs_subject_slot=bool(entry.get("needs_subject_slot", False)),
+                grid_point=entry.get("grid_point"),
             )
         )
     return specs
