@@ -119,3 +119,18 @@ def test_select_command_prints_and_writes_the_choice(tmp_path, capsys):
 
 def test_shipped_grid_file_is_the_config_group():
     assert default_grid_file().parent.name == "grid" and default_grid_file().is_file()
+
+
+def test_report_lists_each_methods_grid_and_choice(tmp_path):
+    from memla_mkeb.grid_sections import knobs_from_rows
+    from memla_mkeb.report import write_report
+
+    rows = [{**r, "kind": "easyedit", "record_index": int(r["record_id"]), "seed": 42, "edit_s": 1.0, "eval_s": 1.0,
+             "restore": {"checked": 1, "restored": 1}} for r in ROWS]
+    assert knobs_from_rows(rows) == [KNOB]
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    text = write_report([tmp_path], tmp_path / "report.md", n_boot=0, plots=False).read_text(encoding="utf-8")
+    section = text.split("## Tuning grid: each method's operating point")[1].split("\n## ")[0]
+    assert "| m | k=2 | 2 | 2 | 75.0 [75.0, 75.0] | 100.0 | 100.0 | 50.0 | ✓ |" in section
+    assert "| m | k=1 | 2 | 2 | 60.0 [60.0, 60.0] |" in section and "highest composite" in section
+    assert (tmp_path / "report_files" / "tuning_grid.csv").read_text().count("\nen,m,k,") == 3

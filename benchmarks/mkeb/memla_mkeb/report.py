@@ -28,6 +28,7 @@ from typing import Callable, Optional, Sequence
 from memla_plugin.errors import MEMLAError
 
 from . import cost_sections, sections
+from . import grid_sections
 from .collect import Collected, ReportError, collect
 from .invocation import DEFAULT_BOOT, DEFAULT_SEED, Invocation, parse_args
 from .report_data import ReportData
@@ -37,7 +38,9 @@ SECTIONS: tuple[Callable[[ReportData, dict[str, bytes]], list[str]], ...] = (
     sections.header,
     sections.runs,
     sections.findings,
+    grid_sections.method_status,
     sections.counts,
+    grid_sections.tuning_grid,
     sections.unsupported_metrics,
     sections.edit_languages,
     cost_sections.wall_time,

@@ -38,6 +38,11 @@ def method_kinds(c: Collected) -> dict[str, str]:
             kinds[name] = row.get("kind") or (
                 "unedited" if name == "unedited" else "memla" if name.startswith("memla") else "easyedit"
             )
+    from .method_status import NOT_FUNCTIONAL, not_functional
+
+    for name in not_functional(c.run_dirs):  # marked by the run dirs' evidence: no longer a baseline
+        if kinds.get(name) == "easyedit":
+            kinds[name] = NOT_FUNCTIONAL
     return kinds
 
 

@@ -1,0 +1,107 @@
+"""Report sections of the tuning protocol: each method's grid and choice, and methods that do not edit.
+
+Both only read what the run dirs hold: the rows' ``grid_point`` (written by the harness for
+``<method>@<value>`` methods, :mod:`.grid`) and a ``method_status.json`` next to the rows
+(:mod:`.method_status`). Without either, they print nothing.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+from .composite import LOCALITY_METRIC
+from .grid import Knob, format_value
+from .markdown import csv_bytes, fmt_est, md_table, num
+from .method_status import TEST, not_functional
+from .report_data import ReportData
+from .select import RULE, select
+from .stats import Estimate, pct
+
+Files = dict[str, bytes]
+
+
+def knobs_from_rows(rows: Sequence[Mapping[str, Any]]) -> list[Knob]:
+    """Each grid method's knob and values, as the rows' ``grid_point`` fields give them, in grid order."""
+    seen: dict[str, dict[int, Any]] = {}
+    names: dict[str, str] = {}
+    for r in rows:
+        gp = r.get("grid_point")
+        if gp:
+            seen.setdefault(gp["method"], {})[int(gp["index"])] = gp["value"]
+            names[gp["method"]] = gp["knob"]
+    return [Knob(m, names[m], tuple(v for _, v in sorted(seen[m].items()))) for m in sorted(seen)]
+
+
+def _part(x: Any) -> str:
+    return "–" if x is None else pct(x)
+
+
+def tuning_grid(d: ReportData, files: Files) -> list[str]:
+    """Per edit language: every grid method's points (composite with interval, ES, PS, NS_cf) and the choice."""
+    knobs = knobs_from_rows(d.rows)
+    if not knobs:
+        return []
+    md = ["## Tuning grid: each method's operating point\n",
+          f"Rule, fixed before any grid row existed (benchmarks/mkeb/README.md, \"Tuning grid\"): {RULE}. "
+          "Each method tried the same number of values of one strength knob, on dev records only; "
+          "the point marked ✓ is its choice. Values in percent; composite with its 95% bootstrap interval.\n"]
+    csv_rows = []
+    for s in d.sources:
+        choices = select(d.rows, knobs, source=s, view="others", seed=d.seed, n_boot=d.n_boot)
+        if not choices:
+            continue
+        table = []
+        for c in choices:
+            for p in c.points:
+                mark = "✓" if p.name == c.chosen else ""
+                table.append([c.method, f"{c.knob}={format_value(p.value)}", str(len(c.records)), str(p.edited),
+                              fmt_est(p.composite), _part(p.parts.get("ES")), _part(p.parts.get("PS")),
+                              _part(p.parts.get(LOCALITY_METRIC)), mark])
+                csv_rows.append([s, c.method, c.knob, p.value, len(c.records), p.attempted, p.edited,
+                                 num(p.composite.mean), num(p.composite.lo), num(p.composite.hi),
+                                 num(p.parts.get("ES")), num(p.parts.get("PS")), num(p.parts.get(LOCALITY_METRIC)),
+                                 int(p.name == c.chosen)])
+        md += [f"### Edit language {s} (others view)\n",
+               md_table(["method", "point", "common records", "edited", "composite", "ES", "PS", LOCALITY_METRIC,
+                         "chosen"], table), ""]
+        undecided = [c.method for c in choices if c.chosen is None]
+        if undecided:
+            md.append(f"No point has a composite yet for: {', '.join(undecided)}.\n")
+    files[f"{d.files_dir}/tuning_grid.csv"] = csv_bytes(
+        ["source", "method", "knob", "value", "common_records", "attempted", "edited", "composite", "composite_lo",
+         "composite_hi", "ES", "PS", LOCALITY_METRIC, "chosen"], csv_rows)
+    return md
+
+
+def _pp(e: Mapping[str, Any], signed: bool = False) -> str:
+    return fmt_est(Estimate(e["n"], e["mean"], e["lo"], e["hi"]), signed)
+
+
+def _training_text(t: Mapping[str, Any]) -> str:
+    b, tr = t.get("budget") or {}, t.get("final_train") or {}
+    text = (f" Its hypernetwork was trained for {b.get('iterations')} iterations ({b.get('optimizer_updates')} "
+            f"optimiser updates at lr {b.get('lr')}, {b.get('seconds')} s on {b.get('device', 'cpu')})")
+    if tr:
+        text += (f"; last training averages: edit loss {tr.get('loss/edit')}, locality loss {tr.get('loss/loc')}, "
+                 f"edit token accuracy {tr.get('edit/acc')}")
+    return text + "."
+
+
+def method_status(d: ReportData, files: Files) -> list[str]:
+    """Methods marked "not functional on this model" by the evidence files of the run dirs, with that evidence."""
+    marked = not_functional(d.c.run_dirs)
+    if not marked:
+        return []
+    md = ["## Methods not functional on this model\n",
+          f"Test, on dev records: a method is {TEST}. These methods failed it; they are left out of the "
+          "best baseline and their numbers elsewhere in this report describe a broken edit, not the method.\n"]
+    for m, v in sorted(marked.items()):
+        text = (f"- **{m}**: ES edit→edit {_pp(v['es_e2e'])} against the unedited model's "
+                f"{_pp(v['unedited_es_e2e'])} on {len(v['records'])} records (source {v['source']}; paired "
+                f"difference {_pp(v['difference'], signed=True)} points; evidence: `{v['run_dir']}/method_status.json`).")
+        if v.get("training"):
+            text += _training_text(v["training"])
+        md.append(text)
+    return md + [""]
+
+
+__all__ = ["knobs_from_rows", "method_status", "tuning_grid"]
