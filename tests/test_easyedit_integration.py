@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import json
 import math
 from pathlib import Path
 
@@ -411,6 +412,19 @@ def test_mend_trained_in_test_edits_and_restores(ee, tiny_dir, tmp_path):
         },
     )
     assert (tmp_path / "mend" / "mend.pt").is_file() and (tmp_path / "mend" / "provenance.json").is_file()
+    # the budget and the loss curve are recorded (and exported as a small JSON + CSV)
+    from memla_plugin.easyedit.mend import write_training_files
+
+    prov = json.loads((tmp_path / "mend" / "provenance.json").read_text())
+    assert prov["budget"]["iterations"] == 12 and prov["budget"]["optimizer_updates"] == 12
+    assert prov["training_overrides"]["accumulate_bs"] == 1 and prov["budget"]["lr_lr"] == 1e-2
+    train = [p for p in prov["curve"] if p["split"] == "train"]
+    assert [p["iteration"] for p in train] == [12] and prov["final_train"] == train[-1]
+    assert math.isfinite(train[-1]["loss/edit"]) and any(p["split"] == "val" for p in prov["curve"])
+    js, cs = write_training_files(prov, tmp_path / "export")
+    assert json.loads(js.read_text())["budget"] == prov["budget"]
+    assert cs.read_text().splitlines()[0].startswith("iteration,seconds,split,loss/edit")
+    assert len(cs.read_text().splitlines()) == 1 + len(prov["curve"])
     assert math.isfinite(metrics[0]["post"]["rewrite_acc"][0] if isinstance(metrics[0]["post"]["rewrite_acc"], list) else metrics[0]["post"]["rewrite_acc"])
 
 

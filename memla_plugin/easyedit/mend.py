@@ -10,7 +10,10 @@ for a small number of steps, and the checkpoint is cached per model fingerprint:
 
 The trainer reloads its own checkpoint with ``torch.load`` defaults, which fails on
 torch >= 2.6 (``weights_only=True``: the checkpoint pickles the model config);
-:func:`memla_plugin.easyedit.patches.apply_host_fixes` fixes that for ``BaseTrainer.run``.
+:func:`memla_plugin.easyedit.patches.apply_host_fixes` fixes that for ``BaseTrainer.run`` and
+makes EasyEdit's edit-time loader use ``weights_only=True`` too (:mod:`.checkpoints`). A cached
+checkpoint is reused only when its sha256 equals the provenance's; a user's ``archive`` must
+load under ``weights_only``.
 """
 from __future__ import annotations
 
@@ -27,13 +30,24 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from ..errors import MEMLAError
+from .checkpoints import cached_checkpoint_ok, checked_archive, file_sha256
 from .hparams_map import DEFAULT
 
 LOG = logging.getLogger(__name__)
 
-MEND_FORMAT = 1
-DEFAULT_STEPS = 200          # CPU budget; EasyEdit trains for 20k-100k iterations on a GPU
+MEND_FORMAT = 2               # 2: provenance carries the loss curve and the training budget
+#: Trainer iterations (one training edit each). EasyEdit trains for 20k-100k iterations on a GPU;
+#: on the shared 2-core CPU one iteration took about 20 s, so this is what about 40 minutes allow
+#: (the measured budget is in the provenance's "budget").
+DEFAULT_STEPS = 120
 DEFAULT_VAL_ITEMS = 24
+#: The training recipe for a short CPU budget, recorded in the provenance and part of the cache key.
+#: The authors' rates (hypernetwork lr 1e-6, step-size lr 1e-4, an update every 10 edits) are set for
+#: 100k iterations; the 200-iteration checkpoint they gave made 20 updates and stayed at its start,
+#: whose edit is a gradient *ascent* step on the new target (the step sizes start positive and the
+#: edit adds them times the gradient). Here: an update every 2 edits (60 updates), hypernetwork lr
+#: 1e-4 and step-size lr 1e-3, so the learned step sizes can turn round and settle within the budget.
+DEFAULT_TRAINING = {"lr": 1e-4, "lr_lr": 1e-3, "accumulate_bs": 2}
 # MENDTrainingHparams fields that only the trainer has, and their values for a short CPU run
 TRAINING_ONLY = {
     "alg": "MEND",
@@ -90,6 +104,7 @@ def training_hparams_from(
     names = {f.name for f in fields(MENDTrainingHparams)}
     values = {k: getattr(hparams, k) for k in names if hasattr(hparams, k)}
     values.update({k: v for k, v in TRAINING_ONLY.items() if k in names})
+    values["log_interval"] = max(1, min(int(values.get("log_interval", 20)), steps))
     values.update(
         archive=None,
         device="cpu" if str(getattr(hparams, "device", "cpu")) == "cpu" else hparams.device,
@@ -132,8 +147,12 @@ def train_mend(
     work_dir: Path,
     tok=None,
     overrides: Optional[dict[str, Any]] = None,
+    curve_file: Optional[Path] = None,
 ) -> tuple[Path, dict[str, Any]]:
-    """Run EasyEdit's ``EditTrainer`` (MEND) on zsRE-layout items; returns (checkpoint, val stats)."""
+    """Run EasyEdit's ``EditTrainer`` (MEND) on zsRE-layout items.
+
+    Returns (checkpoint, record) where the record holds the final validation, the loss curve
+    (:func:`record_curve`) and the training settings that decide the budget."""
     import torch
     from easyeditor.dataset import ZsreDataset
     from easyeditor.trainer import EditTrainer
@@ -154,13 +173,48 @@ def train_mend(
         train_set = ZsreDataset(str(train_file), config=config)
         val_set = ZsreDataset(str(val_file), config=config)
         trainer = EditTrainer(config=config, train_set=train_set, val_set=val_set)
+        curve = record_curve(trainer, curve_file)
         trainer.run()
     checkpoint = Path(trainer.save_path)
     if not checkpoint.is_file():
         raise MENDTrainingError(f"EasyEdit's trainer wrote no checkpoint at {checkpoint}")
     results = work_dir / "results.json"
     val = json.loads(results.read_text())["results"] if results.is_file() else {}
-    return checkpoint, val
+    return checkpoint, {"final_validation": val, "curve": curve, "config": {
+        "iterations": steps, "accumulate_bs": config.accumulate_bs, "lr": config.lr, "lr_lr": config.lr_lr,
+        "edit_lr": config.edit_lr, "cedit": config.cedit, "cloc": config.cloc, "log_interval": config.log_interval}}
+
+
+#: What the loss curve keeps of the trainer's running averages (train) and validations (val).
+CURVE_KEYS = ("loss/edit", "loss/loc", "loss/total_edit", "edit/acc", "acc/pre", "acc/post", "nll/pre", "nll/post")
+
+
+def record_curve(trainer: Any, curve_file: Optional[Path] = None) -> list[dict[str, Any]]:
+    """Keep every line the trainer echoes (running training averages every ``log_interval``
+    iterations, then the validations) as a loss-curve point with its elapsed seconds.
+
+    EasyEdit's trainer only logs these numbers; the list returned fills as it runs, and each
+    point is also appended to ``curve_file`` at once, so a long run can be watched.
+    """
+    curve: list[dict[str, Any]] = []
+    t0 = time.perf_counter()
+    echo = trainer.echo
+
+    def echo_and_keep(step: int, info: dict[str, Any], pretty: bool = False) -> None:
+        point = {"iteration": int(step), "seconds": round(time.perf_counter() - t0, 1)}
+        for key, value in info.items():
+            base = key[: -len("_train")] if key.endswith("_train") else key[: -len("_val")] if key.endswith("_val") else key
+            if base in CURVE_KEYS:
+                point["split"] = "train" if key.endswith("_train") else "val" if key.endswith("_val") else "?"
+                point[base] = round(float(value), 6)
+        curve.append(point)
+        if curve_file is not None:
+            with open(curve_file, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(point) + "\n")
+        echo(step, info, pretty=pretty)
+
+    trainer.echo = echo_and_keep
+    return curve
 
 
 def ensure_mend_checkpoint(
@@ -178,10 +232,10 @@ def ensure_mend_checkpoint(
     """Set ``hparams.archive`` to a MEND checkpoint for ``model``, training one if none is cached.
 
     An existing ``archive`` path in the hparams is used as is. Otherwise the cached checkpoint
-    for this model's fingerprint and these steps/inner params is reused, or trained from
+    for this model's fingerprint and these steps/inner params/recipe is reused, or trained from
     ``train_items`` (default: the held-out MKEB edits; the last ``DEFAULT_VAL_ITEMS`` of them
-    validate). ``training_overrides`` replace MENDTrainingHparams values of the run (recorded in
-    the provenance and part of the cache key).
+    validate). ``training_overrides`` replace MENDTrainingHparams values on top of
+    :data:`DEFAULT_TRAINING` (recorded in the provenance and part of the cache key).
     """
     from .stats import model_fingerprint
 
@@ -189,19 +243,22 @@ def ensure_mend_checkpoint(
     if archive not in (None, DEFAULT, ""):
         if not Path(archive).is_file():
             raise MENDTrainingError(f"MEND archive {archive!r} does not exist; set archive: default to train one")
+        checked_archive(Path(archive), getattr(model, "config", None))  # weights_only, or a one-line refusal
         return Path(archive)
     fingerprint = model_fingerprint(model)
     target = Path(out_dir) if out_dir is not None else _checkpoint_dir(model, fingerprint)
     checkpoint, prov_file = target / "mend.pt", target / "provenance.json"
+    recipe = {**DEFAULT_TRAINING, **(training_overrides or {})}
     wanted = {
         "model_fingerprint": fingerprint,
         "steps": steps,
         "inner_params": list(hparams.inner_params),
-        "training_overrides": dict(training_overrides or {}),
+        "training_overrides": recipe,
     }
     if checkpoint.is_file() and prov_file.is_file():
         prov = json.loads(prov_file.read_text(encoding="utf-8"))
-        if all(prov.get(k) == v for k, v in wanted.items()) and prov.get("format") == MEND_FORMAT:
+        if (all(prov.get(k) == v for k, v in wanted.items()) and prov.get("format") == MEND_FORMAT
+                and cached_checkpoint_ok(checkpoint, prov_file, prov, getattr(model, "config", None))):
             hparams.archive = str(checkpoint)
             return checkpoint
 
@@ -219,32 +276,80 @@ def ensure_mend_checkpoint(
         raise MENDTrainingError("no MEND training items")
     t0 = time.perf_counter()
     LOG.info("training MEND for %s: %d steps on %d items (CPU)", model.config._name_or_path, steps, len(train_items))
+    target.mkdir(parents=True, exist_ok=True)
+    curve_file = target / "curve.partial.jsonl"  # watchable while training; removed when done
+    curve_file.unlink(missing_ok=True)
     with tempfile.TemporaryDirectory(prefix="mend-train-") as work:
-        trained, val = train_mend(
-            hparams, train_items, val_items, steps=steps, work_dir=Path(work), tok=tok, overrides=training_overrides
-        )
-        target.mkdir(parents=True, exist_ok=True)
+        trained, record = train_mend(hparams, train_items, val_items, steps=steps, work_dir=Path(work), tok=tok,
+                                     overrides=recipe, curve_file=curve_file)
         tmp = checkpoint.with_suffix(".tmp")
         shutil.copyfile(trained, tmp)
         tmp.replace(checkpoint)
-    import torch
-    import transformers
-
+    seconds = round(time.perf_counter() - t0, 1)
     provenance = {
         "format": MEND_FORMAT,
         **wanted,
+        "sha256": file_sha256(checkpoint),  # a reuse must find these very bytes
         "model": str(model.config._name_or_path),
         "trainer": "easyeditor.trainer.EditTrainer (MEND), EasyEdit's own training loop",
         "train_items": len(train_items),
         "val_items": len(val_items),
         "languages": sorted({str(i.get("lang")) for i in train_items if i.get("lang")}),
         "corpus": corpus_info or {"name": "user items"},
-        "final_validation": val,
-        "seconds": round(time.perf_counter() - t0, 1),
+        **training_record(record, seconds),
+    }
+    prov_file.write_text(json.dumps(provenance, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
+    curve_file.unlink(missing_ok=True)
+    hparams.archive = str(checkpoint)
+    return checkpoint
+
+
+def write_training_files(provenance: dict[str, Any], out_dir: Path, stem: str = "mend_training") -> list[Path]:
+    """A small committed account of a training run: ``<stem>.json`` (budget, recipe, final losses,
+    validation; no machine paths) and ``<stem>_curve.csv`` (one line per loss-curve point)."""
+    import csv
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    keep = ("format", "steps", "training_overrides", "inner_params", "train_items", "val_items", "languages",
+            "corpus", "budget", "final_train", "final_validation", "torch", "transformers", "created")
+    summary = {k: provenance.get(k) for k in keep if k in provenance}
+    js, cs = out_dir / f"{stem}.json", out_dir / f"{stem}_curve.csv"
+    js.write_text(json.dumps(summary, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    cols = ["iteration", "seconds", "split", *CURVE_KEYS]
+    with open(cs, "w", encoding="utf-8", newline="") as fh:
+        w = csv.writer(fh, lineterminator="\n")
+        w.writerow(cols)
+        for point in provenance.get("curve", []):
+            w.writerow(["" if point.get(c) is None else point.get(c) for c in cols])
+    return [js, cs]
+
+
+def training_record(record: dict[str, Any], seconds: float) -> dict[str, Any]:
+    """The provenance's account of a training run: budget, final losses, loss curve, software.
+
+    ``budget`` says what was spent (iterations, optimiser updates, seconds), ``final_train`` the
+    last running training averages, ``final_validation`` EasyEdit's validation of the kept checkpoint.
+    """
+    import torch
+    import transformers
+
+    config, curve = record.get("config", {}), record.get("curve", [])
+    train_points = [p for p in curve if p.get("split") == "train"]
+    iterations = int(config.get("iterations", 0))
+    return {
+        "budget": {
+            "iterations": iterations,
+            "optimizer_updates": iterations // max(1, int(config.get("accumulate_bs", 1))),
+            "seconds": seconds,
+            "device": "cpu",
+            **config,
+        },
+        "final_train": train_points[-1] if train_points else {},
+        "final_validation": record.get("final_validation", {}),
+        "curve": curve,
+        "seconds": seconds,
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    prov_file.write_text(json.dumps(provenance, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
-    hparams.archive = str(checkpoint)
-    return checkpoint
