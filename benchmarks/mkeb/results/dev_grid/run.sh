@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The dev tuning grid (benchmarks/mkeb/README.md, "Tuning grid"): every point of
+# memla_mkeb/conf/grid/default.yaml, the unedited model, and MEND (no grid; its dev rows are the
+# evidence `python -m memla_mkeb.method_status` reads), on the first N shipped dev records, source en,
+# the harness's default prompt format. Records are added one at a time, so every sitting ends with
+# every method on the same records. Resumable: run the same command again; rows already written are
+# skipped, nothing is redone.
+#
+#   benchmarks/mkeb/results/dev_grid/run.sh [N]          # default N = 10
+#   ONLY=memla,lora benchmarks/mkeb/results/dev_grid/run.sh 3   # only these grid methods (and unedited)
+#   NO_MEND=1 ...                                        # leave MEND out (e.g. while its hypernetwork trains)
+#   benchmarks/mkeb/results/dev_grid/run.sh select       # each method's choice -> selection.json
+#   benchmarks/mkeb/results/dev_grid/run.sh status       # MEND's verdict -> method_status.json
+#   benchmarks/mkeb/results/dev_grid/run.sh report       # report.md of this run dir
+#
+# DEV_GRID_DIR puts the rows elsewhere (e.g. the absolute path of this folder when the code runs from
+# another checkout of a fixed commit). ROME/MEMIT read their cached statistics and MEND its trained
+# hypernetwork; a missing one is computed when the method first runs (python -m memla_plugin.easyedit.prepare).
+set -euo pipefail
+cd "$(dirname "$0")/../../../.."
+BIN="${MEMLA_BIN:-.venv/bin}"
+PY="${MEMLA_PYTHON:-$BIN/python}"
+R="${DEV_GRID_DIR:-benchmarks/mkeb/results/dev_grid}"
+case "${1:-}" in
+    select) exec "$PY" -m memla_mkeb.select "$R" ;;
+    status) exec "$PY" -m memla_mkeb.method_status "$R" --method mend ;;
+    report) exec "$PY" -m memla_mkeb.report "$R" --out "$R/report.md" ;;
+esac
+N="${1:-10}"
+POINTS=$("$PY" -c "
+import sys
+from memla_mkeb.grid import grid_methods, load_grid
+only = [m for m in '${ONLY:-}'.split(',') if m] or None
+print(','.join(grid_methods(load_grid(), only)))")
+METHODS="unedited"
+[ -z "${NO_MEND:-}" ] && METHODS="$METHODS,mend"
+METHODS="$METHODS,$POINTS"
+for n in $(seq 1 "$N"); do
+    "$PY" -m memla_mkeb.app data=dev "data.limit=$n" "source_langs=[en]" "methods=[$METHODS]" \
+        "run_dir=$R" "run.neuron_dir=$R/neurons"
+done
