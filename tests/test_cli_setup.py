@@ -144,11 +144,12 @@ def test_baseline_stats_step_runs_after_easyedit_unless_skipped(monkeypatch):
     monkeypatch.setattr(setup_env, "prepare_default_model", lambda verify=True: calls.append("model"))
     monkeypatch.setattr(setup_env, "prepare_easyedit", lambda d=None: calls.append("easyedit"))
     monkeypatch.setattr(setup_env, "prepare_baseline_stats", lambda: calls.append("stats"))
-    assert setup_env.main([]) == 0 and calls == ["model", "easyedit", "stats"]
+    monkeypatch.setattr(setup_env, "prepare_ike_encoder", lambda: calls.append("ike"))
+    assert setup_env.main([]) == 0 and calls == ["model", "easyedit", "stats", "ike"]
     calls.clear()
-    assert setup_env.main(["--no-baseline-stats"]) == 0 and calls == ["model", "easyedit"]
+    assert setup_env.main(["--no-baseline-stats"]) == 0 and calls == ["model", "easyedit", "ike"]
     calls.clear()
-    assert setup_env.main(["--no-easyedit"]) == 0 and calls == ["model"]
+    assert setup_env.main(["--no-easyedit", "--no-ike"]) == 0 and calls == ["model"]
 
 
 def test_baseline_stats_failure_is_one_line(monkeypatch, capsys):

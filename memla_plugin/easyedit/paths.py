@@ -1,4 +1,4 @@
-"""Where the EasyEdit side keeps what it computes (mom2 statistics, MEND checkpoints).
+"""Where the EasyEdit side keeps what it computes (mom2 statistics, MEND checkpoints, IKE embeddings).
 
 Everything lives under the MEMLA cache directory, the same root the default model uses:
 :func:`memla_plugin.models.cache_root` (``$MEMLA_CACHE``, else the platform's user cache
@@ -24,3 +24,8 @@ def stats_dir() -> Path:
 def mend_dir() -> Path:
     """Directory of trained MEND hypernetworks, one subdirectory per model."""
     return memla_cache_dir() / "easyedit" / "mend"
+
+
+def ike_dir() -> Path:
+    """Embeddings of IKE's demonstration pools, one subdirectory per (language, encoder, pool)."""
+    return memla_cache_dir() / "easyedit" / "ike"

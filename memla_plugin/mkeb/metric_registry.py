@@ -20,6 +20,9 @@ Two families, per evaluation language:
   views ``ES_norm``, ``PS_norm``, ``NS_cf_norm``: the same comparisons made on the mean
   log-probability per target token instead of the sum, so a short target is not favoured
   for being short. ES/PS/NS_cf compare sums, as the MEMLA authors' code does.
+* ``true_acc``: EasyEdit's reliability measure applied to the pre-edit answer, the token
+  accuracy of ``target_true`` after the edit question: how much of its own fact the model
+  shows (on the unedited model it decides the harness's default prompt format).
 
 A metric whose inputs a record lacks (ES/PS without ``target_true``, as in zsRE) is ``None``.
 Scores aggregate by the mean over records, ``None`` left out; higher is better for all.
@@ -160,7 +163,7 @@ class Metric:
 
 #: Family names as reports title them.
 FAMILY_TITLE = {"mkeb": "MKEB metrics", "counterfact": "CounterFact-style probability comparisons",
-                "easyedit": "EasyEdit token-accuracy family"}
+                "easyedit": "EasyEdit token-accuracy family", "knowledge": "The pre-edit fact"}
 
 _ALL = (
     Metric("ES", "mkeb", "edit success",
@@ -188,6 +191,9 @@ _ALL = (
            "needs neighbourhood prompts with answers and the unedited model's outputs", _locality_accuracy),
     Metric("port_acc", "easyedit", "portability (token acc.)", "needs multi-hop questions with their new answers",
            lambda o: mean_or_none(a.forced.correct for a in o.port)),
+    # rel_acc on the pre-edit answer: how much of its own fact the model shows (the prompt-format rule reads it)
+    Metric("true_acc", "knowledge", "pre-edit answer (token acc.)",
+           "needs target_true (the pre-edit answer)", lambda o: None if o.edit_true is None else o.edit_true.correct),
 )
 
 #: name -> Metric, in report order.
