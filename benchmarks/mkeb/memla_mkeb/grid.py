@@ -94,13 +94,17 @@ def grid_catalog(knobs: list[Knob], catalog: Mapping[str, Any]) -> dict[str, dic
     """Catalog entries for every grid point whose method is in ``catalog``.
 
     Each is the base entry with ``overrides[knob] = value`` and a ``grid_point`` naming the
-    base method, the knob and the value. A grid method missing from the catalog is an error.
+    base method, the knob and the value. A grid method the catalog does not define adds no
+    points (a catalog of one's own need not hold every method; asking for such a point is then
+    the usual "unknown method" error).
     """
     out: dict[str, dict[str, Any]] = {}
     for k in knobs:
+        if k.method not in catalog:
+            continue
         base = _plain(catalog.get(k.method))
         if not isinstance(base, Mapping):
-            raise BenchConfigError(f"grid.methods.{k.method}: no catalog entry {k.method!r} to vary")
+            raise BenchConfigError(f"catalog.{k.method} must be a mapping to vary it in the grid, got {base!r}")
         if base.get("kind") == "unedited":
             raise BenchConfigError(f"grid.methods.{k.method}: the unedited model has nothing to tune")
         for index, value in enumerate(k.values):
