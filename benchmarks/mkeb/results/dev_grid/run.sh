@@ -13,6 +13,8 @@
 #   benchmarks/mkeb/results/dev_grid/run.sh status       # MEND's verdict -> method_status.json
 #   benchmarks/mkeb/results/dev_grid/run.sh report       # report.md of this run dir
 #
+# The hparams files are the copies in ./hparams (as they were when the grid began): a run dir refuses rows
+# made with another hparams file content, and the repository's files gain comments (the grid and its choice).
 # DEV_GRID_DIR puts the rows elsewhere (e.g. the absolute path of this folder when the code runs from
 # another checkout of a fixed commit). ROME/MEMIT read their cached statistics and MEND its trained
 # hypernetwork; a missing one is computed when the method first runs (python -m memla_plugin.easyedit.prepare).
@@ -37,5 +39,5 @@ METHODS="unedited"
 METHODS="$METHODS,$POINTS"
 for n in $(seq 1 "$N"); do
     "$PY" -m memla_mkeb.app data=dev "data.limit=$n" "source_langs=[en]" "methods=[$METHODS]" \
-        "run_dir=$R" "run.neuron_dir=$R/neurons"
+        "run_dir=$R" "run.neuron_dir=$R/neurons" "hparams_dir=$R/hparams"
 done
