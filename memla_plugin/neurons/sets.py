@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
+from collections import Counter
+from typing import Iterable, Mapping, Optional
 
 from ..errors import MissingLanguageError
 
@@ -40,10 +41,20 @@ class NeuronSets:
         return self.n_likn == 0 and self.n_lskn == 0
 
 
+def shared_by(sets: Iterable[set[Neuron]], min_count: int) -> set[Neuron]:
+    """Neurons that occur in at least ``min_count`` of ``sets``."""
+    counts = Counter(n for s in sets for n in s)
+    return {n for n, c in counts.items() if c >= min_count}
+
+
 def build_neuron_sets(
-    per_lang: Mapping[str, Iterable[Neuron]], edit_lang: str, id_langs: Iterable[str]
+    per_lang: Mapping[str, Iterable[Neuron]], edit_lang: str, id_langs: Iterable[str],
+    min_langs: Optional[int] = None,
 ) -> NeuronSets:
     """LIKN = intersection of the identification languages' sets; LSKN = edit language minus LIKN.
+
+    ``min_langs`` (not in the paper) widens LIKN to the neurons found in at least that many
+    identification languages (capped at their number); None is the paper's intersection.
 
     An empty ``id_langs`` means no language-independent set (LIKN empty, LSKN = every neuron
     of the edit language): the caller's way to edit with the language-specific editor alone.
@@ -58,6 +69,11 @@ def build_neuron_sets(
             f"edit_lang={edit_lang!r}, id_langs={id_langs}"
         )
     sets = {lang: {(int(l), int(i)) for l, i in per_lang[lang]} for lang in [edit_lang, *id_langs]}
-    likn: set[Neuron] = set.intersection(*(sets[l] for l in id_langs)) if id_langs else set()
+    if not id_langs:
+        likn: set[Neuron] = set()
+    elif min_langs is None:
+        likn = set.intersection(*(sets[l] for l in id_langs))
+    else:
+        likn = shared_by((sets[l] for l in id_langs), min(int(min_langs), len(id_langs)))
     lskn = sets[edit_lang] - likn
     return NeuronSets(likn=group_by_layer(likn), lskn=group_by_layer(lskn))

@@ -1,0 +1,78 @@
+"""The preset's ablation table from a run dir: each switch on and off, with MEMLA and the unedited model.
+
+Per method, over the records every listed method has (source ``en``): ES on the edit language,
+ES/PS/NS_cf/loc_acc on the other languages, the composite (harmonic mean of the means of ES,
+PS and NS_cf on the other languages, :mod:`memla_mkeb.composite`) with its bootstrap interval,
+the composite's paired difference against the full preset, and the mean LIKN / LSKN sizes the
+edits trained. Failed edits are counted apart, never averaged in.
+
+    python benchmarks/mkeb/preset_table.py benchmarks/mkeb/results/dev_preset --preset memla_refined
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # memla_mkeb from a checkout
+
+from memla_mkeb.composite import PARTS, composite_difference, composite_estimate, record_triples  # noqa: E402
+from memla_mkeb.stats import record_value  # noqa: E402
+
+METRICS = (("ES", "e2e"), ("ES", "others"), ("PS", "others"), ("NS_cf", "others"), ("loc_acc", "others"))
+
+
+def _mean(values: list) -> str:
+    vals = [v for v in values if v is not None]
+    return f"{100 * statistics.fmean(vals):.1f}" if vals else "n/a"
+
+
+def table(rows: list[dict], methods: list[str], preset: str, source: str, n_boot: int, seed: int) -> str:
+    """Markdown table of :mod:`preset_table` (see the module docstring)."""
+    by = {m: [r for r in rows if r["method"] == m and r.get("source", source) == source] for m in methods}
+    ok = {m: [r for r in rs if r.get("status", "ok") == "ok"] for m, rs in by.items()}
+    common = set.intersection(*(set(str(r["record_id"]) for r in rs) for rs in ok.values())) if ok else set()
+    head = ["method", "records", "failed"] + [f"{k} {v}" for k, v in METRICS] + ["composite [95% CI]",
+                                                                                 f"vs {preset}", "LIKN", "LSKN"]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    base = record_triples([r for r in ok.get(preset, []) if str(r["record_id"]) in common], source, "others")
+    for m in methods:
+        rs = [r for r in ok[m] if str(r["record_id"]) in common]
+        cells = [m, str(len(rs)), str(len(by[m]) - len(ok[m]))]
+        cells += [_mean([record_value(r["scores"], source, k, v) for r in rs]) for k, v in METRICS]
+        tri = record_triples(rs, source, "others", PARTS)
+        est = composite_estimate(tri, label=m, seed=seed, n_boot=n_boot)
+        cells.append(f"{100 * est.point:.1f} [{100 * est.lo:.1f}, {100 * est.hi:.1f}]" if est.n else "n/a")
+        if m != preset and base and tri:
+            d, is_interval = composite_difference(tri, base, label=m, seed=seed, n_boot=n_boot)
+            cells.append(f"{100 * d.point:+.1f} [{100 * d.lo:+.1f}, {100 * d.hi:+.1f}]" if is_interval else "n/a")
+        else:
+            cells.append("")
+        stats = [r.get("edit_stats") or {} for r in rs]
+        likn = [s.get("n_likn_trained", s.get("n_likn")) for s in stats if s]
+        lskn = [s.get("n_lskn_trained", s.get("n_lskn")) for s in stats if s]
+        cells.append(f"{statistics.fmean(likn):.1f}" if likn else "")
+        cells.append(f"{statistics.fmean(lskn):.1f}" if lskn else "")
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out) + f"\n\n{len(common)} records common to every method; source {source}; metrics in %.\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run_dir")
+    ap.add_argument("--preset", default="memla_refined")
+    ap.add_argument("--methods", default=None, help="comma-separated (default: every method of the run dir)")
+    ap.add_argument("--source", default="en")
+    ap.add_argument("--n-boot", type=int, default=2000)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    rows = [json.loads(l) for l in (Path(args.run_dir) / "results.jsonl").read_text("utf-8").splitlines() if l.strip()]
+    methods = args.methods.split(",") if args.methods else list(dict.fromkeys(r["method"] for r in rows))
+    print(table(rows, methods, args.preset, args.source, args.n_boot, args.seed))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
