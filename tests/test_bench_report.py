@@ -94,7 +94,7 @@ def test_report_hand_checked_numbers(fixed_run):
     assert "Regenerate: `memla-mkeb-report " in md and "--bootstrap 500` " in md
     assert "## Metrics the data does not support" not in md  # every metric has values here
     assert (fixed_run / "report_files" / "heatmap_memla_ES.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert (fixed_run / "report_files" / "bars_en_NS.png").is_file()
+    assert (fixed_run / "report_files" / "languages_en_baselines.png").is_file()
 
 
 def test_report_is_byte_for_byte_deterministic(fixed_run, tmp_path):

@@ -299,7 +299,7 @@ def test_header_names_hardware_per_run_and_the_command(repo):
     # nothing machine-specific: no absolute path of this checkout anywhere in the text
     assert str(repo) not in md and "/somewhere" not in md
     # links to the plots are relative to the markdown file
-    assert "](RESULTS_files/bars_en_ES.png)" in md
+    assert "](RESULTS_files/languages_en_baselines.png)" in md and "](RESULTS_files/at_a_glance.png)" in md
     # a parent dir searched recursively: each row is named by the run dir it was found in
     main(["runs", "--out", "docs/parent.md", "--no-plots"])
     runs = _section((repo / "docs" / "parent.md").read_text(encoding="utf-8"), "Runs and hardware")
@@ -333,12 +333,12 @@ def test_check_regenerates_reports_each_kind_of_drift(repo, tmp_path):
     md.write_text(md.read_text(encoding="utf-8").replace("MEMLA beats rome", "MEMLA crushes rome"), encoding="utf-8")
     (files / "summary.csv").write_bytes((files / "summary.csv").read_bytes() + b"x\n")
     (files / "stale.csv").write_text("old\n", encoding="utf-8")
-    (files / "bars_en_MQ.png").unlink()
+    (files / "languages_en_baselines.png").unlink()
     diffs = check_regenerates(md, tmp_path / "regen")
     assert any(d.startswith("RESULTS.md differs") and "MEMLA crushes rome" in d for d in diffs)
     assert "RESULTS_files/summary.csv: bytes differ" in diffs
     assert "RESULTS_files/stale.csv: committed but not produced by the command" in diffs
-    assert "RESULTS_files/bars_en_MQ.png: produced by the command but not committed" in diffs
+    assert "RESULTS_files/languages_en_baselines.png: produced by the command but not committed" in diffs
     # new results rows change the report too
     with (repo / "runs" / "base" / "results.jsonl").open("a", encoding="utf-8") as fh:
         fh.write(json.dumps(_row("rome", "zh", 0, HW["base"]), sort_keys=True) + "\n")

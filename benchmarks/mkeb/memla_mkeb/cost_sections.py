@@ -1,24 +1,14 @@
-"""The report's closing sections: what an edit cost (wall time, memory) and the plots.
+"""The report's closing sections: what an edit cost (wall time, memory); the pictures are in :mod:`.figures`.
 
 Same contract as :mod:`.sections`: markdown lines back, CSV tables and PNG files into ``files``.
 """
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 from . import costs
-from .markdown import csv_bytes, gib, md_table, num, safe_name, secs
+from .markdown import csv_bytes, gib, md_table, num, secs
 from .report_data import ReportData
-from .stats import MKEB_METRICS
 
 Files = dict[str, bytes]
-
-METRIC_TITLE = {
-    "ES": "edit success", "PS": "paraphrase score", "NS": "neighbourhood score", "MQ": "multi-hop score",
-    "rel_acc": "reliability (token acc.)", "gen_acc": "generalisation (token acc.)",
-    "loc_acc": "locality (token acc.)", "port_acc": "portability (token acc.)",
-}
 
 
 def _median(xs: list[float]) -> float:
@@ -105,44 +95,4 @@ def memory(d: ReportData, files: Files) -> list[str]:
             "preparation before a method's first row (statistics, a MEND hypernetwork) is in no row.\n"]
 
 
-def plots(d: ReportData, files: Files) -> list[str]:
-    """Source x target heatmaps per method and per-language bars per edit language, then the CSV list."""
-    if not d.plots or not d.scored:
-        return []
-    from . import plots as P
-
-    fd, md = d.files_dir, ["## Plots\n", "Source × target heatmaps (mean over records, %):\n"]
-    plot_metrics = [x for x in MKEB_METRICS if x in d.metrics]
-    with tempfile.TemporaryDirectory() as tmp:
-        def draw(name: str, plot: object, *args: object) -> str:
-            plot(Path(tmp) / name, *args)  # type: ignore[operator]
-            files[f"{fd}/{name}"] = (Path(tmp) / name).read_bytes()
-            return f"{fd}/{name}"
-
-        for m in d.methods:
-            links = []
-            for x in plot_metrics:
-                grid = d.matrix.get((m, x)) or {}
-                if grid:
-                    path = draw(f"heatmap_{safe_name(m)}_{x}.png", P.heatmap, grid, list(grid), d.targets,
-                                f"{m}: {x} ({METRIC_TITLE[x]})")
-                    links.append(f"[{x}]({path})")
-            if links:
-                md.append(f"- {m}: " + " · ".join(links))
-        md += ["", "Per-language bars comparing methods:\n"]
-        for s in d.sources:
-            ms = [m for m in d.methods if any((d.matrix.get((m, x)) or {}).get(s) for x in plot_metrics)]
-            for x in plot_metrics:
-                vals = {m: (d.matrix.get((m, x)) or {}).get(s, {}) for m in ms}
-                path = draw(f"bars_{s}_{x}.png", P.language_bars, vals, ms, d.targets,
-                            f"edit language {s}: {x} ({METRIC_TITLE[x]})")
-                md.append(f"![{x}, edit language {s}]({path})")
-        md.append("")
-    extra = [f", `{name}`" for name in ("memory.csv", "memla_vs_best.csv", "variants_vs_memla.csv")
-             if f"{fd}/{name}" in files]
-    md.append(f"CSV tables: `{fd}/summary.csv` (means, intervals, deltas), `matrix.csv` (source × "
-              f"target), `counts.csv`, `timing.csv`" + "".join(extra) + ".\n")
-    return md
-
-
-__all__ = ["memory", "plots", "wall_time"]
+__all__ = ["memory", "wall_time"]

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional, Sequence
 
+from .stats import Estimate
+
 PNG_META = {"Software": None}
 DPI = 100
 #: Width / height of every figure lies within these bounds (1:3 to 3:1).
@@ -56,7 +58,7 @@ def check_figure(fig: Any, names: Sequence[str], where: str) -> tuple[int, int, 
 
 @contextmanager
 def _figure(path: Path, size: tuple[float, float], names: Sequence[str] = (), *, nrows: int = 1, ncols: int = 1,
-            check: bool = True, **subplot_kw: Any) -> Iterator[tuple[Any, Any]]:
+            **subplot_kw: Any) -> Iterator[tuple[Any, Any]]:
     """A figure and its axes under matplotlib's default style, checked, laid out and saved on exit.
 
     The :class:`Drawn` record of the saved file is appended to the yielded figure as ``fig.drawn``.
@@ -72,7 +74,7 @@ def _figure(path: Path, size: tuple[float, float], names: Sequence[str] = (), *,
             yield fig, ax
             if not fig.get_layout_engine():
                 fig.tight_layout()
-            wpx, hpx, texts = check_figure(fig, names, str(path)) if check else (0, 0, figure_texts(fig))
+            wpx, hpx, texts = check_figure(fig, names, str(path))
             fig.savefig(path, format="png", dpi=DPI, metadata=PNG_META)
             fig.drawn = Drawn(Path(path), wpx, hpx, texts)
         finally:
@@ -90,7 +92,9 @@ def heatmap(
     import numpy as np
 
     data = np.array([[np.nan if matrix[s].get(t) is None else float(matrix[s][t]) for t in targets] for s in sources])
-    with _figure(path, (0.6 * len(targets) + 1.8, 0.5 * len(sources) + 1.3), check=False) as (fig, ax):
+    width = 0.6 * len(targets) + 1.8
+    # no flatter than 2.8:1, so a single edit language is not a strip
+    with _figure(path, (width, max(width / 2.8, 0.5 * len(sources) + 1.3))) as (fig, ax):
         im = ax.imshow(data, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
         ax.set_xticks(range(len(targets)), labels=list(targets))
         ax.set_yticks(range(len(sources)), labels=list(sources))
@@ -101,35 +105,103 @@ def heatmap(
             for j in range(len(targets)):
                 v = data[i, j]
                 if not np.isnan(v):
-                    ax.text(j, i, f"{100 * v:.0f}", ha="center", va="center", fontsize=7,
+                    ax.text(j, i, f"{100 * v:.0f}", ha="center", va="center", fontsize=9,
                             color="white" if v < 0.6 else "black")
         fig.colorbar(im, ax=ax, fraction=0.03, pad=0.02)
     return fig.drawn
 
 
-def language_bars(
-    path: Path,
-    values: Mapping[str, Mapping[str, Optional[float]]],
-    methods: Sequence[str],
-    targets: Sequence[str],
-    title: str,
-) -> None:
-    """Grouped bars: one group per evaluation language, one bar per method (``values[method][lang]``)."""
-    import numpy as np
+@dataclass(frozen=True)
+class Panel:
+    """One metric of :func:`language_panels`: per method and evaluation language a mean with its interval."""
 
-    width = 0.8 / max(1, len(methods))
-    x = np.arange(len(targets))
-    with _figure(path, (max(6.0, 0.75 * len(targets) * max(1, len(methods)) / 3 + 3) + 1.4, 3.4),
-                 check=False) as (fig, ax):
-        for k, method in enumerate(methods):
-            ys = [values[method].get(t) for t in targets]
-            ys = [np.nan if y is None else 100 * float(y) for y in ys]
-            ax.bar(x - 0.4 + width * (k + 0.5), ys, width, label=method)
-        ax.set_xticks(x, labels=list(targets))
-        ax.set_ylim(0, 100)
-        ax.set_ylabel("score (%)")
-        ax.set_title(title, fontsize=10)
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    title: str
+    cells: Mapping[str, Mapping[str, Estimate]]  # method -> evaluation language -> mean over records
+    others: Mapping[str, Estimate]  # method -> mean over the languages other than the edit language
+    reference: Mapping[str, Optional[float]]  # evaluation language -> the unedited model's mean
+
+
+_SLOT = 0.15  # inches per bar: a two-letter language code at 8 pt fits under its bar
+_GAP = 2  # empty slots between two methods
+
+
+def language_panels(path: Path, panels: Sequence[Panel], methods: Sequence[str], targets: Sequence[str],
+                    source: str, title: str) -> Drawn:
+    """One panel per metric; in each, one group of bars per method, one bar per evaluation language.
+
+    Each bar is the mean over records with its 95% interval; the edit language's bar is hatched;
+    the unedited model's mean is a black line across each bar; under each group, the method's
+    cross-lingual mean (the other languages) with its interval.
+    """
+    n_slots = len(methods) * len(targets) + _GAP * max(0, len(methods) - 1)
+    width, height = max(7.0, n_slots * _SLOT + 1.3), 0.9 + 2.35 * len(panels)
+    # many editors and few metrics (or the reverse): the panels grow, the figure stays within 2.8:1
+    width, height = max(width, height / 2.8), max(height, width / 2.8)
+    with _figure(path, (width, height), [*methods, "unedited"], nrows=len(panels), ncols=1) as (fig, axes):
+        axes = list(axes.ravel()) if len(panels) > 1 else [axes]
+        for ax, panel in zip(axes, panels):
+            _panel(ax, panel, methods, targets, source)
+        handles = _legend_handles(source)
+        fig.legend(handles=handles, loc="upper right", ncol=len(handles), fontsize=9, frameon=False,
+                   bbox_to_anchor=(1.0, 1.0))
+        fig.suptitle(title, x=0.01, y=0.995, ha="left", va="top", fontsize=12)
+        fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / height))
+    return fig.drawn
+
+
+def _panel(ax: Any, panel: Panel, methods: Sequence[str], targets: Sequence[str], source: str) -> None:
+    import matplotlib
+
+    cycle = [c["color"] for c in matplotlib.rcParams["axes.prop_cycle"]]
+    ticks, tick_labels, tops = [], [], [0.0]
+    for g, m in enumerate(methods):
+        x0 = g * (len(targets) + _GAP)
+        xs = [x0 + i for i in range(len(targets))]
+        ests = [panel.cells.get(m, {}).get(t) for t in targets]
+        ys = [_pct(e.mean if e else None) for e in ests]
+        color = cycle[g % len(cycle)]
+        bars = ax.bar(xs, ys, 0.8, color=color, edgecolor=color, lw=0.6)
+        for t, bar in zip(targets, bars):
+            if t == source:
+                bar.set_hatch("///")
+                bar.set_edgecolor("black")
+                bar.set_facecolor(matplotlib.colors.to_rgba(color, 0.55))
+        lo = [y - _pct(e.lo) if e and e.lo is not None else 0.0 for y, e in zip(ys, ests)]
+        hi = [_pct(e.hi) - y if e and e.hi is not None else 0.0 for y, e in zip(ys, ests)]
+        ax.errorbar(xs, ys, yerr=[lo, hi], fmt="none", ecolor="0.25", elinewidth=0.8, capsize=1.5)
+        ref = [_pct(panel.reference.get(t)) for t in targets]
+        tops += [v for v in [*ys, *(y + h for y, h in zip(ys, hi)), *ref] if v == v]  # v == v: not NaN
+        ax.hlines(ref, [x - 0.45 for x in xs], [x + 0.45 for x in xs], color="black", lw=1.6, zorder=4)
+        ticks += xs
+        tick_labels += list(targets)
+        o = panel.others.get(m)
+        summary = "others –" if not o or o.mean is None else (
+            f"others {_pct(o.mean):.0f} [{_pct(o.lo):.0f}, {_pct(o.hi):.0f}]")
+        ax.text(x0 + (len(targets) - 1) / 2, -0.2, f"{m}\n{summary}", transform=ax.get_xaxis_transform(),
+                ha="center", va="top", fontsize=10, color="black", linespacing=1.3)
+    ax.set_xticks(ticks, labels=tick_labels, fontsize=8)
+    ax.tick_params(axis="x", length=2, pad=2)
+    ax.tick_params(axis="y", labelsize=9)
+    ax.set_xlim(-1, ticks[-1] + 1 if ticks else 1)
+    # the smallest of these scales that holds every bar, interval and reference: small scores stay visible
+    top = next(c for c in (10, 20, 50, 100, max(tops)) if c >= max(tops) - 1e-9)
+    ax.set_ylim(0, top)
+    step = {10: 2, 20: 5, 50: 10, 100: 25}.get(top, top / 4)
+    ax.set_yticks([step * k for k in range(int(round(top / step)) + 1)])
+    ax.grid(True, axis="y", color="0.9", lw=0.6)
+    ax.set_axisbelow(True)
+    scale = "" if top == 100 else f"  (axis up to {top:g}%)"
+    ax.set_title(panel.title + scale, loc="left", fontsize=11)
+    ax.set_ylabel("%", fontsize=10)
+
+
+def _legend_handles(source: str) -> list[Any]:
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    return [Patch(facecolor="white", edgecolor="black", hatch="///", label=f"edit language ({source})"),
+            Line2D([], [], color="black", lw=1.6, label="unedited"),
+            Line2D([], [], color="0.25", lw=0.8, marker="_", ms=6, label="95% interval (bootstrap over records)")]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -146,41 +218,47 @@ def _pct(v: Optional[float]) -> float:
     return math.nan if v is None else 100.0 * float(v)
 
 
-def _place_labels(fig: Any, ax: Any, items: Sequence[tuple[float, float, str, dict]]) -> None:
-    """Label each (x, y) point with the first offset whose text hits no earlier label, marker or edge.
+Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in pixels
+Label = tuple[float, float, str, dict]  # x, y (data), text, text style
 
-    Greedy and deterministic (same inputs, same placement); a label moved far from its point gets a
-    thin leader line so it still reads as that point's.
+
+def _place_labels(fig: Any, ax: Any, items: Sequence[Label], obstacles: Sequence[Box]) -> None:
+    """Label each (x, y) point at the first offset whose text hits no label, marker, whisker or edge.
+
+    ``obstacles``: data-coordinate boxes (the whiskers). Greedy and deterministic (same inputs, same
+    placement); a label moved far from its point gets a thin leader line so it still reads as that
+    point's.
     """
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     axbox = ax.get_window_extent(renderer)
-    taken = []
+    taken: list[Box] = []
     for x, y, _, _ in items:
         px, py = ax.transData.transform((x, y))
-        taken.append((px - 5, py - 5, px + 5, py + 5))
+        taken.append((px - 6, py - 6, px + 6, py + 6))
+    for x0, y0, x1, y1 in obstacles:
+        (a0, b0), (a1, b1) = ax.transData.transform([(x0, y0), (x1, y1)])
+        taken.append((min(a0, a1) - 1.5, min(b0, b1) - 1.5, max(a0, a1) + 1.5, max(b0, b1) + 1.5))
 
-    def overlap(b: tuple[float, float, float, float]) -> float:
-        area = 0.0
-        for t in taken:
-            w = min(b[2], t[2]) - max(b[0], t[0])
-            h = min(b[3], t[3]) - max(b[1], t[1])
-            area += max(0.0, w) * max(0.0, h)
-        out = max(0.0, axbox.x0 - b[0]) + max(0.0, b[2] - axbox.x1) + max(0.0, axbox.y0 - b[1]) + max(0.0, b[3] - axbox.y1)
+    def cost(b: Box) -> float:
+        area = sum(max(0.0, min(b[2], t[2]) - max(b[0], t[0])) * max(0.0, min(b[3], t[3]) - max(b[1], t[1]))
+                   for t in taken)
+        out = (max(0.0, axbox.x0 - b[0]) + max(0.0, b[2] - axbox.x1) + max(0.0, axbox.y0 - b[1])
+               + max(0.0, b[3] - axbox.y1))
         return area + 100.0 * out
 
     for x, y, text, style in items:
-        best = None
+        best: Optional[tuple[float, float, float, str, Box]] = None
         for dx, dy in _OFFSETS:
             ha = "left" if dx > 0 else "right" if dx < 0 else "center"
             ann = ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", ha=ha, va="bottom", **style)
             bb = ann.get_window_extent(renderer)
-            box = (bb.x0 - 1, bb.y0 - 1, bb.x1 + 1, bb.y1 + 1)
-            cost = overlap(box)
             ann.remove()
-            if best is None or cost < best[0]:
-                best = (cost, dx, dy, ha, box)
-            if cost == 0:
+            box = (bb.x0 - 1, bb.y0 - 1, bb.x1 + 1, bb.y1 + 1)
+            c = cost(box)
+            if best is None or c < best[0]:
+                best = (c, dx, dy, ha, box)
+            if c == 0:
                 break
         assert best is not None
         _, dx, dy, ha, box = best
@@ -188,6 +266,19 @@ def _place_labels(fig: Any, ax: Any, items: Sequence[tuple[float, float, str, di
         ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", ha=ha, va="bottom",
                     arrowprops=arrow, **style)
         taken.append(box)
+
+
+def _point(ax: Any, p: Mapping[str, Any], color: str, marker: str, size: float) -> list[Box]:
+    """One method's marker with its two whiskers (a missing interval end: no whisker that side)."""
+    import math
+
+    x, y = _pct(p.get("x")), _pct(p.get("y"))
+    xl, xh, yl, yh = (_pct(p.get(k)) for k in ("x_lo", "x_hi", "y_lo", "y_hi"))
+    xl, xh = (x if math.isnan(xl) else xl), (x if math.isnan(xh) else xh)
+    yl, yh = (y if math.isnan(yl) else yl), (y if math.isnan(yh) else yh)
+    ax.errorbar([x], [y], xerr=[[x - xl], [xh - x]], yerr=[[y - yl], [yh - y]], fmt=marker, color=color, ms=size,
+                elinewidth=1.0, capsize=3, zorder=3)
+    return [(xl, y, xh, y), (x, yl, x, yh)]
 
 
 def pareto_figure(points: Sequence[Mapping[str, Any]], path: Path, title: str, *,
@@ -203,40 +294,35 @@ def pareto_figure(points: Sequence[Mapping[str, Any]], path: Path, title: str, *
     """
     import math
 
-    names = [str(p["method"]) for p in points]
-    with _figure(path, (8.0, 6.4), names) as (fig, ax):
-        cycle = [c["color"] for c in __import__("matplotlib").rcParams["axes.prop_cycle"]]
-        named: list[tuple[float, float, str, dict]] = []  # method labels, placed before knob labels
-        labels: list[tuple[float, float, str, dict]] = []
+    import matplotlib
+
+    with _figure(path, (8.0, 6.4), [str(p["method"]) for p in points]) as (fig, ax):
+        cycle = [c["color"] for c in matplotlib.rcParams["axes.prop_cycle"]]
+        named: list[Label] = []  # method labels, placed before the knob labels
+        knobs: list[Label] = []
+        whiskers: list[Box] = []
         k = 0
         for p in points:
             x, y = _pct(p.get("x")), _pct(p.get("y"))
             if p.get("is_reference"):
-                color, marker, size = "black", "*", 14
-                if not math.isnan(x):
-                    ax.axvline(x, color="0.5", lw=0.8, ls="--", zorder=1)
-                if not math.isnan(y):
-                    ax.axhline(y, color="0.5", lw=0.8, ls="--", zorder=1)
+                color, marker, size = "black", "*", 14.0
+                for v, line in ((x, ax.axvline), (y, ax.axhline)):
+                    if not math.isnan(v):
+                        line(v, color="0.5", lw=0.8, ls="--", zorder=1)
             else:
-                # past the colour cycle, the marker changes so no two methods look alike
-                color, marker, size = cycle[k % len(cycle)], "osD^v"[(k // len(cycle)) % 5], 7
+                # past the colour cycle the marker changes, so no two methods look alike
+                color, marker, size = cycle[k % len(cycle)], "osD^v"[(k // len(cycle)) % 5], 7.0
                 k += 1
             curve = p.get("curve") or []
             if curve:
                 cx, cy = [_pct(c[0]) for c in curve], [_pct(c[1]) for c in curve]
                 ax.plot(cx, cy, color=color, lw=1.0, alpha=0.6, marker=".", ms=5, zorder=2)
-                labels += [(a, b, str(c[2]), {"fontsize": 8, "color": color}) for a, b, c in zip(cx, cy, curve)]
-            xerr = [[x - _pct(p.get("x_lo", p.get("x")))], [_pct(p.get("x_hi", p.get("x"))) - x]]
-            yerr = [[y - _pct(p.get("y_lo", p.get("y")))], [_pct(p.get("y_hi", p.get("y"))) - y]]
-            xerr = [[0.0 if math.isnan(v[0]) else v[0]] for v in xerr]
-            yerr = [[0.0 if math.isnan(v[0]) else v[0]] for v in yerr]
-            ax.errorbar([x], [y], xerr=xerr, yerr=yerr, fmt=marker, color=color, ms=size, elinewidth=1.0,
-                        capsize=3, zorder=3)
+                knobs += [(a, b, str(c[2]), {"fontsize": 8, "color": color}) for a, b, c in zip(cx, cy, curve)]
+            whiskers += _point(ax, p, color, marker, size)
             named.append((x, y, str(p["method"]), {"fontsize": 11, "color": color, "fontweight": "bold"}))
-        ax.set_xlim(*_limits([_pct(p.get(k_)) for p in points for k_ in ("x", "x_lo", "x_hi")]
-                             + [_pct(c[0]) for p in points for c in p.get("curve") or []]))
-        ax.set_ylim(*_limits([_pct(p.get(k_)) for p in points for k_ in ("y", "y_lo", "y_hi")]
-                             + [_pct(c[1]) for p in points for c in p.get("curve") or []]))
+        for axis, i, keys in ((ax.set_xlim, 0, ("x", "x_lo", "x_hi")), (ax.set_ylim, 1, ("y", "y_lo", "y_hi"))):
+            axis(*_limits([_pct(p.get(k_)) for p in points for k_ in keys]
+                          + [_pct(c[i]) for p in points for c in p.get("curve") or []]))
         ax.set_xlabel(xlabel + "  →  better", fontsize=11)
         ax.set_ylabel(ylabel + "  →  better", fontsize=11)
         ax.set_title(title, fontsize=12)
@@ -244,7 +330,8 @@ def pareto_figure(points: Sequence[Mapping[str, Any]], path: Path, title: str, *
         ax.grid(True, color="0.9", lw=0.6, zorder=0)
         ax.set_axisbelow(True)
         fig.tight_layout()
-        _place_labels(fig, ax, [lab for lab in named + labels if not (math.isnan(lab[0]) or math.isnan(lab[1]))])
+        _place_labels(fig, ax, [lab for lab in named + knobs if not (math.isnan(lab[0]) or math.isnan(lab[1]))],
+                      [w for w in whiskers if not any(math.isnan(v) for v in w)])
     return fig.drawn
 
 
@@ -260,4 +347,4 @@ def _limits(vals: Sequence[float]) -> tuple[float, float]:
     return (max(-5.0, lo - pad), min(105.0, hi + pad))
 
 
-__all__ = ["ASPECT_BOUNDS", "Drawn", "check_figure", "figure_texts", "heatmap", "language_bars", "pareto_figure"]
+__all__ = ["ASPECT_BOUNDS", "Drawn", "check_figure", "figure_texts", "Panel", "heatmap", "language_panels", "pareto_figure"]

@@ -15,8 +15,9 @@ The output depends only on the input files and the options: no timestamps, fixed
 formatting, seeded bootstrap, sorted orders, paths shown as they were given on the command
 line and links relative to the markdown file. Running it twice gives identical bytes.
 
-The report is a list of sections (:data:`SECTIONS`, defined in :mod:`.sections` and
-:mod:`.cost_sections`) over one :class:`.ReportData`, which holds every number they show.
+The report is a list of sections (:data:`SECTIONS`, defined in :mod:`.sections`,
+:mod:`.cost_sections` and, for the pictures, :mod:`.figures`) over one :class:`.ReportData`,
+which holds every number they show.
 """
 from __future__ import annotations
 
@@ -27,8 +28,9 @@ from typing import Callable, Optional, Sequence
 
 from memla_plugin.errors import MEMLAError
 
-from . import cost_sections, sections
+from . import cost_sections, figures, sections
 from . import grid_sections
+from . import format_sections
 from .collect import Collected, ReportError, collect
 from .invocation import DEFAULT_BOOT, DEFAULT_SEED, Invocation, parse_args
 from .report_data import ReportData
@@ -36,16 +38,19 @@ from .report_data import ReportData
 #: The report, top to bottom: each section formats part of the data and adds its CSV/PNG files.
 SECTIONS: tuple[Callable[[ReportData, dict[str, bytes]], list[str]], ...] = (
     sections.header,
+    figures.at_a_glance,
     sections.runs,
     sections.findings,
     grid_sections.method_status,
     sections.counts,
     grid_sections.tuning_grid,
+    format_sections.prompt_formats,
     sections.unsupported_metrics,
     sections.edit_languages,
     cost_sections.wall_time,
     cost_sections.memory,
-    cost_sections.plots,
+    format_sections.in_context_costs,
+    figures.plots,
 )
 
 

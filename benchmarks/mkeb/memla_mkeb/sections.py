@@ -1,8 +1,8 @@
 """The report's sections, in the order they appear: each one formats a part of a :class:`.ReportData`.
 
 A section returns its markdown lines and puts its CSV tables (and plots) into ``files``, keyed by
-their path relative to the markdown file. The costs (wall time, memory) and the plots are in
-:mod:`.cost_sections`.
+their path relative to the markdown file. The costs (wall time, memory) are in
+:mod:`.cost_sections`, the pictures in :mod:`.figures`.
 """
 from __future__ import annotations
 
