@@ -23,6 +23,7 @@ import logging
 import os
 import random
 import shutil
+import sys
 import tempfile
 import time
 from dataclasses import fields
@@ -353,3 +354,31 @@ def training_record(record: dict[str, Any], seconds: float) -> dict[str, Any]:
         "transformers": transformers.__version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``python -m memla_plugin.easyedit.mend --export DIR [--provenance FILE]``: write a checkpoint's
+    training record (budget, final losses, loss curve) as a small JSON + CSV, e.g. to commit it."""
+    import argparse
+
+    from .paths import mend_dir
+
+    ap = argparse.ArgumentParser(prog="python -m memla_plugin.easyedit.mend", description=main.__doc__.split("\n")[0])
+    ap.add_argument("--export", type=Path, required=True, help="folder for mend_training.json and mend_training_curve.csv")
+    ap.add_argument("--provenance", type=Path, default=None,
+                    help="a checkpoint's provenance.json (default: the newest under the MEND cache)")
+    args = ap.parse_args(argv)
+    prov_file = args.provenance
+    if prov_file is None:
+        found = sorted(Path(mend_dir()).glob("*/provenance.json"), key=lambda p: p.stat().st_mtime)
+        if not found:
+            print(f"mend: error: no trained checkpoint under {mend_dir()}", file=sys.stderr)
+            return 2
+        prov_file = found[-1]
+    for path in write_training_files(json.loads(prov_file.read_text(encoding="utf-8")), args.export):
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
