@@ -180,3 +180,10 @@ def test_language_panels_stay_in_bounds_at_the_extremes(tmp_path, n_methods, n_p
     panels = [_panel(f"X{i}", methods, 1.0) for i in range(n_panels)]
     drawn = plots.language_panels(tmp_path / "x.png", panels, methods, LANGS, "en", "extreme")
     assert _in_bounds(drawn.width_px, drawn.height_px)
+
+
+def test_language_panels_without_an_unedited_run_claim_no_reference(tmp_path):
+    panel = _panel("ES", ("memla", "rome"), 1.0)
+    bare = plots.Panel(panel.title, panel.cells, panel.others, {})
+    drawn = plots.language_panels(tmp_path / "r.png", [bare], ("memla", "rome"), LANGS, "en", "no reference")
+    assert "unedited" not in drawn.texts and "edit language (en)" in drawn.texts

@@ -137,11 +137,13 @@ def language_panels(path: Path, panels: Sequence[Panel], methods: Sequence[str],
     width, height = max(7.0, n_slots * _SLOT + 1.3), 0.9 + 2.35 * len(panels)
     # many editors and few metrics (or the reverse): the panels grow, the figure stays within 2.8:1
     width, height = max(width, height / 2.8), max(height, width / 2.8)
-    with _figure(path, (width, height), [*methods, "unedited"], nrows=len(panels), ncols=1) as (fig, axes):
+    has_ref = any(v is not None for p in panels for v in p.reference.values())
+    names = [*methods, "unedited"] if has_ref else list(methods)
+    with _figure(path, (width, height), names, nrows=len(panels), ncols=1) as (fig, axes):
         axes = list(axes.ravel()) if len(panels) > 1 else [axes]
         for ax, panel in zip(axes, panels):
             _panel(ax, panel, methods, targets, source)
-        handles = _legend_handles(source)
+        handles = _legend_handles(source, has_ref)
         fig.legend(handles=handles, loc="upper right", ncol=len(handles), fontsize=9, frameon=False,
                    bbox_to_anchor=(1.0, 1.0))
         fig.suptitle(title, x=0.01, y=0.995, ha="left", va="top", fontsize=12)
@@ -195,12 +197,12 @@ def _panel(ax: Any, panel: Panel, methods: Sequence[str], targets: Sequence[str]
     ax.set_ylabel("%", fontsize=10)
 
 
-def _legend_handles(source: str) -> list[Any]:
+def _legend_handles(source: str, has_ref: bool) -> list[Any]:
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    return [Patch(facecolor="white", edgecolor="black", hatch="///", label=f"edit language ({source})"),
-            Line2D([], [], color="black", lw=1.6, label="unedited"),
+    ref = [Line2D([], [], color="black", lw=1.6, label="unedited")] if has_ref else []
+    return [Patch(facecolor="white", edgecolor="black", hatch="///", label=f"edit language ({source})"), *ref,
             Line2D([], [], color="0.25", lw=0.8, marker="_", ms=6, label="95% interval (bootstrap over records)")]
 
 
