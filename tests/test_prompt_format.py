@@ -148,3 +148,24 @@ def test_bad_prompt_format_setting_is_one_line(bench_env):
 
     with pytest.raises(BenchConfigError, match=r"^prompt_format='xml' unknown; use bare, chat or preamble$"):
         plan_run(compose(bench_env.overrides("prompt_format=xml")))
+
+
+def test_true_acc_is_token_accuracy_of_the_pre_edit_answer():
+    """true_acc (what the format rule reads): argmax after "?" is A, after "!" is A; hand-checked on the stub."""
+    from conftest_mkeb import BigramStub, word_tok
+
+    from memla_plugin.mkeb import score_record
+    from memla_plugin.mkeb.loader import record_from_json
+
+    probs = {"?": {"A": 0.5, "C": 0.3}, "!": {"A": 0.8, "C": 0.1}, "A": {"B": 0.5, "D": 0.2}}
+    rec = record_from_json({
+        "example_id": 1,
+        "edit": {"en": {"prompt": "{} ?", "subject": "Q", "target_new": "C", "target_true": "A B"},
+                 "de": {"prompt": "{} !", "subject": "Q", "target_new": "A", "target_true": "C"},
+                 "zh": {"prompt": "{} !", "subject": "Q", "target_new": "A", "target_true": None}},
+        "paraphrase_prompts": {}, "neighborhood_prompts": {}, "neighborhood_answers": {},
+    })
+    scores = score_record(BigramStub(probs), word_tok(), rec, ["en", "de", "zh"], device="cpu")
+    assert scores["en"]["true_acc"] == pytest.approx(1.0)  # A after "?", B after A: both argmax
+    assert scores["de"]["true_acc"] == pytest.approx(0.0)  # C after "!": argmax is A
+    assert scores["zh"]["true_acc"] is None  # no pre-edit answer
