@@ -28,8 +28,8 @@ from typing import Any
 
 from .errors import MEMLAError
 
-#: The formats, simplest first.
-PROMPT_FORMATS = ("bare", "chat", "preamble")
+#: The formats, simplest first (the order the default-format rule breaks near-ties in).
+PROMPT_FORMATS = ("bare", "preamble", "chat")
 #: What every caller uses unless told otherwise: the question as it is.
 DEFAULT_PROMPT_FORMAT = "bare"
 #: The answer preamble: a one-line instruction, then the question and an answer cue.

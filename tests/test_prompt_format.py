@@ -46,7 +46,7 @@ def test_templates_of_each_format(chat_tok):
 def test_chat_without_template_and_unknown_format_are_named(tiny_tok):
     with pytest.raises(PromptFormatError, match="has none; use prompt_format=bare or preamble"):
         prompt_template(tiny_tok, "chat")
-    with pytest.raises(PromptFormatError, match=r"prompt_format='fancy' unknown; use bare, chat or preamble"):
+    with pytest.raises(PromptFormatError, match=r"prompt_format='fancy' unknown; use bare, preamble or chat"):
         check_prompt_format("fancy")
     with pytest.raises(PromptFormatError, match="contains"):
         with_context("{}", "demo {} demo")
@@ -146,7 +146,7 @@ def test_bad_prompt_format_setting_is_one_line(bench_env):
     from memla_mkeb.planning import plan_run
     from memla_mkeb.settings import BenchConfigError
 
-    with pytest.raises(BenchConfigError, match=r"^prompt_format='xml' unknown; use bare, chat or preamble$"):
+    with pytest.raises(BenchConfigError, match=r"^prompt_format='xml' unknown; use bare, preamble or chat$"):
         plan_run(compose(bench_env.overrides("prompt_format=xml")))
 
 
@@ -169,3 +169,43 @@ def test_true_acc_is_token_accuracy_of_the_pre_edit_answer():
     assert scores["en"]["true_acc"] == pytest.approx(1.0)  # A after "?", B after A: both argmax
     assert scores["de"]["true_acc"] == pytest.approx(0.0)  # C after "!": argmax is A
     assert scores["zh"]["true_acc"] is None  # no pre-edit answer
+
+
+def _format_run(root, fmt: str, values: dict[str, tuple[float, float, float]]):
+    """A run dir holding the unedited model (method unedited_<fmt>) under ``fmt``: record -> (true_acc, NS, MQ) in en and de."""
+    import json
+
+    run = root / fmt
+    run.mkdir()
+    rows = []
+    for i, (rid, (t, ns, mq)) in enumerate(values.items()):
+        sc = {"true_acc": t, "NS": ns, "MQ": mq, "ES": 0.0, "PS": 0.0, "rel_acc": 0.0, "gen_acc": 0.0,
+              "loc_acc": 1.0, "port_acc": 0.0}
+        rows.append({"cfg_id": f"cfg-{fmt}", "edit_s": 0.0, "edit_stats": {}, "error": None, "eval_s": 0.0,
+                     "hardware": "CPU: test", "key": f"unedited_{fmt}|en|{rid}", "kind": "unedited",
+                     "method": f"unedited_{fmt}", "record_id": rid, "record_index": i,
+                     "restore": {"checked": 0, "restored": 0}, "scores": {"en": sc, "de": dict(sc, NS=ns / 2)},
+                     "seed": 42, "shard": "0/1", "source": "en", "status": "ok", "prompt_format": fmt})
+    (run / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return run
+
+
+def test_report_shows_each_format_and_the_rules_choice(tmp_path):
+    """Hand-checked: visibility = mean over records of (true_acc + NS averaged over en/de) / 2; the
+    simplest format within 1 point of the best wins; only common records are compared."""
+    from memla_mkeb.format_sections import choose_format
+    from memla_mkeb.report import write_report
+
+    runs = [_format_run(tmp_path, "bare", {"1": (0.2, 0.0, 0.0), "2": (0.4, 0.0, 0.0)}),
+            _format_run(tmp_path, "preamble", {"1": (0.4, 0.4, 0.2), "2": (0.6, 0.4, 0.0), "3": (1.0, 1.0, 1.0)}),
+            _format_run(tmp_path, "chat", {"1": (0.5, 0.4, 0.0), "2": (0.5, 0.4, 0.0)})]
+    md = write_report(runs, tmp_path / "r.md", n_boot=200, seed=0).read_text(encoding="utf-8")
+    sec = md[md.index("## Prompt format"):].split("\n## ")[0]
+    # NS over en/de = (ns + ns/2)/2 = 0.75 ns; visibility bare (0.3 + 0)/2 = 15.0; preamble (0.5 + 0.3)/2 = 40.0;
+    # chat (0.5 + 0.3)/2 = 40.0: a tie within 1 point, so the simpler preamble is chosen; record 3 left out
+    assert "| bare | 2 | 30.0 [20.0, 40.0] | 0.0 [0.0, 0.0] | 0.0 [0.0, 0.0] | 15.0 [10.0, 20.0] |  |" in sec
+    assert "| preamble | 2 | 50.0 [40.0, 60.0] | 30.0 [30.0, 30.0] | 10.0 [0.0, 20.0] | 40.0 [35.0, 45.0] | **chosen** |" in sec
+    assert "| chat | 2 | 50.0 [50.0, 50.0] | 30.0 [30.0, 30.0] |" in sec and "1 more under preamble left out" in sec
+    assert choose_format({"bare": 0.15, "preamble": 0.40, "chat": 0.415}) == "chat"
+    assert choose_format({"bare": 0.405, "preamble": 0.40, "chat": 0.41}) == "bare"
+    assert choose_format({"bare": None, "chat": None}) is None

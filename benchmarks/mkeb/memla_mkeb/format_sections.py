@@ -79,6 +79,11 @@ def prompt_formats(d: ReportData, files: dict[str, bytes]) -> list[str]:
     if len(by_fmt) < 2:
         return []
     order = [f for f in PROMPT_FORMATS if f in by_fmt] + sorted(set(by_fmt) - set(PROMPT_FORMATS))
+    common = set.intersection(*(set(by_fmt[f]) for f in order))  # formats compared on the same records
+    if not common:
+        return []
+    left_out = {f: len(by_fmt[f]) - len(common) for f in order if len(by_fmt[f]) > len(common)}
+    by_fmt = {f: {rid: sc for rid, sc in by_fmt[f].items() if rid in common} for f in order}
     ests = {f: {m: bootstrap(v, label=f"format|{f}|{m}", seed=d.seed, n_boot=d.n_boot)
                 for m, v in _format_values(by_fmt[f]).items()} for f in order}
     chosen = choose_format({f: ests[f]["visibility"].mean for f in order}, order)
@@ -89,6 +94,8 @@ def prompt_formats(d: ReportData, files: dict[str, bytes]) -> list[str]:
         ["prompt_format", "records", *(f"{m}_{x}" for m in cols for x in ("mean", "lo", "hi"))],
         [[f, len(by_fmt[f]), *(num(getattr(ests[f][m], x)) for m in cols for x in ("mean", "lo", "hi"))]
          for f in order])
+    note = ("" if not left_out else " Only the records every format has are compared ("
+            + ", ".join(f"{n} more under {f}" for f, n in left_out.items()) + " left out).")
     return [
         "## Prompt format", "",
         "The unedited model under each prompt format (`prompt_format`), each value the mean over records of "
@@ -96,7 +103,7 @@ def prompt_formats(d: ReportData, files: dict[str, bytes]) -> list[str]:
         "the pre-edit answer after the edit question; NS / MQ: token-set F1 of the greedy answer to the "
         "neighbourhood / multi-hop questions. Visibility = (true_acc + NS) / 2; the rule (fixed before these "
         f"runs, benchmarks/mkeb/README.md) picks the simplest format within {MARGIN * 100:g} point of the "
-        "highest visibility (order: " + ", ".join(PROMPT_FORMATS) + ").", "",
+        "highest visibility (order: " + ", ".join(PROMPT_FORMATS) + ")." + note, "",
         md_table(["format", "records", "true_acc", "NS", "MQ", "visibility", "rule"], table), "",
     ]
 
