@@ -187,3 +187,24 @@ def test_language_panels_without_an_unedited_run_claim_no_reference(tmp_path):
     bare = plots.Panel(panel.title, panel.cells, panel.others, {})
     drawn = plots.language_panels(tmp_path / "r.png", [bare], ("memla", "rome"), LANGS, "en", "no reference")
     assert "unedited" not in drawn.texts and "edit language (en)" in drawn.texts
+
+
+def test_glance_prefers_the_composite_locality_only_when_every_editor_has_it():
+    from types import SimpleNamespace
+
+    from memla_mkeb.composite import LOCALITY_METRIC
+    from memla_mkeb.figures import glance_choice
+
+    methods = ["unedited", "memla", "rome"]
+    kinds = {"unedited": "unedited", "memla": "memla", "rome": "easyedit"}
+
+    def data(with_cf: list[str]) -> Any:
+        ests = {(m, "en", x, "others"): _est(0.5) for m in methods for x in ("ES", "loc_acc")}
+        ests.update({(m, "en", LOCALITY_METRIC, "others"): _est(0.7) for m in with_cf})
+        return SimpleNamespace(methods=methods, kinds=kinds, sources=["en"], ests=ests, has=lambda m, s: True)
+
+    source, x, points = glance_choice(data(methods))
+    assert (source, x, [p["method"] for p in points]) == ("en", LOCALITY_METRIC, methods)
+    assert points[0]["is_reference"] and points[1]["x"] == 0.7
+    # one editor without it (rows of the first protocol): the whole picture falls back to loc_acc
+    assert glance_choice(data(["unedited", "memla"]))[1] == "loc_acc"

@@ -12,8 +12,9 @@ from __future__ import annotations
 import re
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Optional, Sequence
 
+from .composite import LOCALITY_METRIC
 from .markdown import safe_name
 from .report_data import ReportData
 from .stats import MKEB_METRICS, Estimate, bootstrap, pct
@@ -24,12 +25,19 @@ METRIC_TITLE = {
     "ES": "edit success", "PS": "paraphrase score", "NS": "neighbourhood score", "MQ": "multi-hop score",
     "rel_acc": "reliability (token acc.)", "gen_acc": "generalisation (token acc.)",
     "loc_acc": "locality (token acc.)", "port_acc": "portability (token acc.)",
+    "NS_cf": "locality (CounterFact neighbourhood comparison)",
+}
+#: The at-a-glance x axis: the composite's locality figure where every editor shown has it (rows of
+#: the fair protocol), else loc_acc; with the words the caption uses for each.
+LOCALITY_WORDS = {
+    LOCALITY_METRIC: "the share of neighbourhood prompts where P(target_true) > P(target_new) after the edit",
+    "loc_acc": "the share of neighbourhood answer tokens still predicted as the unedited model predicts them",
 }
 #: The per-language panels: MKEB's metrics, then locality, so edit success is never read alone.
-PANEL_METRICS = MKEB_METRICS + ("loc_acc",)
+PANEL_METRICS = MKEB_METRICS + tuple(x for x in LOCALITY_WORDS if x not in MKEB_METRICS)
 #: The paper's ablations of MEMLA (catalog names); any other ``memla_*`` method is an improved preset.
 ABLATION = re.compile(r"^memla_(no_.+|scale.+)$")
-GLANCE_X, GLANCE_Y = "loc_acc", "ES"
+GLANCE_Y = "ES"
 
 
 def method_groups(methods: Sequence[str], kinds: dict[str, str]) -> list[tuple[str, list[str]]]:
@@ -58,21 +66,41 @@ def _panels(d: ReportData, source: str, methods: Sequence[str]) -> list[Any]:
         if x not in d.metrics:
             continue
         ref = (d.matrix.get(("unedited", x)) or {}).get(source, {})
-        out.append(Panel(f"{x}: {METRIC_TITLE[x]}", {m: _cells(d, m, source, x) for m in methods},
+        out.append(Panel(f"{x}: {METRIC_TITLE.get(x, x)}", {m: _cells(d, m, source, x) for m in methods},
                          {m: d.ests[(m, source, x, "others")] for m in methods}, ref))
     return out
 
 
-def glance_points(d: ReportData, source: str, methods: Sequence[str]) -> list[dict[str, Any]]:
-    """:func:`.plots.pareto_figure` points: loc_acc (others) against ES (others), per method with intervals."""
+def glance_points(d: ReportData, source: str, methods: Sequence[str],
+                  x_metric: str = "loc_acc") -> list[dict[str, Any]]:
+    """:func:`.plots.pareto_figure` points: locality (others) against ES (others), per method with intervals."""
     points = []
     for m in methods:
-        ex, ey = d.ests.get((m, source, GLANCE_X, "others")), d.ests.get((m, source, GLANCE_Y, "others"))
+        ex, ey = d.ests.get((m, source, x_metric, "others")), d.ests.get((m, source, GLANCE_Y, "others"))
         if not ex or not ey or ex.mean is None or ey.mean is None:
             continue
         points.append({"method": m, "x": ex.mean, "x_lo": ex.lo, "x_hi": ex.hi, "y": ey.mean, "y_lo": ey.lo,
                        "y_hi": ey.hi, "curve": None, "is_reference": d.kinds.get(m) == "unedited"})
     return points
+
+
+def glance_choice(d: ReportData) -> Optional[tuple[str, str, list[dict[str, Any]]]]:
+    """(edit language, locality figure, points) of the at-a-glance picture, or None when nothing to draw.
+
+    The first edit language (MKEB's order) with at least two editors; the first locality figure of
+    :data:`LOCALITY_WORDS` that every editor shown there has, so one picture never mixes two.
+    """
+    groups = dict(method_groups(d.methods, d.kinds))
+    shown = ([m for m in d.methods if d.kinds.get(m) == "unedited"] + groups.get("baselines", ["memla"])
+             + groups.get("presets", ["memla"])[1:])
+    for s in d.sources:
+        here = [m for m in shown if d.has(m, s)]
+        for x in LOCALITY_WORDS:
+            points = glance_points(d, s, here, x)
+            # every editor with an ES estimate has this locality figure too (ES against itself: all of them)
+            if len(points) > 1 and len(points) == len(glance_points(d, s, here, GLANCE_Y)):
+                return s, x, points
+    return None
 
 
 def _drawer(d: ReportData, files: Files, tmp: str) -> Callable[[str, Callable[[Path], Any]], str]:
@@ -86,37 +114,32 @@ def _drawer(d: ReportData, files: Files, tmp: str) -> Callable[[str, Callable[[P
 
 def at_a_glance(d: ReportData, files: Files) -> list[str]:
     """The report's first picture: which editors keep the model's other answers while the edit carries over."""
-    if not d.plots or not d.scored or not {GLANCE_X, GLANCE_Y} <= set(d.metrics):
+    choice = glance_choice(d) if d.plots and d.scored else None
+    if choice is None:
         return []
     from . import plots as P
 
-    groups = dict(method_groups(d.methods, d.kinds))
-    shown = ([m for m in d.methods if d.kinds.get(m) == "unedited"] + groups.get("baselines", ["memla"])
-             + groups.get("presets", ["memla"])[1:])
-    source = next((s for s in d.sources if len(glance_points(d, s, [m for m in shown if d.has(m, s)])) > 1), None)
-    if source is None:
-        return []
-    points = glance_points(d, source, [m for m in shown if d.has(m, source)])
+    source, x, points = choice
     n = sorted({d.ests[(p["method"], source, GLANCE_Y, "others")].n for p in points})
     title = f"Edit language {source}: locality against cross-lingual edit success"
     with tempfile.TemporaryDirectory() as tmp:
-        path = _drawer(d, files, tmp)("at_a_glance.png", lambda out: P.pareto_figure(points, out, title))
+        path = _drawer(d, files, tmp)("at_a_glance.png", lambda out: P.pareto_figure(
+            points, out, title, xlabel=f"locality: {x}, other languages (%)"))
     ref = next((p for p in points if p["is_reference"]), None)
-    left_out = (" MEMLA's ablations are left out here (they have a figure of their own under Plots)."
-                if "ablations" in groups else "")
+    notes = (f" The unedited model (star, dashed lines) sits at {x} {pct(ref['x'])}, ES {pct(ref['y'])}."
+             if ref else "")
+    if any(name == "ablations" for name, _ in method_groups(d.methods, d.kinds)):
+        notes += " MEMLA's ablations are left out here (they have a figure of their own under Plots)."
     rest = [s for s in d.sources if s != source]
     if rest:
-        left_out += (f" For edit language{'s' if len(rest) > 1 else ''} {', '.join(rest)}, the same two measures "
-                     f"are in the ES and loc_acc panels of the per-language figures under Plots.")
-    ref_txt = (f" The unedited model (star, dashed lines) sits at loc_acc {pct(ref['x'])}, ES {pct(ref['y'])}."
-               if ref else "")
+        notes += (f" For edit language{'s' if len(rest) > 1 else ''} {', '.join(rest)}, the same two measures "
+                  f"are in the ES and {x} panels of the per-language figures under Plots.")
     return ["## At a glance\n", f"![locality against cross-lingual edit success, edit language {source}]({path})\n",
             f"Edit language {source}, {n[0] if len(n) == 1 else f'{n[0]}–{n[-1]}'} records per "
-            f"method. x: locality as loc_acc in the other evaluation languages (the share of neighbourhood answer "
-            f"tokens still predicted as the unedited model predicts them); y: edit success (ES) in the other "
-            f"evaluation languages; whiskers: 95% bootstrap intervals over records. Up and to the right is "
-            f"better on both; an editor far to the left changed answers it was not asked to change.{ref_txt}"
-            f"{left_out}\n"]
+            f"method. x: locality as {x} in the other evaluation languages ({LOCALITY_WORDS[x]}); y: edit "
+            f"success (ES) in the other evaluation languages; whiskers: 95% bootstrap intervals over records. "
+            f"Up and to the right is better on both; an editor far to the left changed answers it was not "
+            f"asked to change.{notes}\n"]
 
 
 def plots(d: ReportData, files: Files) -> list[str]:
@@ -147,7 +170,7 @@ def plots(d: ReportData, files: Files) -> list[str]:
             for x in [x for x in MKEB_METRICS if x in d.metrics]:
                 grid = d.matrix.get((m, x)) or {}
                 if grid:
-                    title = f"{m}: {x} ({METRIC_TITLE[x]})"
+                    title = f"{m}: {x} ({METRIC_TITLE.get(x, x)})"
                     path = draw(f"heatmap_{safe_name(m)}_{x}.png", lambda out: P.heatmap(
                         out, grid, list(grid), d.targets, title))
                     links.append(f"[{x}]({path})")
@@ -161,4 +184,5 @@ def plots(d: ReportData, files: Files) -> list[str]:
     return md
 
 
-__all__ = ["ABLATION", "PANEL_METRICS", "at_a_glance", "glance_points", "method_groups", "plots"]
+__all__ = ["ABLATION", "LOCALITY_WORDS", "PANEL_METRICS", "at_a_glance", "glance_choice", "glance_points",
+           "method_groups", "plots"]
