@@ -11,7 +11,8 @@
 # All run dirs share one neuron cache (attribution per record and language, results unchanged).
 # run.malloc_mmap_threshold=null: these runs keep glibc's default allocator behaviour, as the first
 # 20 en records were made before the harness default changed, so wall times stay comparable; and
-# run.drop_embedding_pages=false, as the per-row peaks of records 21-50 were measured without it.
+# run.drop_embedding_pages=false, as the per-row peaks of records 21-50 were measured without it;
+# prompt_format=bare: the series asks the questions bare, whatever the harness default is now.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 BIN="${MEMLA_BIN:-.venv/bin}"
@@ -25,7 +26,7 @@ PIN=(); for m in memla memla_no_mask memla_no_lse memla_no_lie memla_scale0p3 me
 run() {  # run NAME LIMIT SOURCES METHODS
     "$BIN/memla-mkeb" data=test "data.limit=$2" "source_langs=[$3]" "methods=[$4]" \
         "run_dir=$R/$1" "run.neuron_dir=$R/neurons" "run.malloc_mmap_threshold=null" \
-        "run.drop_embedding_pages=false" "${PIN[@]}"
+        "run.drop_embedding_pages=false" prompt_format=bare "${PIN[@]}"
 }
 case "${1:-}" in
     en)        run en "${2:-60}" en "unedited,memla,$BASELINES" ;;
