@@ -74,6 +74,15 @@ def test_pareto_figure_labels_methods_and_knob_points(tmp_path):
     assert (tmp_path / "q.png").read_bytes() == data
 
 
+def test_pareto_figure_names_a_method_it_cannot_place(tmp_path):
+    pts = [{"method": "memla", "x": 0.6, "x_lo": 0.5, "x_hi": 0.7, "y": 0.4, "y_lo": 0.3, "y_hi": 0.5,
+            "curve": None, "is_reference": False},
+           {"method": "ike", "x": None, "x_lo": None, "x_hi": None, "y": 0.2, "y_lo": None, "y_hi": None,
+            "curve": None, "is_reference": False}]
+    drawn = plots.pareto_figure(pts, tmp_path / "n.png", "one missing")
+    assert "memla" in drawn.texts and "no value to draw:\nike" in drawn.texts
+
+
 def test_heatmap_of_one_edit_language_is_no_strip(tmp_path):
     drawn = plots.heatmap(tmp_path / "h.png", {"en": {t: 0.5 for t in LANGS}}, ["en"], LANGS, "one row")
     assert _in_bounds(drawn.width_px, drawn.height_px)

@@ -331,6 +331,10 @@ def pareto_figure(points: Sequence[Mapping[str, Any]], path: Path, title: str, *
         ax.tick_params(labelsize=10)
         ax.grid(True, color="0.9", lw=0.6, zorder=0)
         ax.set_axisbelow(True)
+        undrawn = [lab[2] for lab in named if math.isnan(lab[0]) or math.isnan(lab[1])]
+        if undrawn:  # named all the same, with the reason, rather than silently missing
+            ax.text(0.01, 0.01, "\n".join(["no value to draw:", *undrawn]), transform=ax.transAxes, fontsize=9,
+                    color="0.3", ha="left", va="bottom")
         fig.tight_layout()
         _place_labels(fig, ax, [lab for lab in named + knobs if not (math.isnan(lab[0]) or math.isnan(lab[1]))],
                       [w for w in whiskers if not any(math.isnan(v) for v in w)])
