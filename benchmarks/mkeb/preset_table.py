@@ -68,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-boot", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
-    rows = [json.loads(l) for l in (Path(args.run_dir) / "results.jsonl").read_text("utf-8").splitlines() if l.strip()]
+    files = sorted(Path(args.run_dir).glob("results*.jsonl"))  # results.jsonl and the shards' files
+    rows = [json.loads(l) for f in files for l in f.read_text("utf-8").splitlines() if l.strip()]
     methods = args.methods.split(",") if args.methods else list(dict.fromkeys(r["method"] for r in rows))
     print(table(rows, methods, args.preset, args.source, args.n_boot, args.seed))
     return 0

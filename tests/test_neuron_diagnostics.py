@@ -1,0 +1,57 @@
+"""Neuron diagnostics (benchmarks/mkeb/memla_mkeb/neuron_stats.py) on a hand-made neuron cache."""
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+pytest.importorskip("memla_mkeb")
+
+from memla_mkeb import neuron_stats as ns  # noqa: E402
+
+from memla_plugin.neurons import NeuronCache  # noqa: E402
+
+SETS = {
+    "en": {"1": {(0, 1), (0, 2), (5, 3)}, "2": {(0, 1), (7, 7)}},
+    "zh": {"1": {(0, 1), (5, 3)}, "2": {(9, 9)}},
+    "fr": {"1": {(0, 1), (0, 2)}, "2": {(7, 7)}},
+}
+
+
+def test_sizes_overlaps_and_likn_rules():
+    records = ns.common_records(SETS, ["en", "zh", "fr"])
+    assert records == ["1", "2"]
+    assert ns.set_sizes(SETS, ["en"], records)["en"]["mean"] == 2.5
+    ov = ns.pair_overlaps(SETS, ["en", "zh", "fr"], records)
+    assert ov["en&zh"]["mean_shared"] == 1.0 and ov["en&fr"]["mean_shared"] == 1.5
+    inter = ns.likn_lskn(SETS, "en", ["en", "zh", "fr"], records)
+    assert inter["likn"]["mean"] == 0.5 and inter["likn"]["zero_share"] == 0.5  # {(0, 1)} and nothing
+    two = ns.likn_lskn(SETS, "en", ["en", "zh", "fr"], records, min_langs=2)
+    assert two["likn"]["mean"] == 2.0 and two["lskn"]["mean"] == 0.5  # record 2 keeps (0, 1) en-only
+
+
+def test_generic_share_and_layers():
+    shares = {(0, 1): 0.5, (7, 7): 0.1, (0, 2): 0.2}
+    g = ns.generic_share(SETS, "en", ["1", "2"], shares, 0.15)
+    assert g["n_generic"] == 2 and g["mean_share"] == pytest.approx((2 / 3 + 1 / 2) / 2)
+    assert ns.layer_histogram(SETS["en"].values(), 8) == [3, 0, 0, 0, 0, 1, 0, 1]
+    assert ns.leave_one_out_shares(SETS["en"], "1") == {(0, 1): 1.0, (7, 7): 1.0}
+
+
+def test_cli_reads_a_cache(tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    cache = NeuronCache(tmp_path, "m__k")
+    for lang, per in SETS.items():
+        for rid, found in per.items():
+            cache.put(rid, lang, "", found)
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "mkeb" / "neuron_diagnostics.py"
+    spec = importlib.util.spec_from_file_location("neuron_diagnostics", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    args = argparse.Namespace(neuron_dir=str(tmp_path), key="m__k", records="all", langs="en,zh,fr", edit_lang="en",
+                              min_langs=2, background="", max_share=0.1, filter=False, num_layers=10, json=None)
+    d = mod.diagnose(args)
+    assert d["records"] == 2 and d["shared_by_2"]["likn"]["mean"] == 2.0
+    assert "LIKN (shared_by_2)" in mod.to_markdown(d)
