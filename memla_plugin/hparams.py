@@ -96,7 +96,11 @@ class MEMLAHyperParams:
             path = Path(str(path) + ".yaml")
         if not path.is_file():
             raise HParamsError(f"MEMLA hparams file not found: {path}")
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise HParamsError(f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at byte offset {exc.start})") from None
         if path.suffix == ".json":
             try:
                 config = json.loads(text)
@@ -269,6 +273,8 @@ class MEMLAHyperParams:
             self.save_adapter_dir = str(self.save_adapter_dir)
         if self.lr <= 0:
             raise HParamsError(f"lr must be positive, got {self.lr}")
+        if self.apply_scale <= 0:  # W += gamma * Delta: 0 applies nothing, a negative gamma reverses the edit
+            raise HParamsError(f"apply_scale must be positive (the paper uses 0.5), got {self.apply_scale}")
         if self.stop_loss < 0:
             raise HParamsError(f"stop_loss must be >= 0, got {self.stop_loss}")
         if not 0.0 <= self.stop_prob <= 1.0:

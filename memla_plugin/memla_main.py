@@ -87,13 +87,14 @@ def _attribute(model, tok, request: MultilingualRequest, arch: ArchSpec, hparams
     t0 = time.perf_counter()
     settings = AttributionSettings.from_hparams(hparams)
     cache = _open_cache(model, hparams, settings)
+    bounds = neurons.neuron_bounds(model, arch) if cache is not None else None
     wanted = [request.edit_lang] + [l for l in hparams.id_langs if l != request.edit_lang]
     per_lang: dict[str, set[Neuron]] = {}
     lang_seconds: dict[str, float] = {}
     hits = 0
     for lang in wanted:
         key = _cache_id(request, lang, settings)
-        cached = cache.get(key, lang) if cache is not None and key is not None else None
+        cached = cache.get(key, lang, bounds) if cache is not None and key is not None else None
         if cached is not None:
             per_lang[lang] = {(int(l), int(i)) for l, i in cached}
             hits += 1

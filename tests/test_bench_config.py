@@ -44,12 +44,12 @@ def test_catalog_has_every_method_of_the_issue():
 
 
 def test_memla_ablation_overrides_reach_the_hparams(bench_env):
-    from memla_mkeb.methods import make_editor
+    from memla_mkeb.methods import build_hparams
 
     cfg = compose(bench_env.overrides("methods=[memla_no_lie,memla_scale1p0]"))
-    eds = [make_editor(s, None, None, "cpu") for s in settings.resolve_methods(cfg)]
-    assert eds[0].hparams.use_language_independent is False and eds[0].hparams.attr_steps == 2
-    assert eds[1].hparams.apply_scale == 1.0
+    hps = [build_hparams(s, "cpu") for s in settings.resolve_methods(cfg)]
+    assert hps[0].use_language_independent is False and hps[0].attr_steps == 2
+    assert hps[1].apply_scale == 1.0
 
 
 def test_shipped_data_and_languages_agree():

@@ -1,10 +1,28 @@
 """What every console command shares: bad input ends in a one-line error, never a traceback."""
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 from typing import Callable
 
 from ..errors import MEMLAError
+
+
+class CLIUsageError(MEMLAError, ValueError):
+    """A command-line value is unusable (an output path that cannot be written, a bad limit)."""
+
+
+def check_output_file(path: str, flag: str) -> None:
+    """Refuse an output file that could not be written, before any work whose result it should hold."""
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    if target.is_dir():
+        raise CLIUsageError(f"{flag} {path}: is a directory; give a file name")
+    if not folder.is_dir():
+        raise CLIUsageError(f"{flag} {path}: folder {folder} does not exist; create it first")
+    if not os.access(folder, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise CLIUsageError(f"{flag} {path}: not writable")
 
 
 def run_command(prog: str, body: Callable[[], object], *, error_status: int = 1, interrupted: str = "interrupted") -> int:

@@ -23,7 +23,7 @@ from typing import Any, Iterator, Optional, Sequence
 from ..errors import HParamsError
 from ..hparams import MKEB_LANGS
 from ..request import LangFact, MultilingualRequest
-from .common import run_command
+from .common import CLIUsageError, check_output_file, run_command
 
 DEFAULT_HPARAMS = "qwen2.5-0.5b.yaml"
 
@@ -90,6 +90,17 @@ def request_from_record(case_id: str, data: Optional[str], lang: str) -> dict[st
     if not records:
         raise HParamsError(f"--record {case_id}: no such example_id in {data or 'the shipped CounterFact data'}")
     return build(records[0], lang)
+
+
+def check_request_prompts(request: dict[str, Any], max_chars: int) -> None:
+    """Refuse a prompt or paraphrase over ``max_chars`` characters (it would be batched whole into the model)."""
+    for lang, fact in request["languages"].items():
+        texts = [("prompt", fact.get("prompt") or "")]
+        texts += [(f"paraphrase {i}", p) for i, p in enumerate(fact.get("paraphrases") or [])]
+        for what, text in texts:
+            if len(text) > max_chars:
+                raise CLIUsageError(f"{lang} {what}: {len(text)} characters, over the limit of {max_chars} "
+                                    f"(--max-prompt-chars); shorten it or raise the limit")
 
 
 # ----------------------------------------------------------------------------- probing
@@ -285,13 +296,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=10,
                    help="cap on greedy tokens per answer (each answer gets target length + 3, up to this)")
     p.add_argument("--json", metavar="FILE", help="also write before/after answers and edit statistics as JSON")
+    p.add_argument("--max-prompt-chars", type=int, default=1000, metavar="N",
+                   help="refuse prompts longer than N characters (each is batched whole into the model; default 1000)")
     p.add_argument("--save-adapter", metavar="DIR", default=None,
                    help="also save the edit as a peft LoRA adapter (+ memla_edit.json provenance) in DIR; "
                         "load it with PeftModel.from_pretrained(base_model, DIR)")
     return p
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def check_args(args: argparse.Namespace) -> list[str]:
+    """Every flag that can be checked without a model, so a mistake costs no load and no edit;
+    returns the languages to show."""
     langs = [l.strip() for l in args.langs.split(",") if l.strip()]
     bad = [l for l in langs if l not in MKEB_LANGS]
     if bad:
@@ -300,7 +315,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise HParamsError("give either --record or --prompt/--target-new/--target-true, not both")
     if args.save_adapter and Path(args.save_adapter, "adapter_config.json").exists():
         raise HParamsError(f"--save-adapter {args.save_adapter}: already holds an adapter; choose a new directory")
+    if args.json:
+        check_output_file(args.json, "--json")  # before the edit: its result must not be lost at the end
+    if args.max_prompt_chars < 1:
+        raise CLIUsageError(f"--max-prompt-chars {args.max_prompt_chars}: give a number of characters >= 1")
+    return langs
 
+
+def hparams_from_args(args: argparse.Namespace):
+    """The MEMLA hparams (``--hparams`` or the shipped file) with ``--model/--device/--dtype`` applied."""
     hparams, hp_source = load_hparams(args.hparams)
     changes = {}
     if args.model:
@@ -312,6 +335,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if changes:
         hparams = hparams.replace(**changes)
     _say(f"hparams: {hp_source}" + (f" (overridden: {', '.join(changes)})" if changes else ""))
+    return hparams, hp_source
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    langs = check_args(args)
+    hparams, hp_source = hparams_from_args(args)
 
     if args.record is not None:
         request = request_from_record(args.record, args.data, args.lang)
@@ -320,6 +349,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     else:
         request = request_from_cli(args)
         _say(f"fact: {request['prompt']!r}  {request['ground_truth']} -> {request['target_new']} (edit in {args.lang})")
+
+    check_request_prompts(request, args.max_prompt_chars)
 
     from ..models import load_model
     from .. import memla_main

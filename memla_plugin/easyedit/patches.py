@@ -15,6 +15,9 @@ at run time (never by editing the checkout), idempotent, and logged once:
   torch >= 2.6 defaults to ``weights_only=True`` and refuses it. The wrapper lets exactly the
   pickled types of that checkpoint through (``torch.serialization.safe_globals``) while the
   trainer runs.
+* ``mend_main`` loads a MEND archive with ``torch.load(weights_only=False)``, which runs whatever
+  the file pickles; the plugin hands it user-given and cached files. The fix gives that module a
+  ``torch`` whose ``load`` always uses ``weights_only=True`` with the same allowlist.
 """
 from __future__ import annotations
 
@@ -119,21 +122,38 @@ def trainer_checkpoint_globals(model_config=None) -> list:
     The MEND state dict carries the edited model's config object (``model_config``) and
     ``val_stats`` may hold numpy scalars; the rest is tensors, dicts, strings and numbers.
     """
-    import numpy as np
+    from .checkpoints import checkpoint_globals
 
-    allowed = [np.dtype, np.ndarray]
-    if model_config is not None:
-        allowed.append(type(model_config))
-    for name in ("_reconstruct", "scalar"):
-        for mod_name in ("numpy._core.multiarray", "numpy.core.multiarray"):
-            try:
-                mod = __import__(mod_name, fromlist=[name])
-                allowed.append(getattr(mod, name))
-                break
-            except (ImportError, AttributeError):
-                continue
-    allowed.extend(type(np.dtype(t)) for t in ("float64", "float32", "int64", "int32", "bool"))
-    return allowed
+    return checkpoint_globals(model_config)
+
+
+class _WeightsOnlyTorch:
+    """``torch`` as EasyEdit's ``mend_main`` sees it: every attribute is torch's, except that
+    ``load`` always runs with ``weights_only=True`` and the trainer checkpoint's allowlist."""
+
+    def __init__(self, torch_module) -> None:
+        self._torch = torch_module
+
+    def __getattr__(self, name: str):
+        return getattr(self._torch, name)
+
+    @staticmethod
+    def load(f, *args, **kwargs):
+        from .checkpoints import safe_load
+
+        kwargs.pop("weights_only", None)
+        return safe_load(f, *args, **kwargs)
+
+
+def _fix_mend_load() -> str | None:
+    try:
+        mod = host_module("easyeditor.models.mend.mend_main")
+    except ImportError:
+        return None
+    if isinstance(getattr(mod, "torch", None), _WeightsOnlyTorch):
+        return None
+    mod.torch = _WeightsOnlyTorch(mod.torch)
+    return "mend_main: MEND archives loaded with weights_only=True (the trainer checkpoint's types allowed)"
 
 
 def _fix_trainer_reload() -> str | None:
@@ -174,6 +194,7 @@ def apply_host_fixes() -> dict[str, str]:
         ("generate_fast", _fix_generate_fast),
         ("layer_stats", _fix_layer_stats_progress),
         ("trainer_reload", _fix_trainer_reload),
+        ("mend_load", _fix_mend_load),
     ):
         if name in APPLIED:
             continue

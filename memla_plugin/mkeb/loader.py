@@ -51,7 +51,7 @@ def read_test_ids(path: PathLikeStr) -> list[str]:
     """
     p = shipped_data_dir() / ID_SETS[str(path)] if str(path) in ID_SETS else Path(path)
     try:
-        lines = p.read_text(encoding="utf-8").splitlines()
+        lines = read_utf8(p, f"test-id file {p}").splitlines()
     except OSError as exc:
         raise DataValidationError(f"test-id file {p}: cannot read ({exc.strerror or exc})") from None
     return [line.split("#", 1)[0].strip() for line in lines if line.split("#", 1)[0].strip()]
@@ -71,13 +71,48 @@ def read_meta(path: PathLikeStr) -> dict[str, Any]:
     return json.loads(m.read_text(encoding="utf-8"))
 
 
+def read_utf8(path: Path, label: str) -> str:
+    """The text of ``path``; bytes that are not UTF-8 give one error naming the file and byte offset."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataValidationError(
+            f"{label}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at byte offset {exc.start}: {exc.reason}); "
+            f"save the file as UTF-8"
+        ) from None
+
+
+def check_prompt_lengths(records: Sequence[MKEBRecord], max_chars: int | None, label: str, setting: str) -> None:
+    """Refuse a record with a prompt longer than ``max_chars`` characters (None: no limit).
+
+    Every prompt of a record is batched whole into the model (attribution, training, scoring), so an
+    oversized one would cost memory and time out of all proportion; the error names record, field,
+    language and the ``setting`` that raises the limit.
+    """
+    if max_chars is None:
+        return
+    for rec in records:
+        fields = [("edit.prompt", lang, [rec.fact(lang).question]) for lang in rec.edit]
+        fields += [(name, lang, list(texts)) for name in ("paraphrase_prompts", "neighborhood_prompts",
+                                                           "multi_hop_questions")
+                   for lang, texts in getattr(rec, name).items()]
+        for name, lang, texts in fields:
+            for i, text in enumerate(texts):
+                if len(text) > max_chars:
+                    where = name if name == "edit.prompt" else f"{name}[{i}]"
+                    raise DataValidationError(
+                        f"{label}: record {rec.example_id}, {lang}, {where}: {len(text)} characters, over the "
+                        f"limit of {max_chars} ({setting}); shorten it or raise {setting}")
+
+
 def read_json_list(path: Path, label: str, *, records_key: bool = False) -> list[Any]:
     """The JSON list stored in ``path``; every failure is one DataValidationError opening with ``label``.
 
     ``records_key``: also accept ``{"records": [...]}`` (a wrapped MKEB file).
     """
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_utf8(path, label))
     except OSError as exc:
         raise DataValidationError(f"{label}: cannot read ({exc.strerror or exc})") from None
     except json.JSONDecodeError as exc:

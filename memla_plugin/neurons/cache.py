@@ -55,6 +55,15 @@ def _parse_neurons(raw) -> list[Neuron]:
     return out
 
 
+def neuron_bounds(model, arch) -> tuple[int, int]:
+    """(layers, neurons per layer) of ``model``: the FFN width is the attributed module's output size."""
+    module = model.get_submodule(arch.attr_module(0))
+    width = getattr(module, "out_features", None) or getattr(module, "nf", None)
+    if width is None:
+        width = module.weight.shape[0]
+    return int(arch.num_layers), int(width)
+
+
 class NeuronCache:
     """Neuron sets keyed by (example_id, language) for one model key, one JSON file per language."""
 
@@ -108,10 +117,24 @@ class NeuronCache:
             self._mem[lang] = self._read_file(lang)
         return self._mem[lang]
 
-    def get(self, example_id, lang: str) -> Optional[set[Neuron]]:
-        """The cached neurons of ``example_id`` in ``lang``, or None when not cached."""
+    def get(self, example_id, lang: str, bounds: Optional[tuple[int, int]] = None) -> Optional[set[Neuron]]:
+        """The cached neurons of ``example_id`` in ``lang``, or None when not cached.
+
+        ``bounds``: (number of layers, neurons per layer) of the model being edited. An entry
+        naming a neuron outside them (written for another model, or damaged) is a miss, logged
+        with its file, so the caller attributes afresh and :meth:`put` replaces it.
+        """
         entry = self._entries(lang).get(str(example_id))
-        return None if entry is None else set(entry["neurons"])
+        if entry is None:
+            return None
+        if bounds is not None:
+            n_layers, width = bounds
+            bad = [n for n in entry["neurons"] if not (0 <= n[0] < n_layers and 0 <= n[1] < width)]
+            if bad:
+                log.warning("neuron cache %s: entry %s names neuron(s) %s outside this model (%d layers x %d "
+                            "neurons); ignored and recomputed", self.path(lang), example_id, bad[:3], n_layers, width)
+                return None
+        return set(entry["neurons"])
 
     def relation(self, example_id, lang: str) -> Optional[str]:
         entry = self._entries(lang).get(str(example_id))

@@ -108,16 +108,11 @@ class MemlaEditor(Editor):
     selected neurons depend only on the model, the prompts and the attribution settings, all
     part of the cache key, so sharing changes run time, not results."""
 
-    def __init__(self, spec: MethodSpec, device: str, neuron_cache_dir: Optional[str] = None) -> None:
+    def __init__(self, spec: MethodSpec, hparams: Any) -> None:
         super().__init__(spec)
-        from memla_plugin.hparams import MEMLAHyperParams
         from memla_plugin.memla_main import apply_memla_to_model
 
-        hp = MEMLAHyperParams.from_hparams(spec.hparams)  # type: ignore[arg-type]
-        hp = hp.replace(device=device)
-        if neuron_cache_dir is not None and not hp.neuron_cache_dir:
-            hp = hp.replace(neuron_cache_dir=str(neuron_cache_dir))
-        self.hparams = _apply_overrides(hp, spec.overrides, spec.name)
+        self.hparams = hparams
         self.apply_fn = apply_memla_to_model
 
     def last_stats(self) -> dict[str, Any]:
@@ -128,45 +123,75 @@ class MemlaEditor(Editor):
 
 
 class EasyEditEditor(Editor):
-    def __init__(self, spec: MethodSpec, model: Any, tok: Any, device: str, model_path: Optional[str] = None) -> None:
+    def __init__(self, spec: MethodSpec, model: Any, tok: Any, hparams: Any, model_path: Optional[str] = None) -> None:
         super().__init__(spec)
         from memla_plugin import easyedit as ee  # raises EasyEditNotFoundError with set-up advice
 
         ee.apply_host_fixes()
-        hp = ee.load_hparams(spec.alg_name, spec.hparams)
-        if hasattr(hp, "device"):
-            hp.device = torch_device_for_easyedit(device)
+        hp = hparams
         if model_path is not None and getattr(hp, "model_name", None) != model_path:
             # cached statistics / MEND checkpoints are keyed by model_name: it must name the model edited
             if getattr(hp, "tokenizer_name", None) == hp.model_name:
                 hp.tokenizer_name = model_path
             hp.model_name = model_path
-        self.hparams = _apply_overrides(hp, spec.overrides, spec.name)
+        self.hparams = hp
         t0 = time.perf_counter()
         ee.prepare_baseline(spec.alg_name, model, tok, self.hparams)
         self.prepare_s = time.perf_counter() - t0
         self.apply_fn = ee.get_apply_fn(spec.alg_name)
 
 
-def make_editor(
-    spec: MethodSpec,
-    model: Any,
-    tok: Any,
-    device: str,
-    model_path: Optional[str] = None,
-    neuron_cache_dir: Optional[str] = None,
-) -> Editor:
-    """Build the editor of ``spec`` (loads hparams, prepares baselines' statistics).
+def _memla_hparams(spec: MethodSpec, device: str, neuron_cache_dir: Optional[str]) -> Any:
+    from memla_plugin.hparams import MEMLAHyperParams
+
+    hp = MEMLAHyperParams.from_hparams(spec.hparams)  # type: ignore[arg-type]
+    hp = hp.replace(device=device)
+    if neuron_cache_dir is not None and not hp.neuron_cache_dir:
+        hp = hp.replace(neuron_cache_dir=str(neuron_cache_dir))
+    return _apply_overrides(hp, spec.overrides, spec.name)
+
+
+def _host_hparams(spec: MethodSpec, device: str) -> Any:
+    from memla_plugin import easyedit as ee  # raises EasyEditNotFoundError with set-up advice
+
+    hp = ee.load_hparams(spec.alg_name, spec.hparams)
+    if hasattr(hp, "device"):
+        hp.device = torch_device_for_easyedit(device)
+    return _apply_overrides(hp, spec.overrides, spec.name)
+
+
+def build_hparams(spec: MethodSpec, device: str, neuron_cache_dir: Optional[str] = None) -> Any:
+    """The hparams ``spec`` will edit with (its file, then the catalog's overrides), validated.
+
+    Called for every method before a model is loaded, so a bad file or override costs no
+    model load and no unedited pass; the error names the catalog entry (``catalog.<name>: ...``).
+    ``neuron_cache_dir``: where MEMLA editors share attributions (see :class:`MemlaEditor`).
+    """
+    from memla_plugin.errors import MEMLAError
+
+    if spec.kind == "unedited":
+        return None
+    try:
+        if spec.kind == "memla":
+            return _memla_hparams(spec, device, neuron_cache_dir)
+        return _host_hparams(spec, device)
+    except (MEMLAError, ValueError, TypeError) as exc:
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        prefix = f"catalog.{spec.name}"
+        raise BenchConfigError(text if text.startswith(prefix) else f"{prefix}: {text}") from None
+
+
+def make_editor(spec: MethodSpec, model: Any, tok: Any, hparams: Any, model_path: Optional[str] = None) -> Editor:
+    """The editor of ``spec`` with the ``hparams`` from :func:`build_hparams` (prepares baselines' statistics).
 
     ``model_path``: what the model was loaded from (a directory or hub id); host editors get it
-    as ``model_name`` so their cached statistics belong to this model. ``neuron_cache_dir``:
-    where MEMLA editors share attributions (see :class:`MemlaEditor`).
+    as ``model_name`` so their cached statistics belong to this model.
     """
     if spec.kind == "unedited":
         return UneditedEditor(spec)
     if spec.kind == "memla":
-        return MemlaEditor(spec, device, neuron_cache_dir)
-    return EasyEditEditor(spec, model, tok, device, model_path)
+        return MemlaEditor(spec, hparams)
+    return EasyEditEditor(spec, model, tok, hparams, model_path)
 
 
-__all__ = ["EasyEditEditor", "Editor", "MemlaEditor", "UneditedEditor", "jsonable", "make_editor"]
+__all__ = ["EasyEditEditor", "Editor", "MemlaEditor", "UneditedEditor", "build_hparams", "jsonable", "make_editor"]

@@ -14,11 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from memla_plugin.mkeb.loader import check_prompt_lengths
+
 from . import store
 from .settings import (
     MKEB_LANGS,
     BenchConfigError,
     MethodSpec,
+    check_counts,
     check_drop_embedding_pages,
     check_host_output,
     check_langs,
@@ -26,6 +29,7 @@ from .settings import (
     check_mmap_threshold,
     check_on_edit_error,
     check_restore_mode,
+    check_seed,
     check_shard,
     checked,
     data_paths,
@@ -157,10 +161,13 @@ def plan_run(cfg: Any) -> Plan:
     data_path, ids = data_paths(cfg)
     restore_mode, on_edit_error = check_restore_mode(cfg), check_on_edit_error(cfg)
     check_host_output(cfg)
+    check_counts(cfg)
     mmap_threshold, drop_pages = check_mmap_threshold(cfg), check_drop_embedding_pages(cfg)
-    seed = int(cfg.get("seed", 42))
+    seed = check_seed(cfg)
     base, method_settings = _identity(cfg, methods, eval_langs, data_path, seed)
     records = _select_records(list(set(eval_langs) | set(sources)), data_path, ids, limit)
+    check_prompt_lengths(records, checked(cfg, "data")["max_prompt_chars"], f"MKEB file {data_path}",
+                         "data.max_prompt_chars")
     base_id = stable_hash(base)
     run_dir = resolve_run_dir(cfg)
     return Plan(
@@ -216,8 +223,14 @@ def save_run_files(plan: Plan, env: dict[str, Any]) -> None:
                   "argv": sys.argv[1:]})
 
 
-def check_resume(plan: Plan, done: dict[str, dict[str, Any]]) -> None:
-    """Refuse to mix rows made with other settings into this run dir."""
+def check_resume(plan: Plan, done: dict[str, dict[str, Any]],
+                 unedited: Optional[dict[str, dict[str, Any]]] = None) -> None:
+    """Refuse to mix rows made with other settings into this run dir.
+
+    Called with the run dir's lock held and before anything is written there, so a refused
+    run leaves its plan, config and environment files as they were. ``unedited``: the run
+    dir's cached unedited scores (:func:`.store.load_cache`), which carry the ``base_id``.
+    """
     by_method = {m.name: m for m in plan.methods}
     for row in done.values():
         name = row.get("method")
@@ -226,6 +239,27 @@ def check_resume(plan: Plan, done: dict[str, dict[str, Any]]) -> None:
                 f"run dir {plan.run_dir} already has rows for method {name!r} made with other settings "
                 f"({_what_changed(plan, name, row.get('cfg_id'))}); use a new run_dir or restore those settings"
             )
+    for rid, row in (unedited or {}).items():
+        if row.get("base_id") != plan.base_id:
+            raise BenchConfigError(
+                f"run dir {plan.run_dir} holds unedited scores of record {rid} made with other settings "
+                f"({_base_changed(plan)}); use a new run_dir or restore those settings"
+            )
+
+
+def _base_changed(plan: Plan) -> str:
+    """Name the shared settings that differ from the latest plan file of this run dir."""
+    for path in sorted(plan.run_dir.glob(f"plan{plan.tag}.json")) + sorted(plan.run_dir.glob("plan*.json")):
+        try:
+            before = (json.loads(path.read_text(encoding="utf-8")).get("settings") or {}).get("base") or {}
+        except (OSError, ValueError, AttributeError):
+            continue
+        now = plan.settings["base"]
+        diffs = [f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(before) | set(now))
+                 if before.get(k) != now.get(k)]
+        if diffs:
+            return "; ".join(diffs)
+    return "model, data, eval languages or seed differ"
 
 
 def _flat_settings(settings: dict[str, Any], method: str) -> dict[str, Any]:

@@ -7,7 +7,6 @@ not report, is caught on the record where it happens.
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -24,23 +23,12 @@ def _checksum(t: Any) -> tuple[int, int]:
     return int(bits.sum(dtype=torch.int64).item()), flat.numel()
 
 
-def _sha256(t: Any) -> tuple[str, tuple[int, ...], str]:
-    """SHA-256 of a tensor's raw bytes, with its shape and dtype: equal digests mean equal bits
-    (up to a SHA-256 collision), at the cost of hashing, not of a second copy of the model."""
-    import torch
-
-    flat = t.detach().to("cpu").contiguous().reshape(-1)
-    raw = flat.view(torch.uint8).numpy() if flat.numel() else b""
-    return hashlib.sha256(memoryview(raw)).hexdigest(), tuple(t.shape), str(t.dtype)
-
-
 def _digests(model: Any) -> dict[str, Any]:
-    """Per-parameter SHA-256 digests, two parameters hashed at a time (hashlib releases the GIL)."""
-    from concurrent.futures import ThreadPoolExecutor
+    """Per-parameter SHA-256 digests of the raw bytes (the same digests a converted model's
+    manifest records, so a load can be checked against them at no extra read)."""
+    from memla_plugin.models.integrity import param_digests
 
-    params = list(model.named_parameters())
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        return dict(zip((n for n, _ in params), pool.map(_sha256, (p for _, p in params))))
+    return param_digests(model)
 
 
 #: run.restore_check values

@@ -23,7 +23,7 @@ from typing import Any, Callable, Optional
 from memla_plugin.errors import RestoreMismatchError
 
 from . import envinfo, pages, protocol, store
-from .methods import Editor, jsonable, make_editor
+from .methods import Editor, build_hparams, jsonable, make_editor
 from .planning import Plan, check_resume, plan_run, save_run_files
 from .restore import ModelFlags, ParamSnapshot, undo
 from .settings import BenchConfigError, MethodSpec
@@ -84,9 +84,13 @@ def load_model_once(model_cfg: Any, restore_mode: str) -> tuple[Any, Any, ParamS
         _MODEL_CACHE.clear()
         from memla_plugin.models import load_model
 
+        from memla_plugin.models.integrity import verify_loaded
+
         model, tok = load_model(model_cfg.get("name_or_path"), device=model_cfg.get("device") or "cpu",
                                 dtype=model_cfg.get("dtype"))
-        _MODEL_CACHE[key] = (model, tok, ParamSnapshot(model, restore_mode))
+        snap = ParamSnapshot(model, restore_mode)
+        verify_loaded(_model_path(model_cfg), model, snap.digests)  # a converted cache's recorded digests
+        _MODEL_CACHE[key] = (model, tok, snap)
     return _MODEL_CACHE[key]
 
 
@@ -171,6 +175,7 @@ class _Sitting:
         self.unedited = _Unedited(plan, cache)
         self.host_log = host_log
         self.requests: dict[str, dict[str, dict[str, Any]]] = {}
+        self.hparams: dict[str, Any] = {}  # method name -> hparams built before the model loaded
         self.memory = envinfo.PeakMemory()
         self.index_of = {rid: i for i, rid in enumerate(plan.all_ids)}
         self.embedding = _sparse_embedding(model) if plan.drop_embedding_pages else None
@@ -183,9 +188,8 @@ class _Sitting:
 
     def editor(self, spec: MethodSpec) -> Editor:
         with self.host_out():
-            return make_editor(spec, self.model, self.tok, self.plan.device,
-                               _model_path(self.plan.cfg.model) if spec.kind == "easyedit" else None,
-                               neuron_cache_dir=self.plan.options.neuron_dir)
+            return make_editor(spec, self.model, self.tok, self.hparams[spec.name],
+                               _model_path(self.plan.cfg.model) if spec.kind == "easyedit" else None)
 
     def run_row(self, spec: MethodSpec, editor: Editor, source: str, record: Any) -> dict[str, Any]:
         """Edit ``record`` in ``source`` with ``editor``, score every language, restore and verify."""
@@ -287,12 +291,25 @@ def run_benchmark(
     tok: Any = None,
     hooks: Optional[Hooks] = None,
 ) -> RunSummary:
-    """Run the plan of ``cfg``. ``model``/``tok`` may be injected (tests, notebooks)."""
+    """Run the plan of ``cfg``. ``model``/``tok`` may be injected (tests, notebooks).
+
+    Settings, data and every method's hparams are checked before the run dir is touched; the
+    run dir's lock is then held from the first read of its rows to the last row written.
+    """
     t_start = time.perf_counter()
     plan = plan_run(cfg)
+    hparams = {m.name: build_hparams(m, plan.device, plan.options.neuron_dir) for m in plan.methods}
     plan.run_dir.mkdir(parents=True, exist_ok=True)
+    with store.run_lock(plan.run_dir, plan.tag):
+        return _run_locked(plan, hparams, model, tok, hooks, t_start)
+
+
+def _run_locked(plan: Plan, hparams: dict[str, Any], model: Any, tok: Any, hooks: Optional[Hooks],
+                t_start: float) -> RunSummary:
+    """What :func:`run_benchmark` does once it holds the run dir: resume checks, model, rows."""
+    cfg = plan.cfg
     done = store.done_keys(plan.run_dir)
-    check_resume(plan, done)
+    check_resume(plan, done, store.load_cache(plan.run_dir))
     todo = plan.pending(done)
     total = len(plan.keys())
     summary = RunSummary(plan.run_dir, total, total - len(todo), 0, 0, 0, 0, 0.0,
@@ -318,7 +335,7 @@ def run_benchmark(
     else:
         snapshot = ParamSnapshot(model, plan.restore_mode)
     try:
-        _run(plan, model, tok, snapshot, hooks or Hooks(), todo, summary, say)
+        _run(plan, model, tok, snapshot, hooks or Hooks(), todo, summary, say, hparams)
     except BaseException:
         _MODEL_CACHE.clear()  # the model may be left edited; the next run in this process reloads it
         raise
@@ -330,7 +347,7 @@ def run_benchmark(
 
 
 def _run(plan: Plan, model: Any, tok: Any, snapshot: ParamSnapshot, hooks: Hooks, todo: list,
-         summary: RunSummary, say: Callable[..., None]) -> None:
+         summary: RunSummary, say: Callable[..., None], hparams: dict[str, Any]) -> None:
     """Method by method: prepare its editor once, then one row per (source, record) still to do."""
     from tqdm.auto import tqdm
 
@@ -345,6 +362,7 @@ def _run(plan: Plan, model: Any, tok: Any, snapshot: ParamSnapshot, hooks: Hooks
             store.JsonlWriter(plan.run_dir / f"unedited_cache{plan.tag}.jsonl") as cache, \
             (host_log if host_log is not None else contextlib.nullcontext()):
         sitting = _Sitting(plan, model, tok, snapshot, hooks, env, cache, host_log)
+        sitting.hparams = hparams
         try:
             for spec in plan.methods:
                 work = [(s, r) for (m, s, r) in todo if m is spec]

@@ -50,6 +50,8 @@ class DataSchema:
     path: Optional[str] = "default"
     ids: Optional[str] = "auto"
     limit: Optional[int] = _hint(None, "give an integer or null")
+    #: longest prompt (characters) a record may hold; every prompt is batched whole into the model
+    max_prompt_chars: Optional[int] = _hint(1000, "give a number of characters or null (no limit)")
 
 
 @dataclass

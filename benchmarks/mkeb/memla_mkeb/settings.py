@@ -235,6 +235,28 @@ def check_limit(cfg: Any) -> Optional[int]:
     return limit
 
 
+def check_seed(cfg: Any) -> int:
+    """seed: an integer (torch, numpy and random are re-seeded with it before every edit and evaluation)."""
+    value = _plain(cfg.get("seed", 42))
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BenchConfigError(f"seed={value!r}: give an integer")
+    return value
+
+
+def check_counts(cfg: Any) -> None:
+    """Counts that must be positive: eval.batch_size, eval.max_new_tokens, run.threads, data.max_prompt_chars."""
+    values = {"eval.batch_size": checked(cfg, "eval")["batch_size"],
+              "eval.max_new_tokens": checked(cfg, "eval")["max_new_tokens"],
+              "run.threads": checked(cfg, "run")["threads"],
+              "data.max_prompt_chars": checked(cfg, "data")["max_prompt_chars"]}
+    for name, value in values.items():
+        if value is not None and value < 1:
+            nullable = "" if name == "eval.batch_size" else " or null"
+            raise BenchConfigError(f"{name}={value!r} must be at least 1{nullable}")
+
+
 def run_dir_name(cfg: Any) -> str:
     """Default run directory: runs/<model>/<data>-n<limit|all>-seed<seed>."""
     limit = cfg.data.get("limit")
@@ -299,7 +321,9 @@ __all__ = [
     "check_limit",
     "check_mmap_threshold",
     "check_on_edit_error",
+    "check_counts",
     "check_restore_mode",
+    "check_seed",
     "check_shard",
     "data_name",
     "data_paths",

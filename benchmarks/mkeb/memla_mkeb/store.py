@@ -11,9 +11,9 @@ import contextlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Optional
+from typing import Any, Iterable, Iterator, Optional, Sequence
 
-from memla_plugin.locking import file_lock
+from memla_plugin.locking import file_lock, lock_path
 
 from .settings import BenchConfigError
 
@@ -31,25 +31,41 @@ def row_key(method: str, source: str, record_id: Any) -> str:
     return f"{method}|{source}|{record_id}"
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """All complete lines of ``path``; a partial last line (no newline, bad JSON) is skipped."""
+def _parse_line(path: Path, n: int, line: bytes, required: Sequence[str]) -> dict[str, Any]:
+    """One complete line as a row; anything else names the file and line (1-based) and how to fix it."""
+    try:
+        row = json.loads(line)
+    except UnicodeDecodeError as exc:
+        raise CorruptResultsError(
+            f"{path}:{n}: not UTF-8 (byte 0x{line[exc.start]:02x} at offset {exc.start} of the line); "
+            f"fix or remove that line") from None
+    except json.JSONDecodeError as exc:
+        raise CorruptResultsError(f"{path}:{n}: malformed JSON line ({exc.msg}); fix or remove that line") from None
+    if not isinstance(row, dict):
+        raise CorruptResultsError(f"{path}:{n}: a JSON {type(row).__name__}, not a row object; fix or remove that line")
+    lacking = [k for k in required if k not in row]
+    if lacking:
+        raise CorruptResultsError(
+            f"{path}:{n}: not a row of this file (no {', '.join(repr(k) for k in lacking)}); fix or remove that line")
+    return row
+
+
+def read_jsonl(path: Path, required: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """All complete lines of ``path``; a partial last line (no newline, bad JSON) is skipped.
+
+    Every other line must be a JSON object holding the ``required`` keys, else
+    :class:`CorruptResultsError` names the file and the line.
+    """
     if not path.is_file():
         return []
     data = path.read_bytes()
     lines = data.split(b"\n")
     tail = lines.pop()  # b"" when the file ends with a newline
-    rows = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            raise CorruptResultsError(f"{path}:{n}: malformed JSON line ({exc.msg}); fix or remove that line") from None
+    rows = [_parse_line(path, n, line, required) for n, line in enumerate(lines, 1) if line.strip()]
     if tail.strip():
         try:  # a complete last line without newline (written by hand) still counts
-            rows.append(json.loads(tail))
-        except json.JSONDecodeError:
+            rows.append(_parse_line(path, len(lines) + 1, tail, required))
+        except CorruptResultsError:
             pass  # the line an interrupted writer left behind
     return rows
 
@@ -136,11 +152,16 @@ class JsonlWriter:
         self.close()
 
 
+#: keys every line of a results / unedited-cache file has (what the runner reads back)
+ROW_KEYS = ("key", "method", "source", "record_id", "status")
+CACHE_KEYS = ("record_id", "base_id")
+
+
 def done_keys(run_dir: Path) -> dict[str, dict[str, Any]]:
     """Every row already in any results file of ``run_dir`` (all shards), by key."""
     out: dict[str, dict[str, Any]] = {}
     for path in iter_files(run_dir, RESULTS_GLOB):
-        for row in read_jsonl(path):
+        for row in read_jsonl(path, ROW_KEYS):
             out.setdefault(row["key"], row)
     return out
 
@@ -149,9 +170,33 @@ def load_cache(run_dir: Path) -> dict[str, dict[str, Any]]:
     """Cached unedited references of ``run_dir`` (all shards) by record id."""
     out: dict[str, dict[str, Any]] = {}
     for path in iter_files(run_dir, UNEDITED_GLOB):
-        for row in read_jsonl(path):
+        for row in read_jsonl(path, CACHE_KEYS):
             out.setdefault(str(row["record_id"]), row)
     return out
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path, tag: str) -> Iterator[None]:
+    """Hold the run dir's lock for shard ``tag`` ('' unsharded) while a run reads and writes it.
+
+    Taken before the run dir is read, so the rows found there are the rows no other run
+    will write; a second run on the same run dir and shard is refused at once (nothing read,
+    nothing written). Shards of one run dir own different results files and run side by side.
+    """
+    from filelock import Timeout
+
+    where = Path(run_dir) / ".locks" / f"run{tag}"
+    held = contextlib.ExitStack()
+    try:
+        held.enter_context(file_lock(where, timeout=0))
+    except Timeout:
+        shard = f" (shard {tag.lstrip('.')})" if tag else ""
+        raise BenchConfigError(
+            f"run dir {run_dir}{shard} is in use by another memla-mkeb process ({lock_path(where)} is held); "
+            f"wait for it to finish or use another run_dir"
+        ) from None
+    with held:
+        yield
 
 
 def rows_of(paths: Iterable[Path]) -> Iterator[tuple[Path, dict[str, Any]]]:
@@ -172,4 +217,5 @@ __all__ = [
     "read_jsonl",
     "row_key",
     "rows_of",
+    "run_lock",
 ]
