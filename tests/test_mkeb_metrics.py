@@ -209,7 +209,8 @@ def test_score_record_batch_size_invariant(kind, make_tiny_model, tiny_tok):
             for metric, value in a[lang].items():
                 assert b[lang][metric] == pytest.approx(value, abs=1e-6), (lang, metric)
     assert set(one[0]["en"]) == {"ES", "PS", "NS", "MQ", "NS_cf", "ES_norm", "PS_norm", "NS_cf_norm",
-                                 "rel_acc", "gen_acc", "loc_acc", "port_acc"}
+                                 "rel_acc", "gen_acc", "loc_acc", "port_acc", "true_acc",
+                                 "gen_ES", "gen_PS", "gen_ES_old", "gen_PS_old", "gen_NS"}
 
 
 def test_scoring_restores_train_mode(make_tiny_model, tiny_tok):

@@ -24,8 +24,14 @@ Two families, per evaluation language:
   accuracy of ``target_true`` after the edit question: how much of its own fact the model
   shows (on the unedited model it decides the harness's default prompt format).
 
+* What the model says (:mod:`.generation`): ``gen_ES``/``gen_PS`` whether its bounded greedy
+  answer to the edit question / the paraphrases names ``target_new``, ``gen_ES_old``/``gen_PS_old``
+  whether it still names ``target_true``, ``gen_NS`` whether its neighbourhood answers equal
+  the unedited model's.
+
 A metric whose inputs a record lacks (ES/PS without ``target_true``, as in zsRE) is ``None``.
-Scores aggregate by the mean over records, ``None`` left out; higher is better for all.
+Scores aggregate by the mean over records, ``None`` left out; higher is better for all but
+``gen_ES_old``/``gen_PS_old``.
 Reports read titles, families and "needs" texts from :data:`METRIC_REGISTRY` rather than
 keeping their own lists.
 
@@ -38,8 +44,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable, NamedTuple, Optional, Sequence
 
+from .generation import gen_neighbourhood_kept, gen_says
+
 if TYPE_CHECKING:  # for annotations only: metric definitions do not depend on the engine
     from .engine import TFResult
+    from .generation import GenAnswers
 
 _WORD_MARKERS = ("Ġ", "▁", " ")
 
@@ -99,6 +108,7 @@ class LangOutputs:
     is_reference: bool = False
     loc_new: list["TFResult"] = field(default_factory=list)  # target_new after each neighbourhood prompt
     loc_true: Optional[list["TFResult"]] = None  # target_true there; None without target_true
+    gen: Optional["GenAnswers"] = None  # greedy answers as text (generation-based success); None: not decoded
 
     def f1(self, answers: Sequence[Answer]) -> float | None:
         """Mean token-set F1 of the greedy decodes against the gold answers."""
@@ -148,6 +158,11 @@ def _locality_accuracy(o: LangOutputs) -> float | None:
     )
 
 
+def _gen(which: str, paraphrases: bool) -> Callable[[LangOutputs], Optional[float]]:
+    """A generation-based success metric (:mod:`.generation`) reading ``LangOutputs.gen``."""
+    return lambda o: gen_says(o.gen, which, paraphrases=paraphrases)
+
+
 @dataclass(frozen=True)
 class Metric:
     """One metric: its name in score dicts, family, title, what it needs and how it is computed."""
@@ -163,7 +178,8 @@ class Metric:
 
 #: Family names as reports title them.
 FAMILY_TITLE = {"mkeb": "MKEB metrics", "counterfact": "CounterFact-style probability comparisons",
-                "easyedit": "EasyEdit token-accuracy family", "knowledge": "The pre-edit fact"}
+                "easyedit": "EasyEdit token-accuracy family", "knowledge": "The pre-edit fact",
+                "generation": "What the model says (greedy answers)"}
 
 _ALL = (
     Metric("ES", "mkeb", "edit success",
@@ -191,6 +207,18 @@ _ALL = (
            "needs neighbourhood prompts with answers and the unedited model's outputs", _locality_accuracy),
     Metric("port_acc", "easyedit", "portability (token acc.)", "needs multi-hop questions with their new answers",
            lambda o: mean_or_none(a.forced.correct for a in o.port)),
+    Metric("gen_ES", "generation", "says the new answer (edit question)",
+           "needs target_new; the bounded greedy answer to the edit question contains it", _gen("new", False)),
+    Metric("gen_PS", "generation", "says the new answer (paraphrases)",
+           "needs paraphrase prompts; the share of their greedy answers containing target_new", _gen("new", True)),
+    Metric("gen_ES_old", "generation", "still says the old answer (edit question)",
+           "needs target_true; the greedy answer to the edit question contains it", _gen("true", False),
+           higher_is_better=False),
+    Metric("gen_PS_old", "generation", "still says the old answer (paraphrases)",
+           "needs target_true and paraphrase prompts", _gen("true", True), higher_is_better=False),
+    Metric("gen_NS", "generation", "neighbourhood answers unchanged",
+           "needs neighbourhood prompts and the unedited model's greedy answers to them",
+           lambda o: gen_neighbourhood_kept(o.gen)),
     # rel_acc on the pre-edit answer: how much of its own fact the model shows (the prompt-format rule reads it)
     Metric("true_acc", "knowledge", "pre-edit answer (token acc.)",
            "needs target_true (the pre-edit answer)", lambda o: None if o.edit_true is None else o.edit_true.correct),
@@ -211,6 +239,7 @@ def family_metrics(family: str) -> tuple[str, ...]:
 MKEB_METRICS: tuple[str, ...] = family_metrics("mkeb")
 EASYEDIT_METRICS: tuple[str, ...] = family_metrics("easyedit")
 COUNTERFACT_METRICS: tuple[str, ...] = family_metrics("counterfact")
+GENERATION_METRICS: tuple[str, ...] = family_metrics("generation")
 
 
 def compute_all(outputs: LangOutputs) -> dict[str, float | None]:

@@ -25,19 +25,23 @@ class UneditedReference:
 
     ``scores`` are the unedited model's own scores (the reference row of every report);
     ``loc_tokens`` its teacher-forced argmax on each neighbourhood answer, against which an
-    edited model's ``loc_acc`` is measured.
+    edited model's ``loc_acc`` is measured; ``gen_loc`` its bounded greedy answers to the
+    neighbourhood prompts, against which ``gen_NS`` is measured (empty in references stored
+    before that metric existed: ``gen_NS`` is then not measured).
     """
 
     example_id: Any
     scores: Scores
     loc_tokens: dict[str, list[list[int]]] = field(default_factory=dict)
+    gen_loc: dict[str, list[str]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {"example_id": self.example_id, "scores": self.scores, "loc_tokens": self.loc_tokens}
+        return {"example_id": self.example_id, "scores": self.scores, "loc_tokens": self.loc_tokens,
+                "gen_loc": self.gen_loc}
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> "UneditedReference":
-        return cls(raw["example_id"], raw["scores"], raw.get("loc_tokens", {}))
+        return cls(raw["example_id"], raw["scores"], raw.get("loc_tokens", {}), raw.get("gen_loc", {}))
 
 
 def unedited_references(model: Any, tok: Any, records: Sequence[MKEBRecord], langs: Sequence[str] | None = None,
@@ -48,7 +52,7 @@ def unedited_references(model: Any, tok: Any, records: Sequence[MKEBRecord], lan
     ``prompt_template`` as for the edited model's :func:`.scoring.score_record`.
     """
     out = run_scoring(model, tok, records, langs, ScoringOptions(**options), own_reference=True)
-    return [UneditedReference(rec.example_id, s, loc) for rec, (s, loc) in zip(records, out)]
+    return [UneditedReference(rec.example_id, o.scores, o.loc_tokens, o.gen_loc) for rec, o in zip(records, out)]
 
 
 def unedited_reference(model: Any, tok: Any, record: MKEBRecord, langs: Sequence[str] | None = None,

@@ -8,13 +8,14 @@ the results are handed to the metric definitions of :mod:`.metric_registry`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional, Sequence
 
 from memla_plugin.errors import MEMLAError
 from memla_plugin.tokenisation import encode_prompt, encode_target
 
 from .engine import TFResult, greedy_decode, pad_id_of, teacher_forced
+from .generation import GEN_MAX_NEW_TOKENS, GenAnswers, answer_text, stop_ids
 from .kv_fork import shared_prompt_scoring
 from .metric_registry import Answer, LangOutputs, compute_all
 from .schema import MKEBRecord
@@ -24,8 +25,9 @@ if TYPE_CHECKING:
 
 Scores = dict[str, dict[str, Any]]
 LocTokens = dict[str, list[list[int]]]
+GenLoc = dict[str, list[str]]
 
-__all__ = ["MetricConfigError", "Scores", "ScoringOptions", "score_record", "score_records"]
+__all__ = ["MetricConfigError", "RecordOutputs", "Scores", "ScoringOptions", "score_record", "score_records"]
 
 
 class MetricConfigError(MEMLAError, ValueError):
@@ -42,6 +44,10 @@ class ScoringOptions:
     sequence separately (slower; equal up to float rounding). ``prompt_template`` wraps every
     evaluated prompt (e.g. ``"Q: {}\\nA:"``); the default evaluates the questions as they are,
     which is what EasyEdit does and what the edit methods are trained on.
+    ``gen_max_new_tokens``: length bound of the greedy answers that the generation-based
+    metrics read (:mod:`.generation`; 0 leaves them unmeasured). ``gen_template``: the
+    template those answers are asked under (default: ``prompt_template``, so they share its
+    prompt computation).
     """
 
     device: Any = None
@@ -49,6 +55,8 @@ class ScoringOptions:
     max_new_tokens: Optional[int] = None
     share_prompts: bool = True
     prompt_template: str = "{}"
+    gen_max_new_tokens: int = GEN_MAX_NEW_TOKENS
+    gen_template: Optional[str] = None
 
 
 class _Plan:
@@ -91,6 +99,7 @@ class _LangSpec:
     port: list[_PlannedAnswer]
     loc_new: list[int]  # the record's target_new after each neighbourhood prompt (CounterFact's NS)
     loc_true: Optional[list[int]]  # target_true there; None without target_true
+    gen: Optional[dict[str, Any]] = None  # decode indices and targets of the greedy answers (_plan_gen)
 
 
 def _plan_answers(tok: Any, plan: _Plan, encode: Callable[[str], list[int]], lang: str, where: str,
@@ -133,11 +142,44 @@ def _plan_lang(tok: Any, record: MKEBRecord, lang: str, plan: _Plan, encode: Cal
     return _LangSpec(edit_new, edit_true, para_new, para_true, loc, port, loc_new, loc_true)
 
 
+def _plan_gen(record: MKEBRecord, lang: str, plan: _Plan, encode: Callable[[str], list[int]], n: int) -> Optional[dict[str, Any]]:
+    """Bounded greedy answers to the edit question, paraphrases and neighbourhood prompts (None for n = 0)."""
+    if n <= 0:
+        return None
+    fact = record.fact(lang)
+    return {
+        "targets": (fact.target_new, fact.target_true or None),
+        "edit": plan.decode(encode(fact.question), n),
+        "para": [plan.decode(encode(p), n) for p in record.paraphrase_prompts.get(lang, [])],
+        "loc": [plan.decode(encode(p), n) for p in record.neighborhood_prompts.get(lang, [])],
+    }
+
+
+def _gen_answers(tok: Any, lang: str, spec: Optional[dict[str, Any]], dec: list[list[int]],
+                 reference: "UneditedReference | None", own_reference: bool, stops: set[int]) -> Optional[GenAnswers]:
+    if spec is None:
+        return None
+    text = lambda i: answer_text(tok, dec[i], stops)  # noqa: E731
+    ref_loc = reference.gen_loc.get(lang) if reference is not None else None
+    return GenAnswers(lang, spec["targets"][0], spec["targets"][1], text(spec["edit"]),
+                      [text(i) for i in spec["para"]], [text(i) for i in spec["loc"]], ref_loc, own_reference)
+
+
+class RecordOutputs(NamedTuple):
+    """One record's scores and what its unedited reference keeps: neighbourhood argmax and answers."""
+
+    scores: Scores
+    loc_tokens: LocTokens
+    gen_loc: GenLoc
+
+
 def _finish(tok: Any, specs: dict[str, _LangSpec], tf: list[TFResult], dec: list[list[int]],
-            reference: "UneditedReference | None", own_reference: bool) -> tuple[Scores, LocTokens]:
-    """Metric values per language, and the argmax tokens on the neighbourhood answers."""
+            reference: "UneditedReference | None", own_reference: bool) -> RecordOutputs:
+    """Metric values per language, the argmax tokens on the neighbourhood answers, the neighbourhood answers."""
     scores: Scores = {}
     loc_tokens: LocTokens = {}
+    gen_loc: GenLoc = {}
+    stops = stop_ids(tok)
     for lang, s in specs.items():
         outputs = LangOutputs(
             tok=tok,
@@ -151,10 +193,13 @@ def _finish(tok: Any, specs: dict[str, _LangSpec], tf: list[TFResult], dec: list
             is_reference=own_reference,
             loc_new=[tf[i] for i in s.loc_new],
             loc_true=[tf[i] for i in s.loc_true] if s.loc_true is not None else None,
+            gen=_gen_answers(tok, lang, s.gen, dec, reference, own_reference, stops),
         )
         loc_tokens[lang] = [a.forced.argmax for a in outputs.loc]
+        if outputs.gen is not None:
+            gen_loc[lang] = outputs.gen.neighbourhood
         scores[lang] = compute_all(outputs)
-    return scores, loc_tokens
+    return RecordOutputs(scores, loc_tokens, gen_loc)
 
 
 def _execute(model: Any, tok: Any, plan: _Plan, opts: ScoringOptions) -> tuple[list[TFResult], list[list[int]]]:
@@ -181,22 +226,25 @@ def _execute(model: Any, tok: Any, plan: _Plan, opts: ScoringOptions) -> tuple[l
 
 def run_scoring(model: Any, tok: Any, records: Sequence[MKEBRecord], langs: Sequence[str] | None,
                 opts: ScoringOptions, references: Sequence["UneditedReference | None"] | None = None,
-                *, own_reference: bool = False) -> list[tuple[Scores, LocTokens]]:
-    """Scores and neighbourhood argmax tokens for each record (the engine runs once for all).
+                *, own_reference: bool = False) -> list[RecordOutputs]:
+    """Scores, neighbourhood argmax tokens and answers for each record (the engine runs once for all).
 
     ``own_reference``: the model is the unedited reference itself, so ``loc_acc`` is 1.
     """
-    if "{}" not in opts.prompt_template:
-        raise MetricConfigError(f"prompt_template {opts.prompt_template!r} has no '{{}}' for the question")
+    gen_template = opts.prompt_template if opts.gen_template is None else opts.gen_template
+    for name, template in (("prompt_template", opts.prompt_template), ("gen_template", gen_template)):
+        if "{}" not in template:
+            raise MetricConfigError(f"{name} {template!r} has no '{{}}' for the question")
 
-    def encode(text: str) -> list[int]:  # every evaluated prompt goes through the template
-        return encode_prompt(tok, opts.prompt_template.replace("{}", text, 1))
+    def encode(text: str, template: str = opts.prompt_template) -> list[int]:  # every prompt goes through a template
+        return encode_prompt(tok, template.replace("{}", text, 1))
 
     plan = _Plan()
-    specs = [
-        {lang: _plan_lang(tok, rec, lang, plan, encode, opts.max_new_tokens) for lang in (langs or rec.langs)}
-        for rec in records
-    ]
+    specs = [{lang: _plan_lang(tok, rec, lang, plan, encode, opts.max_new_tokens) for lang in (langs or rec.langs)}
+             for rec in records]
+    for rec, spec in zip(records, specs):
+        for lang, s in spec.items():
+            s.gen = _plan_gen(rec, lang, plan, lambda t: encode(t, gen_template), opts.gen_max_new_tokens)
     tf, dec = _execute(model, tok, plan, opts)
     refs = references or [None] * len(records)
     return [_finish(tok, spec, tf, dec, ref, own_reference) for spec, ref in zip(specs, refs)]
@@ -208,7 +256,7 @@ def score_records(model: Any, tok: Any, records: Sequence[MKEBRecord], langs: Se
 
     ``options``: the fields of :class:`ScoringOptions`.
     """
-    return [s for s, _ in run_scoring(model, tok, records, langs, ScoringOptions(**options), references)]
+    return [out.scores for out in run_scoring(model, tok, records, langs, ScoringOptions(**options), references)]
 
 
 def score_record(model: Any, tok: Any, record: MKEBRecord, langs: Sequence[str] | None = None, *,

@@ -1,0 +1,110 @@
+"""Generation-based success (memla_plugin.mkeb.generation): normalisation, bounded answers, neighbours."""
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest_mkeb import BigramStub, word_tok
+
+from memla_plugin.mkeb.generation import answer_text, contains_answer, normalise_answer, same_answer
+from memla_plugin.mkeb.loader import record_from_json
+from memla_plugin.mkeb.metric_registry import METRIC_REGISTRY
+from memla_plugin.mkeb.metrics import ReferenceCache, score_record, unedited_reference
+from memla_plugin.mkeb.scoring import MetricConfigError
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("answer, target, lang, expected", [
+    ("He comes from Philadelphia.", "Philadelphia", "en", True),      # at the end, with punctuation
+    ("PHILADELPHIA!!", "philadelphia", "en", True),                    # case
+    ("Born in  New\nYork , USA", "New York", "en", True),               # whitespace and punctuation inside
+    ("He is from Londonderry", "London", "en", False),                 # whole words where words are spaced
+    ("Il vient de Philadelphie (Pennsylvanie).", "Philadelphie", "fr", True),
+    ("斯派克·休斯出生于费城，美国。", "费城", "zh", True),                    # inside a sentence, no word boundaries
+    ("彼はフィラデルフィアの出身です。", "フィラデルフィア", "ja", True),
+    ("彼はロンドンの出身です", "フィラデルフィア", "ja", False),
+    ("ＡＢＣ社です", "abc", "ja", True),                                   # full-width letters (NFKC) and case
+    ("เขามาจาก ฟิลาเดลเฟีย ครับ", "ฟิลาเดลเฟีย", "th", True),
+    ("Philadelphia", "", "en", False),                                 # no target: nothing to find
+])
+def test_contains_after_normalisation(answer, target, lang, expected):
+    assert contains_answer(answer, target, lang) is expected
+
+
+def test_normalisation_and_equality():
+    assert normalise_answer("  Paris,\tFrance! ", "en") == "paris france"
+    assert normalise_answer("巴黎 ， 法国。", "zh") == "巴黎法国"
+    assert same_answer("London.", "london", "en")
+    assert not same_answer("London", "London, England", "en")
+
+
+# "?" -> A -> B -> C -> D -> A ... (greedy); "!" -> C; after "x" (unknown, a special token) anything
+CHAIN = {"?": {"A": 0.9}, "!": {"C": 0.9}, "A": {"B": 0.9}, "B": {"C": 0.9}, "C": {"D": 0.9}, "D": {"A": 0.9}}
+
+
+def chain_record():
+    return record_from_json({
+        "example_id": 7,
+        "edit": {"en": {"prompt": "{} ?", "subject": "Q", "target_new": "D", "target_true": "A"}},
+        "paraphrase_prompts": {"en": ["R ?", "R !"]},
+        "neighborhood_prompts": {"en": ["N ?", "N !"]},
+        "neighborhood_answers": {"en": ["A", "C"]},
+        "multi_hop_questions": {"en": []},
+        "multi_hop_new_answer": {},
+    })
+
+
+def test_bounded_length_decides_what_the_answer_contains():
+    tok, model, rec = word_tok(), BigramStub(CHAIN), chain_record()
+    short = score_record(model, tok, rec, ["en"], device="cpu", gen_max_new_tokens=3)["en"]
+    # "Q ?" -> "A B C": names the old answer A, not yet the new D
+    assert (short["gen_ES"], short["gen_ES_old"]) == (0.0, 1.0)
+    # paraphrases: "R ?" -> "A B C" (old), "R !" -> "C D A" (both)
+    assert (short["gen_PS"], short["gen_PS_old"]) == (0.5, 1.0)
+    longer = score_record(model, tok, rec, ["en"], device="cpu", gen_max_new_tokens=4)["en"]
+    assert longer["gen_ES"] == 1.0 and longer["gen_PS"] == 1.0  # "A B C D": the fourth token is D
+    off = score_record(model, tok, rec, ["en"], device="cpu", gen_max_new_tokens=0)["en"]
+    assert all(off[m] is None for m in METRIC_REGISTRY if METRIC_REGISTRY[m].family == "generation")
+    assert off["ES"] == short["ES"]  # the other metrics do not depend on the answers
+
+
+def test_answer_stops_at_a_special_token():
+    tok = word_tok()
+    ids = tok("A B x C")["input_ids"]  # "x" is the unknown token, a special token of this tokenizer
+    assert answer_text(tok, ids) == "A B"
+    assert answer_text(tok, tok("x A")["input_ids"]) == ""
+
+
+def test_neighbourhood_answers_compared_with_the_unedited_model(tmp_path):
+    tok, rec = word_tok(), chain_record()
+    unedited = BigramStub(CHAIN)
+    ref = unedited_reference(unedited, tok, rec, ["en"], device="cpu", gen_max_new_tokens=3)
+    assert ref.gen_loc["en"] == ["A B C", "C D A"]
+    assert ref.scores["en"]["gen_NS"] == 1.0
+    # after the edit "N ?" still answers "A B C", but after "!" the model now says "B ..."
+    edited = BigramStub({**CHAIN, "!": {"B": 0.9}})
+    scores = score_record(edited, tok, rec, ["en"], device="cpu", reference=ref, gen_max_new_tokens=3)["en"]
+    assert scores["gen_NS"] == 0.5
+    assert score_record(edited, tok, rec, ["en"], device="cpu", gen_max_new_tokens=3)["en"]["gen_NS"] is None
+    # the reference cache keeps the answers and recomputes a reference stored without them
+    cache = ReferenceCache(tmp_path / "ref.json", model_key="stub")
+    first = cache.get_or_compute(unedited, tok, [rec], ["en"], device="cpu", gen_max_new_tokens=3)[0]
+    again = ReferenceCache(tmp_path / "ref.json", model_key="stub").get(7, ["en"])
+    assert again is not None and again.gen_loc == first.gen_loc == ref.gen_loc
+
+
+def test_answers_asked_under_their_own_template():
+    tok, model, rec = word_tok(), BigramStub(CHAIN), chain_record()
+    # every question followed by "!" instead of its own last word: "Q ? !" -> "C D A" names D
+    scores = score_record(model, tok, rec, ["en"], device="cpu", gen_max_new_tokens=3, gen_template="{} !")["en"]
+    assert scores["gen_ES"] == 1.0
+    base = score_record(model, tok, rec, ["en"], device="cpu", gen_max_new_tokens=3)["en"]
+    assert scores["ES"] == base["ES"]  # the probability metrics keep prompt_template
+    with pytest.raises(MetricConfigError, match="gen_template"):
+        score_record(model, tok, rec, ["en"], device="cpu", gen_template="no slot")
