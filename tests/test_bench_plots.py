@@ -217,3 +217,28 @@ def test_glance_prefers_the_composite_locality_only_when_every_editor_has_it():
     assert points[0]["is_reference"] and points[1]["x"] == 0.7
     # one editor without it (rows of the first protocol): the whole picture falls back to loc_acc
     assert glance_choice(data(["unedited", "memla"]))[1] == "loc_acc"
+
+
+def test_language_bars_average_the_rows_the_tables_average(tmp_path):
+    """A failed edit and a skipped row: each bar's mean is the by_record mean of that language."""
+    from memla_mkeb import figures
+    from memla_mkeb.invocation import Invocation
+    from memla_mkeb.report_data import ReportData
+    from memla_mkeb.stats import by_record
+
+    run = _write_run(tmp_path)
+    lines = (run / "results.jsonl").read_text("utf-8").splitlines()
+    rows = [json.loads(x) for x in lines]
+    for r in rows:
+        if r["method"] == "rome" and r["source"] == "en" and r["record_id"] in ("1", "2"):
+            r["status"] = "error" if r["record_id"] == "1" else "skipped"
+    (run / "results.jsonl").write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows), "utf-8")
+    c = collect([run])
+    out = tmp_path / "r.md"
+    d = ReportData.load(c, out, n_boot=50, seed=0, plots=True, shown=Invocation.of(c.run_dirs, out))
+    cells = figures._cells(d, "rome", "en", "ES")
+    for t in LANGS[:5]:
+        vals = by_record(d.grouped[("rome", "en")], t, "ES", "e2e")
+        assert cells[t].n == len(vals) and cells[t].mean == pytest.approx(sum(vals.values()) / len(vals))
+    # the edit language's bar is the table's edit→edit mean
+    assert cells["en"].mean == pytest.approx(d.ests[("rome", "en", "ES", "e2e")].mean)

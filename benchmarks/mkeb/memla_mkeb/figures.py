@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional, Sequence
 from .composite import LOCALITY_METRIC
 from .markdown import safe_name
 from .report_data import ReportData
-from .stats import MKEB_METRICS, Estimate, bootstrap, pct
+from .stats import MKEB_METRICS, Estimate, bootstrap, by_record, ordered_values, pct
 
 Files = dict[str, bytes]
 
@@ -52,10 +52,14 @@ def method_groups(methods: Sequence[str], kinds: dict[str, str]) -> list[tuple[s
 
 
 def _cells(d: ReportData, method: str, source: str, metric: str) -> dict[str, Estimate]:
-    """Per evaluation language: the mean over ``method``'s records with a bootstrap interval."""
-    rows = [r for r in d.grouped.get((method, source), []) if r.get("status") != "skipped" and r.get("scores")]
-    return {t: bootstrap(d.matrix_values(rows, t, metric), label=f"cell|{method}|{source}|{metric}|{t}",
-                         seed=d.seed, n_boot=d.n_boot) for t in d.targets}
+    """Per evaluation language: the mean over ``method``'s records with a bootstrap interval.
+
+    The values are read by :func:`.stats.by_record` (the language's own score is its "edit→edit"
+    value), so a bar averages exactly the rows the tables' means do.
+    """
+    rows = d.grouped.get((method, source), [])
+    return {t: bootstrap(ordered_values(by_record(rows, t, metric, "e2e")), seed=d.seed, n_boot=d.n_boot,
+                         label=f"cell|{method}|{source}|{metric}|{t}") for t in d.targets}
 
 
 def _panels(d: ReportData, source: str, methods: Sequence[str]) -> list[Any]:
