@@ -51,6 +51,10 @@ def diagnose(args: argparse.Namespace) -> dict:
             drop = {l: generic_neurons(background.shares(l, background.languages())[0], args.max_share) for l in langs}
             sets = {l: {r: s - drop[l] for r, s in sets[l].items()} for l in langs}
             out["filtered_at_share"] = args.max_share
+    if args.loo_share is not None:  # the other cached records as each record's background
+        everyone = {r: cache.get(r, args.edit_lang) for r in cache.example_ids(args.edit_lang)}
+        out["generic_leave_one_out"] = dict(ns.leave_one_out_generic(everyone, records, args.loo_share),
+                                            max_share=args.loo_share, background_records=len(everyone) - 1)
     out["sizes"] = ns.set_sizes(sets, langs, records)
     out["overlaps"] = ns.pair_overlaps(sets, langs, records)
     out["intersection"] = ns.likn_lskn(sets, args.edit_lang, langs, records)
@@ -79,6 +83,11 @@ def to_markdown(d: dict) -> str:
         lines.append(f"Generic neurons (>{d.get('filtered_at_share', 'share')} of {d['background_facts']} background facts): "
                      f"{g['n_generic']} neurons; mean share of a record's edit-language neurons {100 * g['mean_share']:.0f}%; "
                      f"records with >= 3: {g['records_with_3_or_more']} of {g['records']}")
+    if "generic_leave_one_out" in d:
+        g = d["generic_leave_one_out"]
+        lines.append(f"Generic neurons (each record against the {g['background_records']} other cached records, "
+                     f"share > {g['max_share']}): mean share of a record's edit-language neurons {100 * g['mean_share']:.0f}%; "
+                     f"records with >= 3: {g['records_with_3_or_more']} of {g['records']}")
     lines.append("Edit-language neurons per layer: " + " ".join(str(x) for x in d["layers_edit_lang"]))
     return "\n".join(lines) + "\n"
 
@@ -94,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--background", default="benchmarks/mkeb/results/background", help="train-split background ('' for none)")
     ap.add_argument("--max-share", type=float, default=0.1)
     ap.add_argument("--filter", action="store_true", help="drop generic neurons before the set statistics")
+    ap.add_argument("--loo-share", type=float, default=None,
+                    help="also count generic neurons against the other cached records (share above this)")
     ap.add_argument("--num-layers", type=int, default=24)
     ap.add_argument("--json", default=None, help="also write the statistics here")
     args = ap.parse_args(argv)

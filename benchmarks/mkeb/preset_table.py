@@ -6,7 +6,8 @@ PS and NS_cf on the other languages, :mod:`memla_mkeb.composite`) with its boots
 the composite's paired difference against the full preset, and the mean LIKN / LSKN sizes the
 edits trained. Failed edits are counted apart, never averaged in.
 
-    python benchmarks/mkeb/preset_table.py benchmarks/mkeb/results/dev_preset --preset memla_refined
+    python benchmarks/mkeb/preset_table.py benchmarks/mkeb/results/dev_preset \\
+        benchmarks/mkeb/results/dev_preset_ablations --preset memla_refined
 """
 from __future__ import annotations
 
@@ -44,10 +45,10 @@ def table(rows: list[dict], methods: list[str], preset: str, source: str, n_boot
         cells += [_mean([record_value(r["scores"], source, k, v) for r in rs]) for k, v in METRICS]
         tri = record_triples(rs, source, "others", PARTS)
         est = composite_estimate(tri, label=m, seed=seed, n_boot=n_boot)
-        cells.append(f"{100 * est.point:.1f} [{100 * est.lo:.1f}, {100 * est.hi:.1f}]" if est.n else "n/a")
+        cells.append(f"{100 * est.mean:.1f} [{100 * est.lo:.1f}, {100 * est.hi:.1f}]" if est.n and est.mean is not None else "n/a")
         if m != preset and base and tri:
             d, is_interval = composite_difference(tri, base, label=m, seed=seed, n_boot=n_boot)
-            cells.append(f"{100 * d.point:+.1f} [{100 * d.lo:+.1f}, {100 * d.hi:+.1f}]" if is_interval else "n/a")
+            cells.append(f"{100 * d.mean:+.1f} [{100 * d.lo:+.1f}, {100 * d.hi:+.1f}]" if is_interval else "n/a")
         else:
             cells.append("")
         stats = [r.get("edit_stats") or {} for r in rs]
@@ -61,14 +62,14 @@ def table(rows: list[dict], methods: list[str], preset: str, source: str, n_boot
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("run_dir")
+    ap.add_argument("run_dirs", nargs="+", help="run dirs whose rows are pooled (one row per method and record)")
     ap.add_argument("--preset", default="memla_refined")
     ap.add_argument("--methods", default=None, help="comma-separated (default: every method of the run dir)")
     ap.add_argument("--source", default="en")
     ap.add_argument("--n-boot", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
-    files = sorted(Path(args.run_dir).glob("results*.jsonl"))  # results.jsonl and the shards' files
+    files = [f for d in args.run_dirs for f in sorted(Path(d).glob("results*.jsonl"))]  # shards' files too
     rows = [json.loads(l) for f in files for l in f.read_text("utf-8").splitlines() if l.strip()]
     methods = args.methods.split(",") if args.methods else list(dict.fromkeys(r["method"] for r in rows))
     print(table(rows, methods, args.preset, args.source, args.n_boot, args.seed))

@@ -86,3 +86,19 @@ def layer_histogram(neuron_sets: Iterable[set[Neuron]], num_layers: int) -> list
             if 0 <= layer < num_layers:
                 hist[layer] += 1
     return hist
+
+
+def leave_one_out_generic(sets: Mapping[str, set[Neuron]], records: Sequence[str], max_share: float) -> dict[str, float]:
+    """Per record, the share of its neurons that more than ``max_share`` of the *other* records also select.
+
+    For a cache without a separate background (e.g. the committed series): the other records
+    of the cache serve as the background of each one.
+    """
+    per_record, counts = [], []
+    for r in records:
+        generic = generic_neurons(leave_one_out_shares(sets, r), max_share) & sets[r]
+        counts.append(len(generic))
+        if sets[r]:
+            per_record.append(len(generic) / len(sets[r]))
+    return {"mean_share": statistics.fmean(per_record) if per_record else 0.0,
+            "records_with_3_or_more": sum(c >= 3 for c in counts), "records": len(records)}
