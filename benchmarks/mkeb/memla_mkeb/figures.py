@@ -107,6 +107,13 @@ def glance_choice(d: ReportData) -> Optional[tuple[str, str, list[dict[str, Any]
     return None
 
 
+def _records(d: ReportData, source: str, methods: Sequence[str]) -> str:
+    """How many records the methods' means rest on ("60", or "28–30" when they differ)."""
+    x = next((x for x in PANEL_METRICS if x in d.metrics), d.metrics[0] if d.metrics else "")
+    n = sorted({e.n for m in methods for e in [d.ests.get((m, source, x, "e2e"))] if e and e.n})
+    return "0" if not n else str(n[0]) if len(n) == 1 else f"{n[0]}–{n[-1]}"
+
+
 def _drawer(d: ReportData, files: Files, tmp: str) -> Callable[[str, Callable[[Path], Any]], str]:
     """``draw(name, plot)``: ``plot(path)`` writes the PNG, which goes into ``files``; returns its link."""
     def draw(name: str, plot: Callable[[Path], Any]) -> str:
@@ -124,7 +131,6 @@ def at_a_glance(d: ReportData, files: Files) -> list[str]:
     from . import plots as P
 
     source, x, points = choice
-    n = sorted({d.ests[(p["method"], source, GLANCE_Y, "others")].n for p in points})
     title = f"Edit language {source}: locality against cross-lingual edit success"
     with tempfile.TemporaryDirectory() as tmp:
         path = _drawer(d, files, tmp)("at_a_glance.png", lambda out: P.pareto_figure(
@@ -139,7 +145,7 @@ def at_a_glance(d: ReportData, files: Files) -> list[str]:
         notes += (f" For edit language{'s' if len(rest) > 1 else ''} {', '.join(rest)}, the same two measures "
                   f"are in the ES and {x} panels of the per-language figures under Plots.")
     return ["## At a glance\n", f"![locality against cross-lingual edit success, edit language {source}]({path})\n",
-            f"Edit language {source}, {n[0] if len(n) == 1 else f'{n[0]}–{n[-1]}'} records per "
+            f"Edit language {source}, {_records(d, source, [p['method'] for p in points])} records per "
             f"method. x: locality as {x} in the other evaluation languages ({LOCALITY_WORDS[x]}); y: edit "
             f"success (ES) in the other evaluation languages; whiskers: 95% bootstrap intervals over records. "
             f"Up and to the right is better on both; an editor far to the left changed answers it was not "
@@ -164,7 +170,8 @@ def plots(d: ReportData, files: Files) -> list[str]:
                 if panels:
                     what = {"baselines": "MEMLA and the baselines", "ablations": "MEMLA and its ablations",
                             "presets": "MEMLA and its improved presets"}[name]
-                    title = f"Edit language {s}: {what}, per evaluation language"
+                    title = (f"Edit language {s}: {what}, per evaluation language "
+                             f"({_records(d, s, ms)} records per editor)")
                     path = draw(f"languages_{s}_{name}.png", lambda out: P.language_panels(
                         out, panels, ms, d.targets, s, title))
                     md.append(f"![{what}, edit language {s}]({path})\n")

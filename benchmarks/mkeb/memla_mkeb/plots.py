@@ -147,7 +147,7 @@ def language_panels(path: Path, panels: Sequence[Panel], methods: Sequence[str],
         fig.legend(handles=handles, loc="upper right", ncol=len(handles), fontsize=9, frameon=False,
                    bbox_to_anchor=(1.0, 1.0))
         fig.suptitle(title, x=0.01, y=0.995, ha="left", va="top", fontsize=12)
-        fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / height))
+        fig.tight_layout(rect=(0, 0, 1, 1 - 0.2 / height))
     return fig.drawn
 
 
