@@ -295,13 +295,7 @@ def ensure_mend_checkpoint(
             return checkpoint
 
     if train_items is None:
-        from .corpus import heldout_records, zsre_training_items
-
-        held = heldout_records()
-        items = zsre_training_items(held)
-        corpus_info = {"name": "mkeb_heldout (zsRE layout)", **held.source}
-        val_items = items[-DEFAULT_VAL_ITEMS:]
-        train_items = items[:-DEFAULT_VAL_ITEMS]
+        train_items, val_items, corpus_info = heldout_items()
     if val_items is None:
         val_items = list(train_items[-min(DEFAULT_VAL_ITEMS, len(train_items)) :])
     if not train_items:
@@ -355,6 +349,17 @@ def write_training_files(provenance: dict[str, Any], out_dir: Path, stem: str = 
         for point in provenance.get("curve", []):
             w.writerow(["" if point.get(c) is None else point.get(c) for c in cols])
     return [js, cs]
+
+
+def heldout_items() -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
+    """(training items, validation items, corpus description): the held-out MKEB edits in zsRE layout,
+    the last :data:`DEFAULT_VAL_ITEMS` of them for validation."""
+    from .corpus import heldout_records, zsre_training_items
+
+    held = heldout_records()
+    items = zsre_training_items(held)
+    corpus = {"name": "mkeb_heldout (zsRE layout)", **held.source}
+    return items[:-DEFAULT_VAL_ITEMS], items[-DEFAULT_VAL_ITEMS:], corpus
 
 
 def training_record(record: dict[str, Any], seconds: float) -> dict[str, Any]:
