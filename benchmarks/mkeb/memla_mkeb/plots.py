@@ -4,7 +4,8 @@ Every figure goes through :func:`_figure`, which draws under matplotlib's defaul
 size and DPI, saves without the PNG "Software" text chunk (so the same inputs give the same bytes on
 the same matplotlib), and before saving reads the figure back: its aspect ratio must lie within
 :data:`ASPECT_BOUNDS` and every method it was given must appear in a legend, tick label or text.
-A figure that fails either check raises instead of being written, so no report carries one.
+A figure that fails either check raises :class:`.ReportError` (one line naming the file and
+what is wrong) instead of being written, so no report carries one.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional, Sequence
 
+from .collect import ReportError
 from .stats import Estimate
 
 PNG_META = {"Software": None}
@@ -36,10 +38,10 @@ class Drawn:
 
 
 def figure_texts(fig: Any) -> frozenset[str]:
-    """Every non-empty text of a figure: titles, axis and tick labels, legend entries, annotations."""
+    """Every visible non-empty text of a figure: titles, axis and tick labels, legend entries, annotations."""
     import matplotlib.text
 
-    return frozenset(t.get_text() for t in fig.findobj(matplotlib.text.Text) if t.get_text())
+    return frozenset(t.get_text() for t in fig.findobj(matplotlib.text.Text) if t.get_text() and t.get_visible())
 
 
 def check_figure(fig: Any, names: Sequence[str], where: str) -> tuple[int, int, frozenset[str]]:
@@ -48,11 +50,11 @@ def check_figure(fig: Any, names: Sequence[str], where: str) -> tuple[int, int, 
     wpx, hpx = int(round(w * DPI)), int(round(h * DPI))
     lo, hi = ASPECT_BOUNDS
     if not lo <= wpx / hpx <= hi:
-        raise ValueError(f"{where}: aspect {wpx}x{hpx} px outside {lo:.2f}..{hi:.2f}")
+        raise ReportError(f"figure {where}: aspect {wpx}x{hpx} px outside {lo:.2f}..{hi:.2f} (width / height)")
     texts = figure_texts(fig)
     missing = [n for n in names if not any(n == t or n in t.split("\n") for t in texts)]
     if missing:
-        raise ValueError(f"{where}: method(s) {', '.join(missing)} not named in the legend or labels")
+        raise ReportError(f"figure {where}: method(s) {', '.join(missing)} not named in the legend or labels")
     return wpx, hpx, texts
 
 
@@ -353,4 +355,5 @@ def _limits(vals: Sequence[float]) -> tuple[float, float]:
     return (max(-5.0, lo - pad), min(105.0, hi + pad))
 
 
-__all__ = ["ASPECT_BOUNDS", "Drawn", "check_figure", "figure_texts", "Panel", "heatmap", "language_panels", "pareto_figure"]
+__all__ = ["ASPECT_BOUNDS", "Drawn", "Panel", "check_figure", "figure_texts", "heatmap", "language_panels",
+           "pareto_figure"]
