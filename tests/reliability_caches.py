@@ -164,14 +164,15 @@ def mend_cases(root: Path, config: Any) -> list[CacheOutcome]:
     good, prov = root / "mend.pt", root / "provenance.json"
     torch.save({"model": {"w": torch.ones(3)}, "model_config": config, "val_stats": {"acc": np.float64(0.5)}}, good)
     prov.write_text(json.dumps({"format": 2}), encoding="utf-8")
-    first = cached_checkpoint_ok(good, prov, {"format": 2}, config)
+    host = _WeightsOnlyTorch(torch).load(good, map_location="cpu", weights_only=False)  # as mend_main calls it
+    first = cached_checkpoint_ok(good, prov, {"format": 2}, config) and type(host["model_config"]) is type(config)
     recorded = json.loads(prov.read_text())
     with open(good, "ab") as fh:
         fh.write(b"\0")
     second = cached_checkpoint_ok(good, prov, recorded, config)
     out.append(CacheOutcome("mend-checkpoint-changed", "a cached mend.pt changed after its provenance was written",
-                            f"unhashed checkpoint with the model config: accepted under weights_only, sha256 "
-                            f"recorded ({first}); after one byte was appended: reused {second}",
+                            f"unhashed checkpoint with the model config: loads under weights_only (EasyEdit's call "
+                            f"too), sha256 recorded ({first}); after one byte was appended: reused {second}",
                             first and "sha256" in recorded and not second))
     return out
 

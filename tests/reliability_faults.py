@@ -128,7 +128,8 @@ def _check_resumed(report: FaultReport, run_dir: Path, before: dict[str, dict[st
     after = _by_key(rows)
     lost = len(set(reference) - set(after)) + sum(1 for k, row in before.items() if after.get(k) != row)
     differ = sum(1 for k, row in after.items()
-                 if k in reference and (row["scores"], row["status"]) != (reference[k]["scores"], reference[k]["status"]))
+                 if k in reference and (row["scores"], row["status"]) != (reference[k]["scores"],
+                                                                          reference[k]["status"]))
     report.rows_expected += len(reference)
     report.lost += lost
     report.duplicated += dup

@@ -72,6 +72,10 @@ def _one_record(d: Path, edit: Callable[[dict[str, Any]], None]) -> Path:
     return _file(d / "bad.json", json.dumps([rec], ensure_ascii=False).encode("utf-8"))
 
 
+def _long_paraphrase(rec: dict[str, Any]) -> None:
+    rec["paraphrase_prompts"]["en"].append(LONG_PROMPT)
+
+
 def _hparams(d: Path, extra: str = "", raw: Optional[bytes] = None) -> Path:
     (d / "hp" / "MEMLA").mkdir(parents=True, exist_ok=True)
     return _file(d / "hp" / "MEMLA" / "tiny.yaml", raw if raw is not None else (TINY_MEMLA + extra).encode())
@@ -129,7 +133,7 @@ CASES: list[Case] = [
          _mkeb_with(lambda d: [f"data.path={_one_record(d, lambda r: r['edit']['zh'].pop('target_new'))}"]),
          "record 100, lang 'zh': field 'edit.target_new' missing"),
     Case("prompt-too-long", "data", "a 100,000-character paraphrase", "memla-mkeb",
-         _mkeb_with(lambda d: [f"data.path={_one_record(d, lambda r: r['paraphrase_prompts']['en'].append(LONG_PROMPT))}"]),
+         _mkeb_with(lambda d: ["data.path=" + str(_one_record(d, _long_paraphrase))]),
          "record 100, en, paraphrase_prompts[1]: 100000 characters, over the limit of 1000 (data.max_prompt_chars)"),
     Case("ids-not-utf8", "data", "`data.ids` file with a byte 0xff", "memla-mkeb",
          _mkeb_with(lambda d: ["data.ids=" + str(_file(d / "ids.txt", b"100\n1\xff1\n"))]),

@@ -45,7 +45,9 @@ tests/test_reliability_doc.py` rewrites it. Every entry below is checked on ever
   cuts a partial last line and finishes with the rows an uninterrupted run writes.
 - A converted model cache whose bytes changed is refused before any score is computed: the manifest
   records each parameter's sha256 when the cache is written, and the harness compares them with the
-  digests its restore check takes at load (no second read); every load also refuses NaN or infinite
+  digests its restore check takes at load (`run.restore_check=sha256`, the default; no second read of
+  the weights); a cache written before digests were recorded is re-hashed in full once and its digests
+  are recorded. Every load (`memla-edit` and the library's `load_model` too) also refuses NaN or infinite
   logits on a test prompt. Cached neurons outside the model are a cache miss (logged with their
   file) and are replaced. MEND checkpoints load only with `torch.load(weights_only=True)`, and a
   cached one is reused only when its sha256 is the one recorded in its provenance.

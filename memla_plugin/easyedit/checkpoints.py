@@ -74,7 +74,7 @@ def safe_load(path: Any, *args: Any, model_config: Any = None, **kwargs: Any) ->
         with torch.serialization.safe_globals(checkpoint_globals(model_config)):
             return torch.load(path, *args, **kwargs)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
-        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+        found = re.search(r"(?:unsupported|Unsupported global:) GLOBAL ([\w.]+)", str(exc))
         why = f"it pickles {found.group(1)}" if found else " ".join(str(exc).split())[:200]
         raise UnsafeCheckpointError(
             f"MEND checkpoint {path}: refused by torch.load(weights_only=True): {why}; only tensors, the model "
