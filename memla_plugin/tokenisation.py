@@ -1,19 +1,22 @@
 """How prompts and answer targets become token ids, for editing and for scoring alike.
 
-Three forms of a target are in use, and each has one function here:
+Two forms of a target are in use, and each has one function here:
 
-* :func:`target_with_space`: the scoring form. The text is stripped, then gets one leading
-  space when the language separates words with spaces and the tokenizer folds a preceding
-  space into the next token (byte-level BPE: GPT-2, Qwen2, Llama-3), so the ids are what the
-  model would produce after the question.
-* :func:`target_with_space_unstripped`: the training form. The same intent, but the text
-  keeps its own whitespace (a target already starting with whitespace is left as it is),
-  and the space is added unless the tokenizer marks word starts itself (SentencePiece's
-  ``▁``), also when no tokenizer is given. For targets without surrounding whitespace and
-  for byte-level or SentencePiece tokenizers both forms give the same ids; they part ways
-  only on padded targets and on tokenizers that drop whitespace altogether.
+* :func:`target_with_space`: the form every edit method optimises and the scorer scores
+  (MEMLA's training, the EasyEdit editors through :mod:`memla_plugin.easyedit.targets`, and
+  :func:`encode_target`). The text is stripped, then gets one leading space when the language
+  separates words with spaces and the tokenizer folds a preceding space into the next token
+  (byte-level BPE: GPT-2, Qwen2, Llama-3), so the ids are what the model would produce after
+  the question. Without a tokenizer the space is added for spaced languages.
 * :func:`unspaced_target_ids`: the attribution form. The target exactly as given, no space
   added, as in the MEMLA authors' attribution code; kept that way so neuron sets match theirs.
+
+Training used to keep a target's own surrounding whitespace and add the space whenever the
+tokenizer did not mark word starts itself. Both differences vanish on real data: MKEB
+targets carry no surrounding whitespace, and a tokenizer that does not fold spaces into
+tokens and does not mark word starts (word-level, WordPiece) gives the same ids with or
+without the space. The one function therefore serves both, and a padded target (" Paris ")
+is now trained on the same ids as it is scored on.
 
 Targets never carry special tokens (no BOS inside a target). Prompts for scoring keep the
 tokenizer's leading specials but drop a trailing EOS (:func:`encode_prompt`); training and
@@ -34,7 +37,6 @@ __all__ = [
     "marks_word_start",
     "target_ids",
     "target_with_space",
-    "target_with_space_unstripped",
     "unspaced_target_ids",
     "uses_space_prefix",
 ]
@@ -92,30 +94,21 @@ def uses_space_prefix(tok: Any) -> bool:
     return _probe(tok, "uses_space_prefix", lambda t: _space_changes_ids(t) and not marks_word_start(t))
 
 
-def target_with_space(text: str, lang: str, tok: Any) -> str:
-    """The scoring form of a target: stripped, with a leading space where it belongs.
+def target_with_space(text: str, lang: str, tok: Any = None) -> str:
+    """The target as every method optimises it and the scorer scores it: stripped, a leading space where it belongs.
 
-    No space for languages written without spaces (zh, ja, th); otherwise one leading
-    space exactly when the tokenizer folds spaces into tokens (:func:`uses_space_prefix`).
+    No space for languages written without spaces (zh, ja, th); otherwise one leading space
+    exactly when the tokenizer folds spaces into tokens (:func:`uses_space_prefix`), or
+    always when no tokenizer is given.
     """
     text = text.strip()
-    if not text or lang in NO_SPACE_LANGS or not uses_space_prefix(tok):
+    if not text or lang in NO_SPACE_LANGS or (tok is not None and not uses_space_prefix(tok)):
         return text
     return " " + text
 
 
-def target_with_space_unstripped(target: str, lang: str, tok: Any = None) -> str:
-    """The training form of a target: the text as given, with a leading space added where it belongs.
-
-    No space for zh/ja/th, none when the target already starts with whitespace, and none
-    when ``tok`` marks word starts itself (:func:`marks_word_start`); without ``tok`` the
-    space is added. Unlike :func:`target_with_space` nothing is stripped.
-    """
-    if not target or target[0].isspace() or lang in NO_SPACE_LANGS:
-        return target
-    if tok is not None and marks_word_start(tok):
-        return target
-    return " " + target
+#: The former name of the training form, now the same function as the scoring form.
+target_with_space_unstripped = target_with_space
 
 
 def _nonempty_ids(tok: Any, text: str, message: str) -> list[int]:
@@ -135,8 +128,7 @@ def unspaced_target_ids(tok: Any, target: str) -> list[int]:
 
     The MEMLA authors' attribution code scores the bare target although their training adds
     a space; integrated gradients here do the same so the selected neurons stay comparable
-    with theirs. Training and scoring use :func:`target_with_space_unstripped` and
-    :func:`target_with_space` instead.
+    with theirs. Training and scoring use :func:`target_with_space` instead.
     """
     return _nonempty_ids(tok, target, f"target {target!r} tokenises to no tokens; attribution needs at least one")
 

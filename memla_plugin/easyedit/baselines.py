@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import inspect
 import logging
 from typing import Any
 
@@ -19,7 +20,8 @@ LOG = logging.getLogger(__name__)
 def _reset_mend_executor() -> None:
     from easyeditor.util.alg_dict import ALG_DICT
 
-    executor = getattr(ALG_DICT.get("MEND"), "__self__", None)
+    apply_fn = ALG_DICT.get("MEND")
+    executor = getattr(inspect.unwrap(apply_fn), "__self__", None) if apply_fn is not None else None
     if executor is not None and getattr(executor, "is_init", False):
         executor.reset_model()
 

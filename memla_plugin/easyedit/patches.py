@@ -11,6 +11,9 @@ at run time (never by editing the checkout), idempotent, and logged once:
   it wherever the host imported it by name.
 * ``layer_stats(..., progress=None)`` calls ``None``'s replacement with ``total=`` and raises
   TypeError; the wrapper maps ``progress=None`` to a pass-through that accepts it.
+* LoRA's ``execute_lora`` joins prompt and target as ``f"{p} {l}"``; it becomes
+  ``p + (" " + l)``, the same text for plain strings, so that the scored target form of
+  :mod:`.targets` reaches LoRA as it reaches the other editors.
 * ``BaseTrainer.run`` reloads the checkpoint it has just written with ``torch.load`` defaults;
   torch >= 2.6 defaults to ``weights_only=True`` and refuses it. The wrapper lets exactly the
   pickled types of that checkpoint through (``torch.serialization.safe_globals``) while the
@@ -55,24 +58,57 @@ def _rebind(old: Callable, new: Callable, attr: str) -> list[str]:
     return rebound
 
 
-def fixed_generate_fast(original: Callable) -> Callable:
-    """Recompile the host's ``generate_fast`` with the KV-cache attention mask covering the cache."""
+def recompiled(original: Callable, old: str, new: str, where: str, mark: str) -> Callable:
+    """The host function ``original`` recompiled from its source with ``old`` replaced by ``new``.
+
+    ``old`` must occur exactly once (else the host is not the pinned one and the fix may be
+    wrong); the result runs against the host module's globals and keeps its line numbers.
+    """
     source = textwrap.dedent(inspect.getsource(original))
-    if source.count(_BUGGY_MASK) != 1:
+    if source.count(old) != 1:
         raise HostPatchError(
-            f"easyeditor.util.generate.generate_fast does not contain {_BUGGY_MASK!r} exactly once; "
-            f"this EasyEdit version is not the pinned one, check whether the KV-cache mask fix is still needed"
+            f"{where} does not contain {old!r} exactly once; this EasyEdit version is not the pinned one, "
+            f"check whether the fix ({mark}) is still needed"
         )
-    tree = ast.parse(source.replace(_BUGGY_MASK, _FIXED_MASK))
-    ast.increment_lineno(tree, original.__code__.co_firstlineno - 1)  # tracebacks point into generate.py
-    code = compile(tree, inspect.getsourcefile(original) or "<generate>", "exec")
+    tree = ast.parse(source.replace(old, new))
+    ast.increment_lineno(tree, original.__code__.co_firstlineno - 1)  # tracebacks point into the host file
+    code = compile(tree, inspect.getsourcefile(original) or f"<{where}>", "exec")
     namespace: dict = {}
     exec(code, original.__globals__, namespace)  # defines the function against the host module's globals
     fixed = namespace[original.__name__]
     fixed.__doc__ = original.__doc__
     fixed.__wrapped__ = original
-    setattr(fixed, _MARK, "generate_fast KV-cache attention mask")
+    setattr(fixed, _MARK, mark)
     return fixed
+
+
+def fixed_generate_fast(original: Callable) -> Callable:
+    """Recompile the host's ``generate_fast`` with the KV-cache attention mask covering the cache."""
+    return recompiled(original, _BUGGY_MASK, _FIXED_MASK, "easyeditor.util.generate.generate_fast",
+                      "generate_fast KV-cache attention mask")
+
+
+_LORA_JOIN = 'f"{p} {l}"'
+_LORA_JOIN_FIXED = 'p + (" " + l)'
+
+
+def _fix_lora_target_join() -> str | None:
+    """LoRA joins prompt and target in an f-string, which no target type can take part in.
+
+    ``p + (" " + l)`` is the same text for plain strings; a
+    :class:`memla_plugin.easyedit.targets.ScoredTarget` turns the space into its scored form,
+    as it does in ROME, MEMIT, FT and MEND, which build their text with ``+``.
+    """
+    try:
+        mod = host_module("easyeditor.models.lora.lora_main")
+    except ImportError:
+        return None
+    current = mod.execute_lora
+    if getattr(current, _MARK, None):
+        return None
+    mod.execute_lora = recompiled(current, _LORA_JOIN, _LORA_JOIN_FIXED, "easyeditor.models.lora.lora_main.execute_lora",
+                                  "LoRA prompt/target join")
+    return "execute_lora: prompt and target joined with + (the scored target form applies, as in the other editors)"
 
 
 def _fix_generate_fast() -> str | None:
@@ -195,6 +231,7 @@ def apply_host_fixes() -> dict[str, str]:
         ("layer_stats", _fix_layer_stats_progress),
         ("trainer_reload", _fix_trainer_reload),
         ("mend_load", _fix_mend_load),
+        ("lora_target_join", _fix_lora_target_join),
     ):
         if name in APPLIED:
             continue

@@ -3,7 +3,9 @@
 EasyEdit has no plugin mechanism; its editors look methods up in the module-level dict
 ``ALG_DICT`` and batch editing is gated by the ``BatchEditor`` enum. Registering therefore
 mutates those host objects (plus the small wrappers of :mod:`.loader` and :mod:`.requests`
-and the host fixes of :mod:`.patches`), once per process.
+and the host fixes of :mod:`.patches`), once per process. The host's own editors in
+``ALG_DICT`` are wrapped by :func:`.targets.with_scored_targets`, so a request that says its
+``edit_lang`` is edited on the target ids the MKEB scorer scores.
 
 MEMLA is *not* added to batch editing: ``apply_memla_to_model`` edits the requests of a call
 one after the other (attribution and a masked-LoRA fit per fact), which is what EasyEdit's
@@ -17,6 +19,7 @@ import logging
 from . import loader, requests
 from .host import host_module, import_easyeditor
 from .patches import apply_host_fixes
+from .targets import with_scored_targets
 
 LOG = logging.getLogger(__name__)
 
@@ -54,6 +57,9 @@ def register() -> None:
     apply_fn = _memla_apply_fn()
     if ALG_DICT.get(ALG_NAME) is not apply_fn:
         ALG_DICT[ALG_NAME] = apply_fn
+    for name, fn in list(ALG_DICT.items()):  # the host's editors edit on the scored target form
+        if name != ALG_NAME:
+            ALG_DICT[name] = with_scored_targets(fn)
     dataset_cls = _mkeb_dataset_cls()
     if dataset_cls is not None and DS_DICT.get(DATASET_NAME) is not dataset_cls:
         DS_DICT[DATASET_NAME] = dataset_cls
