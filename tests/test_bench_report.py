@@ -7,7 +7,7 @@ in en/zh/fr (it ends with a partial line, as a killed writer leaves it). ES valu
     unedited  r1 (0,0,0)  r2 (0,0,1)  r3 (1,0,0)
     memla     r1 (1,1,0)  r2 (1,0,1)  r3 (1,1,1)
     rome      r1 (1,0,0)  r2 (1,0,0)  r3 (0,0,1)
-    ft_l      r1 (1,0,1)  r2 (0,0,0)  r3 failed edit -> scored as unedited (1,0,0)
+    ft_l      r1 (1,0,1)  r2 (0,0,0)  r3 failed edit -> scored as unedited (1,0,0), left out of the means
 
 PS = ES, rel_acc = ES / 2, NS = 0.5 (rome 0.25), MQ = 0, gen_acc = 0.25, loc_acc = 1.
 edit_s per record: memla 10/20/30, rome 4/8/12, ft_l 2/4/6.
@@ -65,20 +65,21 @@ def test_report_hand_checked_numbers(fixed_run):
     assert (mean("unedited", "ES", "e2e"), mean("unedited", "ES", "others")) == (33.3, 16.7)
     assert (mean("memla", "ES", "e2e"), mean("memla", "ES", "others")) == (100.0, 66.7)
     assert (mean("rome", "ES", "e2e"), mean("rome", "ES", "others")) == (66.7, 16.7)
-    assert (mean("ft_l", "ES", "e2e"), mean("ft_l", "ES", "others")) == (66.7, 16.7)
+    # ft_l: its failed edit (r3) is left out, so r1 and r2 only: e2e (1, 0), others (.5, 0)
+    assert (mean("ft_l", "ES", "e2e"), mean("ft_l", "ES", "others")) == (50.0, 25.0)
     assert mean("memla", "rel_acc", "e2e") == 50.0 and mean("rome", "NS", "others") == 25.0
     # delta vs unedited, paired per record: memla e2e diffs (1, 1, 0), others (.5, 0, 1)
     assert round(100 * float(s[("memla", "ES", "e2e")]["delta_mean"]), 1) == 66.7
     assert round(100 * float(s[("memla", "ES", "others")]["delta_mean"]), 1) == 50.0
     # a constant sample has a zero-width interval
-    assert "| memla | 3 | 100.0 [100.0, 100.0] | 66.7 [" in md
+    assert "| memla | 3 | 3 | 0 | 100.0 [100.0, 100.0] | 66.7 [" in md  # attempted, edited, failed
     # bootstrap of (1, 1, 0): P(resample mean = 0) = 1/27 > 2.5 %, P(= 1) = 8/27 > 2.5 %
     assert "+66.7 [+0.0, +100.0]" in md
-    # MEMLA minus the best baseline (rome wins the ES tie with ft_l by baseline order):
-    # ES others diffs (.5, .5, .5) -> +50.0 [+50.0, +50.0]; NS: ft_l 50 beats rome 25, diff 0
-    assert "| ES | others | rome | 66.7 | 16.7 | +50.0 [+50.0, +50.0] | 3 | MEMLA higher |" in md
+    # MEMLA minus the best baseline: ES others ft_l 25 beats rome 16.7; paired on ft_l's two edits,
+    # MEMLA (.5, .5) minus ft_l (.5, 0) = (0, .5) -> +25.0 [+0.0, +50.0]; NS: ft_l 50 beats rome 25, diff 0
+    assert "| ES | others | ft_l | 66.7 | 25.0 | +25.0 [+0.0, +50.0] | 2 | no clear difference |" in md
     assert "| ES | edit→edit | rome | 100.0 | 66.7 | +33.3 [" in md
-    assert "| NS | edit→edit | ft_l | 50.0 | 50.0 | +0.0 [+0.0, +0.0] | 3 | no clear difference |" in md
+    assert "| NS | edit→edit | ft_l | 50.0 | 50.0 | +0.0 [+0.0, +0.0] | 2 | no clear difference |" in md
     # counts, failures, restore checks, timing, seeds, hardware
     assert "| ft_l | en | 3 | 2 | 1 | 0 | 3 | NoNeuronsError ×1 |" in md
     assert "Restore checks: 9 passed, 0 mismatches" in md
@@ -88,11 +89,14 @@ def test_report_hand_checked_numbers(fixed_run):
     assert "editing/evaluation seed 42; bootstrap seed 0, 500 resamples" in md
     assert "CPU: test-cpu" in md
     assert "| unedited, memla, rome, ft_l | en | 3 | 12 | CPU: test-cpu (2 cores, 2 torch threads) |" in md
-    # the Findings repeat the table's verdicts in words (ES/PS others are the only intervals above 0)
-    assert ("MEMLA beats rome on ES others by 50.0 points [+50.0, +50.0] and PS others by 50.0 points "
-            "[+50.0, +50.0]. No difference the intervals support on 6 of 8 comparisons") in md
+    # the Findings repeat the table's verdicts in words (no interval excludes 0) and name the failure
+    assert ("No interval excludes zero: MEMLA neither beats nor loses to the best baseline on any metric here. "
+            "No difference the intervals support on 8 of 8 comparisons") in md
+    assert "**Failed edits.** ft_l 1 of 3 (edit language en)." in md
     assert "Regenerate: `memla-mkeb-report " in md and "--bootstrap 500` " in md
-    assert "## Metrics the data does not support" not in md  # every metric has values here
+    # every metric the rows carry has values; the ones they predate are "not measured", never 0
+    assert "- **NS_cf, ES_norm, PS_norm, NS_cf_norm** not measured: no row carries them" in md
+    assert "skipped: no value" not in md and "computed for" not in md
     assert (fixed_run / "report_files" / "heatmap_memla_ES.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (fixed_run / "report_files" / "languages_en_baselines.png").is_file()
 

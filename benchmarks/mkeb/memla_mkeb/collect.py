@@ -15,6 +15,7 @@ from typing import Any, Sequence
 from memla_plugin.errors import MEMLAError
 
 from . import store
+from .protocol import row_protocol
 
 
 class ReportError(MEMLAError, ValueError):
@@ -73,6 +74,16 @@ def common_record_rows(
     return kept, len(pairs) - len(kept)
 
 
+def _one_protocol(rows: dict[str, dict[str, Any]], origin: dict[str, Path]) -> None:
+    """Rows of two evaluation protocols never meet in one report (their numbers are not comparable)."""
+    where: dict[int, Path] = {}
+    for key, row in rows.items():
+        where.setdefault(row_protocol(row), origin[key])
+    if len(where) > 1:
+        listed = ", ".join(f"protocol {p} in {where[p]}" for p in sorted(where))
+        raise ReportError(f"rows of different evaluation protocols ({listed}); report them separately")
+
+
 def collect(run_dirs: Sequence[Path], *, common_records: bool = False) -> Collected:
     """Read and merge the rows of ``run_dirs`` (dedupe by key; conflicting duplicates are errors).
 
@@ -122,6 +133,7 @@ def collect(run_dirs: Sequence[Path], *, common_records: bool = False) -> Collec
         for p in store.iter_files(d, store.UNEDITED_GLOB):
             out.unedited += [{"record_id": r.get("record_id"), "eval_s": r.get("eval_s")} for r in store.read_jsonl(p)
                              if not common_records or str(r.get("record_id")) in kept_ids]
+    _one_protocol(rows, origin)
     # one method, one setting: rows of a method made with different configs must not mix
     ids: dict[str, dict[str, Path]] = defaultdict(dict)
     for key, row in rows.items():

@@ -104,15 +104,21 @@ def best_baseline(ests: Mapping[EstKey, Estimate], source: str, metric: str, vie
 
 def compare_with_best(source: str, methods: Sequence[str], kinds: Mapping[str, str], metrics: Sequence[str],
                       ests: Mapping[EstKey, Estimate], values: Values, *,
-                      seed: int, n_boot: int) -> list[Comparison]:
-    """Every (metric, view) of ``source`` where MEMLA and some baseline have values, in metric order."""
+                      seed: int, n_boot: int, restricted: Sequence[str] = (),
+                      eligible: Optional[Sequence[str]] = None) -> list[Comparison]:
+    """Every (metric, view) of ``source`` where MEMLA and some baseline have values, in metric order.
+
+    For the metrics in ``restricted`` the best baseline is picked among ``eligible`` only (the
+    baselines that keep the model's other knowledge; ``None``: every baseline).
+    """
     baselines = baselines_of(methods, kinds)
     if "memla" not in methods or not baselines:
         return []
     out = []
     for x in metrics:
+        pool = baselines if eligible is None or x not in restricted else [b for b in baselines if b in eligible]
         for v in VIEWS:
-            best = best_baseline(ests, source, x, v, baselines)
+            best = best_baseline(ests, source, x, v, pool)
             if best is None or ests[("memla", source, x, v)].mean is None:
                 continue
             e, ok = paired_difference(values[("memla", source, x, v)], values[(best, source, x, v)],

@@ -23,16 +23,24 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
-from .stats import Estimate, _id_order, _rng, record_value
+from .stats import Estimate, _id_order, _rng, counts_in_means, record_value
 
 #: The locality figure of the composite and of the locality margin in the Findings.
 LOCALITY_METRIC = "NS_cf"
+#: How far below the unedited model's locality (paired mean change of NS_cf, in both views)
+#: a baseline may fall and still be compared with MEMLA on ES/PS; a baseline that gives up more
+#: of the model's other knowledge wins ES/PS by overwriting, not by editing.
+LOCALITY_MARGIN = 0.10
+#: The metrics that reward writing target_new anywhere, compared only against baselines within the margin.
+SUCCESS_METRICS = ("ES", "PS", "ES_norm", "PS_norm")
 #: The parts of the composite in the summed view (the MKEB paper's per-sequence log-probability).
 PARTS = ("ES", "PS", LOCALITY_METRIC)
 #: The same parts compared by mean log-probability per token (ROME's way).
 PARTS_NORM = ("ES_norm", "PS_norm", "NS_cf_norm")
 
 Triple = tuple[float, float, float]
+#: Whether a result row enters the means (the same rule as every other mean of the report).
+counts_for_composite = counts_in_means
 
 
 def composite(es: Optional[float], ps: Optional[float], loc: Optional[float]) -> Optional[float]:
@@ -51,11 +59,6 @@ def composite(es: Optional[float], ps: Optional[float], loc: Optional[float]) ->
     return len(vals) / sum(1.0 / v for v in vals)
 
 
-def counts_for_composite(row: Mapping[str, Any]) -> bool:
-    """Whether a result row enters the means: an edit that ran and succeeded (or the unedited model)."""
-    return row.get("status", "ok") == "ok" and bool(row.get("scores"))
-
-
 def record_triples(rows: Iterable[Mapping[str, Any]], source: str, view: str,
                    parts: Sequence[str] = PARTS) -> dict[str, Triple]:
     """{record id: (ES, PS, locality)} of one method's rows for one edit language and view.
@@ -65,7 +68,7 @@ def record_triples(rows: Iterable[Mapping[str, Any]], source: str, view: str,
     """
     out: dict[str, Triple] = {}
     for row in rows:
-        if not counts_for_composite(row) or row.get("source", source) != source:
+        if not counts_in_means(row) or row.get("source", source) != source:
             continue
         vals = [record_value(row["scores"], source, p, view) for p in parts]
         if any(v is None or math.isnan(v) for v in vals):
@@ -129,6 +132,13 @@ def composite_difference(a: Mapping[str, Triple], b: Mapping[str, Triple], *, la
     return e, e.n > 1 and n_boot > 0
 
 
+def within_locality_margin(changes: Sequence[Optional[Estimate]], margin: float = LOCALITY_MARGIN) -> Optional[bool]:
+    """Whether every paired locality change (one per view) stays above ``-margin``; None if one is missing."""
+    if not changes or any(e is None or e.mean is None for e in changes):
+        return None
+    return all(e.mean >= -margin for e in changes)  # type: ignore[union-attr]
+
+
 def method_composites(rows: Iterable[Mapping[str, Any]], source: str, view: str, *, seed: int, n_boot: int,
                       parts: Sequence[str] = PARTS) -> dict[str, Estimate]:
     """{method: composite estimate} over the result rows of one edit language and view.
@@ -147,7 +157,9 @@ def method_composites(rows: Iterable[Mapping[str, Any]], source: str, view: str,
 
 
 __all__ = [
+    "LOCALITY_MARGIN",
     "LOCALITY_METRIC",
+    "SUCCESS_METRICS",
     "PARTS",
     "PARTS_NORM",
     "Triple",
@@ -157,4 +169,5 @@ __all__ = [
     "counts_for_composite",
     "method_composites",
     "record_triples",
+    "within_locality_margin",
 ]

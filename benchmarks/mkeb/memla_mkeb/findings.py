@@ -10,16 +10,23 @@ from __future__ import annotations
 from typing import Mapping, Optional, Sequence
 
 from .compare import LOSS, TIE, WIN, Comparison, EstKey, baselines_of, join_words, n_span
+from .composite import LOCALITY_METRIC as COMPOSITE_LOCALITY
+from .composite import SUCCESS_METRICS
 from .stats import MKEB_METRICS, VIEW_LABEL, VIEWS, Estimate, pct
 
 #: The claim the Findings section tests: the paper's averaged cross-lingual results.
 PAPER = "the MEMLA paper (Xie et al., arXiv 2406.11566)"
 #: The view that stands for the paper's "average over the other languages".
 CLAIM_VIEW = "others"
-#: The metric that shows what an edit costs unrelated knowledge. NS is token F1 against the
-#: gold answer and stays near 0 when the model never knew the neighbour; loc_acc compares with
-#: the unedited model's own predictions, so it moves whenever the edit disturbs them.
+#: The metric that shows what an edit costs unrelated knowledge: CounterFact's NS_cf where the
+#: rows carry it (:mod:`.composite`), else loc_acc. NS is token F1 against the gold answer and
+#: stays near 0 when the model never knew the neighbour; loc_acc compares with the unedited
+#: model's own predictions, so it moves whenever the edit disturbs them.
 LOCALITY_METRIC = "loc_acc"
+LOCALITY_TEXT = {
+    "loc_acc": "the share of neighbourhood answer tokens still predicted as the unedited model predicts them",
+    COMPOSITE_LOCALITY: "the share of neighbourhood prompts where P(target_true) still beats P(target_new)",
+}
 
 
 # --------------------------------------------------------------------------- words
@@ -74,8 +81,10 @@ def _locality_context(source: str, losses: Sequence[Comparison], deltas: Mapping
     the reader deciding between editors needs that cost next to the loss. Empty when MEMLA
     or every such baseline lacks a locality change with an interval.
     """
+    metric = COMPOSITE_LOCALITY if any(k[2] == COMPOSITE_LOCALITY for k in deltas) else LOCALITY_METRIC
+
     def both(method: str) -> Optional[str]:
-        shown = [_change(deltas.get((method, source, LOCALITY_METRIC, v))) for v in VIEWS]
+        shown = [_change(deltas.get((method, source, metric, v))) for v in VIEWS]
         if any(x is None for x in shown):
             return None
         return " and ".join(f"{x} {VIEW_LABEL[v]}" for x, v in zip(shown, VIEWS))
@@ -86,14 +95,13 @@ def _locality_context(source: str, losses: Sequence[Comparison], deltas: Mapping
     if mine is None or not theirs:
         return ""
     items = [f"{t} for {b}" for b, t in theirs] + [f"{mine} for MEMLA"]
-    return (f"Locality of the same edits: {LOCALITY_METRIC} (the share of neighbourhood answer tokens still "
-            f"predicted as the unedited model predicts them) changes against the unedited model by "
+    return (f"Locality of the same edits: {metric} ({LOCALITY_TEXT[metric]}) changes against the unedited model by "
             f"{join_words(items)}.")
 
 
 def _source_paragraph(source: str, present: Sequence[str], kinds: Mapping[str, str], comps: Sequence[Comparison],
                       ests: Mapping[EstKey, Estimate], metrics: Sequence[str],
-                      deltas: Mapping[EstKey, Estimate]) -> str:
+                      deltas: Mapping[EstKey, Estimate], eligible: Optional[Sequence[str]] = None) -> str:
     head = f"**Edit language {source}.**"
     baselines = baselines_of(present, kinds)
     if "memla" not in present:
@@ -102,8 +110,12 @@ def _source_paragraph(source: str, present: Sequence[str], kinds: Mapping[str, s
         return f"{head} The comparison with the best baseline is not available: there are no baseline rows."
     if not comps:
         return f"{head} The comparison with the best baseline is not available: no metric has values for both."
-    parts = [f"{head} Baselines compared: {', '.join(baselines)} (the best one is picked per metric and view); "
-             f"each interval is paired over {_n_text(comps)}."]
+    pick = "the best one is picked per metric and view"
+    if eligible is not None:
+        pick += (f"; on {'/'.join(x for x in SUCCESS_METRICS if x in MKEB_METRICS)} only among those within the "
+                 f"locality margin: {', '.join(eligible) if eligible else 'none'}")
+    parts = [f"{head} Baselines compared: {', '.join(baselines)} ({pick}); each interval is paired over "
+             f"{_n_text(comps)}."]
     wins = [c for c in comps if c.outcome == WIN]
     losses = [c for c in comps if c.outcome == LOSS]
     ties = [c for c in comps if c.outcome == TIE]
@@ -152,24 +164,29 @@ def _verdict(c: Optional[Comparison]) -> str:
 def findings_section(sources: Sequence[str], present: Mapping[str, Sequence[str]], kinds: Mapping[str, str],
                      comparisons: Mapping[str, Sequence[Comparison]], ests: Mapping[EstKey, Estimate],
                      metrics: Sequence[str], extra: Sequence[str] = (),
-                     deltas: Optional[Mapping[EstKey, Estimate]] = None) -> list[str]:
+                     deltas: Optional[Mapping[EstKey, Estimate]] = None, lead: Sequence[str] = (),
+                     eligible: Optional[Mapping[str, Optional[Sequence[str]]]] = None) -> list[str]:
     """Markdown lines of the "Findings" section: wins, losses and the paper-claim verdicts, in words.
 
     ``present``: the methods with rows per edit language; ``comparisons``: :func:`.compare.compare_with_best`
     per edit language; ``ests``: the per-method estimates the tables show; ``extra``: further
     paragraphs (the MEMLA variants', :mod:`.ablations`) placed before the paper's claim;
     ``deltas``: paired changes against the unedited model, for the locality of the baselines
-    MEMLA loses to (left out without them).
+    MEMLA loses to (left out without them); ``lead``: paragraphs placed first (the composite,
+    locality and failures, :mod:`.composite_sections`); ``eligible``: per edit language the
+    baselines within the locality margin (None: not measured).
     """
     md = ["## Findings\n",
           "Written by the report from the \"MEMLA minus the best baseline\" intervals below, for the MKEB metrics "
           "(ES, PS, NS, MQ). MEMLA *beats* the best baseline where the difference's 95% interval lies above 0 and "
           "*loses* where it lies below 0; anything else is a difference the intervals do not support. Differences "
           "are in percentage points.\n"]
+    md += [p + "\n" for p in lead if p]
     mk = [x for x in metrics if x in MKEB_METRICS]
     for s in sources:
         comps = [c for c in comparisons.get(s, []) if c.metric in MKEB_METRICS]
-        md.append(_source_paragraph(s, present.get(s, []), kinds, comps, ests, mk, deltas or {}) + "\n")
+        md.append(_source_paragraph(s, present.get(s, []), kinds, comps, ests, mk, deltas or {},
+                                    (eligible or {}).get(s)) + "\n")
     md += [p + "\n" for p in extra if p]
 
     md.append("**The paper's claim.** " + PAPER[0].upper() + PAPER[1:] + " reports MEMLA above the best baseline "

@@ -31,6 +31,7 @@ from memla_plugin.errors import MEMLAError
 from . import cost_sections, figures, sections
 from . import grid_sections
 from . import format_sections
+from . import composite_sections
 from .collect import Collected, ReportError, collect
 from .invocation import DEFAULT_BOOT, DEFAULT_SEED, Invocation, parse_args
 from .report_data import ReportData
@@ -41,6 +42,7 @@ SECTIONS: tuple[Callable[[ReportData, dict[str, bytes]], list[str]], ...] = (
     figures.at_a_glance,
     sections.runs,
     sections.findings,
+    composite_sections.composite_and_locality,
     grid_sections.method_status,
     sections.counts,
     grid_sections.tuning_grid,

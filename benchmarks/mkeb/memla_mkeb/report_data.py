@@ -13,15 +13,45 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from .collect import Collected
-from .compare import Comparison, EstKey, VariantComparison, compare_variants, compare_with_best, variant_changes
+from .compare import (
+    Comparison,
+    EstKey,
+    VariantComparison,
+    baselines_of,
+    best_baseline,
+    compare_variants,
+    compare_with_best,
+    variant_changes,
+)
+from .composite import (
+    LOCALITY_METRIC,
+    SUCCESS_METRICS,
+    Triple,
+    composite_difference,
+    composite_estimate,
+    record_triples,
+    within_locality_margin,
+)
 from .invocation import Invocation, shown_path
 from .settings import MKEB_LANGS
-from .stats import EASYEDIT_METRICS, MKEB_METRICS, VIEWS, Estimate, bootstrap, by_record, ordered_values, paired
+from .stats import (
+    COUNTERFACT_METRICS,
+    EASYEDIT_METRICS,
+    MKEB_METRICS,
+    VIEWS,
+    Estimate,
+    bootstrap,
+    by_record,
+    ordered_values,
+    paired,
+)
 
-ALL_METRICS = MKEB_METRICS + EASYEDIT_METRICS
+ALL_METRICS = MKEB_METRICS + COUNTERFACT_METRICS + EASYEDIT_METRICS
 BASELINE_ORDER = ("rome", "memit", "mend", "ft_l", "ft_m", "lora")
-#: The two metric families, each with its own table.
-FAMILIES = ((MKEB_METRICS, "MKEB metrics"), (EASYEDIT_METRICS, "EasyEdit token-accuracy family"))
+#: The metric families, each with its own table.
+FAMILIES = ((MKEB_METRICS, "MKEB metrics"),
+            (COUNTERFACT_METRICS, "CounterFact-style probability comparisons"),
+            (EASYEDIT_METRICS, "EasyEdit token-accuracy family"))
 
 Grid = dict[str, dict[str, Optional[float]]]  # source -> target -> mean
 
@@ -65,14 +95,29 @@ def lang_order(langs: Sequence[str]) -> list[str]:
 
 
 def metric_counts(scored: Sequence[dict[str, Any]]) -> dict[str, list[int]]:
-    """metric -> [(record, language) pairs with a value, pairs in all]."""
-    avail: dict[str, list[int]] = {m: [0, 0] for m in ALL_METRICS}
+    """metric -> [(record, language) pairs with a value, pairs in all, pairs whose scores name the metric].
+
+    A metric no row names at all was not measured (rows older than it); one named with ``None``
+    values could not be computed from the data.
+    """
+    avail: dict[str, list[int]] = {m: [0, 0, 0] for m in ALL_METRICS}
     for r in scored:
         for lang, sc in r["scores"].items():
             for m in ALL_METRICS:
                 avail[m][1] += 1
                 avail[m][0] += sc.get(m) is not None
+                avail[m][2] += m in sc
     return avail
+
+
+@dataclass(frozen=True)
+class Attempts:
+    """One method's rows for one edit language: edits attempted, edited, failed (skipped apart)."""
+
+    attempted: int
+    edited: int
+    failed: int
+    skipped: int
 
 
 @dataclass
@@ -102,6 +147,12 @@ class ReportData:
     variants: dict[str, list[VariantComparison]] = field(default_factory=dict)
     changes: dict[str, str] = field(default_factory=dict)  # a variant's hparams override, as text
     matrix: dict[tuple[str, str], Grid] = field(default_factory=dict)  # (method, metric) -> grid
+    #: per edit language, the baselines within the locality margin (None: locality not measured)
+    eligible: dict[str, Optional[list[str]]] = field(default_factory=dict)
+    triples: dict[tuple[str, str, str], dict[str, Triple]] = field(default_factory=dict)  # (method, source, view)
+    composites: dict[tuple[str, str, str], Estimate] = field(default_factory=dict)  # (method, source, view)
+    #: (source, view) -> (best baseline by composite, MEMLA minus it paired, whether that is an interval)
+    composite_best: dict[tuple[str, str], tuple[str, Estimate, bool]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, c: Collected, out: Path, *, n_boot: int, seed: int, plots: bool, shown: Invocation) -> "ReportData":
@@ -121,6 +172,7 @@ class ReportData:
                 [m for m in ALL_METRICS if not (avail[m][1] and avail[m][0] == 0)])
         d._estimate()
         d._compare()
+        d._composite()
         d._matrix()
         return d
 
@@ -133,6 +185,13 @@ class ReportData:
         except (ValueError, IndexError):
             return shown_path(results_file.parent)
         return given if sub == "." else posixpath.normpath(posixpath.join(given, sub))
+
+    def attempts(self, method: str, source: str) -> Attempts:
+        """Attempted / edited / failed / skipped rows of ``method`` for edit language ``source``."""
+        g = self.grouped.get((method, source), [])
+        st = [r.get("status", "ok") for r in g]
+        failed, skipped = st.count("error"), st.count("skipped")
+        return Attempts(len(g) - skipped, st.count("ok"), failed, skipped)
 
     def attempted(self, method: str) -> list[dict[str, Any]]:
         """Rows with an edit attempt (not skipped), every edit language."""
@@ -169,11 +228,48 @@ class ReportData:
     def _compare(self) -> None:
         self.changes = variant_changes(self.c.plans)
         for s in self.sources:
-            ms = self.present[s] = [m for m in self.methods if self.has(m, s)]
+            self.present[s] = [m for m in self.methods if self.has(m, s)]
+            ms = self.contenders(s)
+            self.eligible[s] = self._within_margin(s, baselines_of(ms, self.kinds))
             self.comparisons[s] = compare_with_best(s, ms, self.kinds, self.metrics, self.ests, self.values,
-                                                    seed=self.seed, n_boot=self.n_boot)
+                                                    seed=self.seed, n_boot=self.n_boot, restricted=SUCCESS_METRICS,
+                                                    eligible=self.eligible[s])
             self.variants[s] = compare_variants(s, ms, self.kinds, self.metrics, self.values, seed=self.seed,
                                                 n_boot=self.n_boot)
+
+    def contenders(self, source: str) -> list[str]:
+        """The methods compared head to head: those with rows, tuning-grid points left out.
+
+        A grid point is one setting tried while choosing a method's operating point (shown in the
+        tuning-grid section and as the method's curve), not a method or a variant of its own.
+        """
+        grid = {r["method"] for r in self.rows if r.get("grid_point")}
+        return [m for m in self.present[source] if m not in grid]
+
+    def _within_margin(self, source: str, baselines: Sequence[str]) -> Optional[list[str]]:
+        """The baselines whose locality stays within the margin of the unedited model's (None: not measured)."""
+        if LOCALITY_METRIC not in self.metrics or not self.has("unedited", source):
+            return None
+        return [b for b in baselines
+                if within_locality_margin([self.deltas.get((b, source, LOCALITY_METRIC, v)) for v in VIEWS])]
+
+    def _composite(self) -> None:
+        """Each method's composite per edit language and view, and MEMLA minus the best baseline by it."""
+        for s in self.sources:
+            for m in self.present[s]:
+                for v in VIEWS:
+                    t = self.triples[(m, s, v)] = record_triples(self.grouped[(m, s)], s, v)
+                    self.composites[(m, s, v)] = composite_estimate(t, label=f"composite|{m}|{s}|{v}", seed=self.seed,
+                                                                    n_boot=self.n_boot)
+            baselines = baselines_of(self.contenders(s), self.kinds)
+            for v in VIEWS:
+                ests = {(b, s, "composite", v): self.composites[(b, s, v)] for b in baselines}
+                best = best_baseline(ests, s, "composite", v, baselines)
+                if best is None or "memla" not in self.present[s] or self.composites[("memla", s, v)].mean is None:
+                    continue
+                diff, ok = composite_difference(self.triples[("memla", s, v)], self.triples[(best, s, v)],
+                                                label=f"composite_vs_best|{s}|{v}", seed=self.seed, n_boot=self.n_boot)
+                self.composite_best[(s, v)] = (best, diff, ok)
 
     def _matrix(self) -> None:
         for m in self.methods:
@@ -200,4 +296,4 @@ class ReportData:
         return [x for x in metrics if x in self.metrics]
 
 
-__all__ = ["ALL_METRICS", "FAMILIES", "ReportData", "lang_order", "method_kinds", "method_order"]
+__all__ = ["ALL_METRICS", "Attempts", "FAMILIES", "ReportData", "lang_order", "method_kinds", "method_order"]

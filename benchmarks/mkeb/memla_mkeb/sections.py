@@ -10,12 +10,16 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
+from memla_plugin.mkeb.metric_registry import METRIC_REGISTRY
+
 from .ablations import variants_paragraph, variants_table
 from .compare import LOSS, TIE, WIN
+from .composite_sections import findings_paragraphs
 from .findings import findings_section
 from .markdown import csv_bytes, fmt_est, md_table, num
 from .report_data import ALL_METRICS, FAMILIES, ReportData, lang_order, method_order
-from .stats import VIEW_LABEL, VIEWS, pct
+from .protocol import DESCRIPTIONS, commits_of, protocols_of
+from .stats import COUNTERFACT_METRICS, VIEW_LABEL, VIEWS, pct
 
 Files = dict[str, bytes]
 
@@ -28,6 +32,7 @@ METRIC_NEEDS = {
     "gen_acc": "needs paraphrase prompts",
     "loc_acc": "needs neighbourhood prompts with answers and the unedited model's outputs",
     "port_acc": "needs multi-hop questions with their new answers",
+    **{m: METRIC_REGISTRY[m].needs for m in COUNTERFACT_METRICS},
 }
 VERDICT_TEXT = {WIN: "MEMLA higher", LOSS: "MEMLA lower", TIE: "no clear difference", None: "–"}
 
@@ -53,6 +58,11 @@ def header(d: ReportData, files: Files) -> list[str]:
         md.append("- Model: " + ", ".join(f"`{m}`" for m in model_names))
     if data_files:
         md.append("- Data: " + ", ".join(f"`{x}`" for x in data_files) + f" (record selection: {', '.join(id_sets)})")
+    protocols = protocols_of(rows)
+    md.append("- Protocol: " + "; ".join(DESCRIPTIONS.get(p, f"protocol {p}") for p in protocols))
+    commits = commits_of(rows)
+    md.append("- Code: " + (", ".join(f"`{x}`" for x in commits) if commits else
+                            "not recorded (the rows predate the code commit field)"))
     seeds = sorted({int(r.get("seed", 0)) for r in rows})
     md.append(f"- Seeds: editing/evaluation seed {', '.join(map(str, seeds))}; bootstrap seed {d.seed}, "
               f"{d.n_boot} resamples of records, 95% percentile intervals")
@@ -89,8 +99,9 @@ def runs(d: ReportData, files: Files) -> list[str]:
 def findings(d: ReportData, files: Files) -> list[str]:
     """The Findings in words, from the same comparisons as the tables below them."""
     words = [variants_paragraph(s, d.variants[s], d.changes) for s in d.sources if d.variants[s]]
-    return findings_section(d.sources, d.present, d.kinds, d.comparisons, d.ests, d.metrics, extra=words,
-                            deltas=d.deltas)
+    contenders = {s: d.contenders(s) for s in d.sources}
+    return findings_section(d.sources, contenders, d.kinds, d.comparisons, d.ests, d.metrics, extra=words,
+                            deltas=d.deltas, lead=findings_paragraphs(d), eligible=d.eligible)
 
 
 def counts(d: ReportData, files: Files) -> list[str]:
@@ -122,7 +133,8 @@ def counts(d: ReportData, files: Files) -> list[str]:
             + mismatches
             + ". After every edit the weights are restored and every parameter is checked bit for bit against "
               "the model as loaded (run.restore_check: SHA-256 digests by default, or a full copy); a failed edit is "
-              "scored on the unchanged model and counted above; a skipped record "
+              "counted above and left out of every mean (it was scored on the unchanged model, which says nothing "
+              "about the method); a skipped record "
               "(the method needs the subject in the prompt and it is not there verbatim) is left out of that "
               "method's means.\n"]
 
@@ -132,11 +144,16 @@ def unsupported_metrics(d: ReportData, files: Files) -> list[str]:
     reasons: dict[str, str] = {}
     for p in d.c.plans:
         reasons.update((p.get("data_meta") or {}).get("unavailable_metrics") or {})
-    skipped = [m for m in ALL_METRICS if m not in d.metrics]
+    unmeasured = [m for m in ALL_METRICS if m not in d.metrics and d.avail[m][1] and d.avail[m][2] == 0]
+    skipped = [m for m in ALL_METRICS if m not in d.metrics and m not in unmeasured]
     partial = [m for m in ALL_METRICS if 0 < d.avail[m][0] < d.avail[m][1]]
-    if not skipped and not partial:
+    if not skipped and not partial and not unmeasured:
         return []
     md = ["## Metrics the data does not support\n"]
+    if unmeasured:
+        md.append(f"- **{', '.join(unmeasured)}** not measured: no row carries {'it' if len(unmeasured) == 1 else 'them'}"
+                  " (the rows were written before the scorer had "
+                  f"{'this metric' if len(unmeasured) == 1 else 'these metrics'}); shown nowhere, never as 0.")
     md += [f"- **{m}** skipped: no value in any row; {reasons.get(m) or METRIC_NEEDS[m]}." for m in skipped]
     md += [f"- **{m}** computed for {d.avail[m][0]} of {d.avail[m][1]} (record, language) pairs; "
            f"it {METRIC_NEEDS[m]}, which the other pairs lack." for m in partial]
@@ -150,11 +167,12 @@ def _method_tables(d: ReportData, s: str) -> list[str]:
         fam = d.family(family)
         if not fam:
             continue
-        head = ["method", "n"] + [f"{x} {VIEW_LABEL[v]}" for x in fam for v in VIEWS]
+        head = ["method", "attempted", "edited", "failed"] + [f"{x} {VIEW_LABEL[v]}" for x in fam for v in VIEWS]
         table, dtable = [], []
         for m in d.present[s]:
-            n = sum(1 for r in d.grouped[(m, s)] if r.get("status") != "skipped")
-            table.append([m, str(n)] + [fmt_est(d.ests[(m, s, x, v)]) for x in fam for v in VIEWS])
+            a = d.attempts(m, s)
+            table.append([m, str(a.attempted), str(a.edited), str(a.failed)]
+                         + [fmt_est(d.ests[(m, s, x, v)]) for x in fam for v in VIEWS])
             if (m, s, fam[0], VIEWS[0]) in d.deltas:
                 pairs = min(d.deltas[(m, s, x, v)].n for x in fam for v in VIEWS)
                 dtable.append([m, str(pairs)] + [fmt_est(d.deltas[(m, s, x, v)], signed=True)
@@ -162,7 +180,7 @@ def _method_tables(d: ReportData, s: str) -> list[str]:
         md += [f"### {title} (edit language {s})\n", md_table(head, table), ""]
         if dtable:
             md += ["Δ vs unedited (paired, same records; n = smallest number of pairs in the row):\n",
-                   md_table(["method", "n"] + head[2:], dtable), ""]
+                   md_table(["method", "n"] + head[4:], dtable), ""]
     return md
 
 

@@ -11,7 +11,10 @@ import zlib
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
-#: MKEB's own metrics and EasyEdit's teacher-forced token-accuracy family.
+from memla_plugin.mkeb.metric_registry import COUNTERFACT_METRICS
+
+#: MKEB's own metrics and EasyEdit's teacher-forced token-accuracy family; the CounterFact-style
+#: probability comparisons (NS_cf, the length-normalised views) come from the metric registry.
 MKEB_METRICS = ("ES", "PS", "NS", "MQ")
 EASYEDIT_METRICS = ("rel_acc", "gen_acc", "loc_acc", "port_acc")
 VIEWS = ("e2e", "others")  # edit language -> edit language; mean over the other languages
@@ -80,11 +83,20 @@ def _id_order(x: str) -> tuple[int, Any]:
         return (1, x)
 
 
+def counts_in_means(row: Mapping[str, Any]) -> bool:
+    """Whether a row enters the means: an edit that ran and succeeded, or the unedited model.
+
+    A failed edit (status ``error``) is scored on the unchanged model; averaging it in would
+    credit the method with the unedited model's locality, so it is counted apart instead.
+    """
+    return row.get("status", "ok") == "ok" and bool(row.get("scores"))
+
+
 def by_record(rows: Iterable[Mapping[str, Any]], source: str, metric: str, view: str) -> dict[str, float]:
-    """{record id: value} of one method's rows for one source language (None values left out)."""
+    """{record id: value} of one method's successful rows for one source language (None values left out)."""
     out = {}
     for row in rows:
-        if row.get("status") == "skipped" or not row.get("scores"):
+        if not counts_in_means(row):
             continue
         v = record_value(row["scores"], source, metric, view)
         if v is not None and not math.isnan(v):
@@ -107,6 +119,7 @@ def pct(x: Optional[float], signed: bool = False) -> str:
 
 
 __all__ = [
+    "COUNTERFACT_METRICS",
     "EASYEDIT_METRICS",
     "Estimate",
     "MKEB_METRICS",
@@ -114,6 +127,7 @@ __all__ = [
     "VIEW_LABEL",
     "bootstrap",
     "by_record",
+    "counts_in_means",
     "ordered_values",
     "paired",
     "pct",
