@@ -146,10 +146,11 @@ def language_panels(path: Path, panels: Sequence[Panel], methods: Sequence[str],
         for ax, panel in zip(axes, panels):
             _panel(ax, panel, methods, targets, source)
         handles = _legend_handles(source, has_ref)
-        fig.legend(handles=handles, loc="upper right", ncol=len(handles), fontsize=9, frameon=False,
-                   bbox_to_anchor=(1.0, 1.0))
-        fig.suptitle(title, x=0.01, y=0.995, ha="left", va="top", fontsize=12)
-        fig.tight_layout(rect=(0, 0, 1, 1 - 0.2 / height))
+        fig.suptitle(title, x=0.01, y=1 - 0.06 / height, ha="left", va="top", fontsize=12)
+        # the legend on a line of its own under the title, so a long title never runs into it
+        fig.legend(handles=handles, loc="upper left", ncol=len(handles), fontsize=9, frameon=False,
+                   bbox_to_anchor=(0.005, 1 - 0.3 / height))
+        fig.tight_layout(rect=(0, 0, 1, 1 - 0.42 / height))
     return fig.drawn
 
 
