@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 from .settings import BenchConfigError, MethodSpec
 
@@ -68,8 +68,9 @@ class Editor:
 
     spec: MethodSpec
 
-    def __init__(self, spec: MethodSpec) -> None:
+    def __init__(self, spec: MethodSpec, prompt_format: str = "bare") -> None:
         self.spec = spec
+        self.prompt_format = prompt_format  # memla_plugin.prompt_format, as the run sets it
         self.hparams: Any = None
         self.apply_fn: Optional[Callable[..., Any]] = None
 
@@ -97,6 +98,11 @@ class Editor:
     def last_stats(self) -> dict[str, Any]:
         return {}
 
+    def prompt_template(self, base: str) -> str:
+        """The scoring template after the latest edit: ``base`` (the run's format) unless the method
+        edits in context (IKE puts its demonstrations before every question)."""
+        return base
+
 
 class UneditedEditor(Editor):
     """The reference: no edit; its rows reuse the cached unedited scores."""
@@ -108,8 +114,8 @@ class MemlaEditor(Editor):
     selected neurons depend only on the model, the prompts and the attribution settings, all
     part of the cache key, so sharing changes run time, not results."""
 
-    def __init__(self, spec: MethodSpec, hparams: Any) -> None:
-        super().__init__(spec)
+    def __init__(self, spec: MethodSpec, hparams: Any, prompt_format: str = "bare") -> None:
+        super().__init__(spec, prompt_format)
         from memla_plugin.memla_main import apply_memla_to_model
 
         self.hparams = hparams
@@ -123,8 +129,9 @@ class MemlaEditor(Editor):
 
 
 class EasyEditEditor(Editor):
-    def __init__(self, spec: MethodSpec, model: Any, tok: Any, hparams: Any, model_path: Optional[str] = None) -> None:
-        super().__init__(spec)
+    def __init__(self, spec: MethodSpec, model: Any, tok: Any, hparams: Any, model_path: Optional[str] = None,
+                 prompt_format: str = "bare") -> None:
+        super().__init__(spec, prompt_format)
         from memla_plugin import easyedit as ee  # raises EasyEditNotFoundError with set-up advice
 
         ee.apply_host_fixes()
@@ -140,12 +147,18 @@ class EasyEditEditor(Editor):
         self.prepare_s = time.perf_counter() - t0
         self.apply_fn = ee.get_apply_fn(spec.alg_name)
 
+    def edit(self, model: Any, tok: Any, request: dict[str, Any]) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+        """The host's edit on a copy of ``request`` whose prompts are put in the run's format."""
+        from memla_plugin.easyedit.formatting import format_request
 
-def _memla_hparams(spec: MethodSpec, device: str, neuron_cache_dir: Optional[str]) -> Any:
+        return super().edit(model, tok, format_request(request, tok, self.prompt_format))
+
+
+def _memla_hparams(spec: MethodSpec, device: str, neuron_cache_dir: Optional[str], prompt_format: str) -> Any:
     from memla_plugin.hparams import MEMLAHyperParams
 
     hp = MEMLAHyperParams.from_hparams(spec.hparams)  # type: ignore[arg-type]
-    hp = hp.replace(device=device)
+    hp = hp.replace(device=device, prompt_format=prompt_format)  # the run's format wins over the file's
     if neuron_cache_dir is not None and not hp.neuron_cache_dir:
         hp = hp.replace(neuron_cache_dir=str(neuron_cache_dir))
     return _apply_overrides(hp, spec.overrides, spec.name)
@@ -160,12 +173,14 @@ def _host_hparams(spec: MethodSpec, device: str) -> Any:
     return _apply_overrides(hp, spec.overrides, spec.name)
 
 
-def build_hparams(spec: MethodSpec, device: str, neuron_cache_dir: Optional[str] = None) -> Any:
+def build_hparams(spec: MethodSpec, device: str, neuron_cache_dir: Optional[str] = None,
+                  prompt_format: str = "bare") -> Any:
     """The hparams ``spec`` will edit with (its file, then the catalog's overrides), validated.
 
     Called for every method before a model is loaded, so a bad file or override costs no
     model load and no unedited pass; the error names the catalog entry (``catalog.<name>: ...``).
     ``neuron_cache_dir``: where MEMLA editors share attributions (see :class:`MemlaEditor`).
+    ``prompt_format``: the run's, which MEMLA's attribution and training then use.
     """
     from memla_plugin.errors import MEMLAError
 
@@ -173,7 +188,11 @@ def build_hparams(spec: MethodSpec, device: str, neuron_cache_dir: Optional[str]
         return None
     try:
         if spec.kind == "memla":
-            return _memla_hparams(spec, device, neuron_cache_dir)
+            return _memla_hparams(spec, device, neuron_cache_dir, prompt_format)
+        if spec.alg_name == "IKE":
+            from .ike_editor import ike_hparams
+
+            return ike_hparams(spec, device)
         return _host_hparams(spec, device)
     except (MEMLAError, ValueError, TypeError) as exc:
         text = " ".join(str(exc).split()) or type(exc).__name__
@@ -181,17 +200,24 @@ def build_hparams(spec: MethodSpec, device: str, neuron_cache_dir: Optional[str]
         raise BenchConfigError(text if text.startswith(prefix) else f"{prefix}: {text}") from None
 
 
-def make_editor(spec: MethodSpec, model: Any, tok: Any, hparams: Any, model_path: Optional[str] = None) -> Editor:
+def make_editor(spec: MethodSpec, model: Any, tok: Any, hparams: Any, model_path: Optional[str] = None,
+                prompt_format: str = "bare", exclude_ids: Sequence[str] = ()) -> Editor:
     """The editor of ``spec`` with the ``hparams`` from :func:`build_hparams` (prepares baselines' statistics).
 
     ``model_path``: what the model was loaded from (a directory or hub id); host editors get it
-    as ``model_name`` so their cached statistics belong to this model.
+    as ``model_name`` so their cached statistics belong to this model. ``prompt_format``: how
+    every method puts its prompts to the model. ``exclude_ids``: the run's evaluated records,
+    from which IKE never takes a demonstration.
     """
     if spec.kind == "unedited":
-        return UneditedEditor(spec)
+        return UneditedEditor(spec, prompt_format)
     if spec.kind == "memla":
-        return MemlaEditor(spec, hparams)
-    return EasyEditEditor(spec, model, tok, hparams, model_path)
+        return MemlaEditor(spec, hparams, prompt_format)
+    if spec.alg_name == "IKE":
+        from .ike_editor import IKEEditor
+
+        return IKEEditor(spec, tok, hparams, prompt_format, exclude_ids)
+    return EasyEditEditor(spec, model, tok, hparams, model_path, prompt_format)
 
 
 __all__ = ["EasyEditEditor", "Editor", "MemlaEditor", "UneditedEditor", "build_hparams", "jsonable", "make_editor"]
