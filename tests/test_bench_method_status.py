@@ -1,12 +1,12 @@
 """A host editor that does not edit is marked "not functional on this model" and is no baseline.
 
-Fixture, source en, three dev records; ES edit→edit (en):
+Fixture, source en, five dev records (the fewest that give a verdict); ES edit→edit (en):
 
-    method    record 1  record 2  record 3
-    unedited  1         0         0          mean 1/3
-    mend      0         0         0          mean 0     -> not functional (0 is not above 1/3)
-    rome      1         1         0          mean 2/3   -> functional
-    memla     1         1         1
+    method    records 1..5
+    unedited  1 0 0 0 0     mean 1/5
+    mend      0 0 0 0 0     mean 0     -> not functional (0 is not above 1/5)
+    rome      1 1 0 0 0     mean 2/5   -> functional
+    memla     1 1 1 1 1
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from memla_mkeb.method_status import NOT_FUNCTIONAL, check_functional, main, not
 from memla_mkeb.report import write_report
 from memla_mkeb.report_data import method_kinds
 
-ES = {"unedited": (1, 0, 0), "mend": (0, 0, 0), "rome": (1, 1, 0), "memla": (1, 1, 1)}
+ES = {"unedited": (1, 0, 0, 0, 0), "mend": (0, 0, 0, 0, 0), "rome": (1, 1, 0, 0, 0), "memla": (1, 1, 1, 1, 1)}
 KIND = {"unedited": "unedited", "mend": "easyedit", "rome": "easyedit", "memla": "memla"}
 
 
@@ -44,9 +44,11 @@ def _run_dir(tmp_path):
 def test_check_functional_compares_with_the_unedited_model_on_the_same_records():
     mend = check_functional(_rows(), "mend", n_boot=0)
     assert mend["functional"] is False
-    assert mend["es_e2e"]["mean"] == 0.0 and abs(mend["unedited_es_e2e"]["mean"] - 1 / 3) < 1e-12
-    assert abs(mend["difference"]["mean"] + 1 / 3) < 1e-12 and mend["records"] == ["1", "2", "3"]
+    assert mend["es_e2e"]["mean"] == 0.0 and abs(mend["unedited_es_e2e"]["mean"] - 1 / 5) < 1e-12
+    assert abs(mend["difference"]["mean"] + 1 / 5) < 1e-12 and mend["records"] == ["1", "2", "3", "4", "5"]
     assert check_functional(_rows(), "rome", n_boot=0)["functional"] is True
+    few = [r for r in _rows() if int(r["record_id"]) <= 4]
+    assert check_functional(few, "mend", n_boot=0)["functional"] is None  # 4 records: no verdict
 
 
 def test_failed_edits_do_not_count_as_evidence():
@@ -55,7 +57,7 @@ def test_failed_edits_do_not_count_as_evidence():
         if r["method"] == "rome" and r["record_id"] == "3":
             r["status"] = "error"
     rome = check_functional(rows, "rome", n_boot=0)
-    assert rome["records"] == ["1", "2"] and rome["attempted"] == 3
+    assert rome["records"] == ["1", "2", "4", "5"] and rome["attempted"] == 5 and rome["functional"] is None
 
 
 def test_marked_method_leaves_the_best_baseline_and_gets_a_section(tmp_path):

@@ -5,7 +5,8 @@ more often than the unedited model already does is not editing: comparing MEMLA 
 naming it the best baseline, says nothing about MEMLA. The test, fixed before the dev rows
 were read: a method is **functional** when the mean ES edit→edit of its successful edits is
 above the unedited model's on the same dev records (paired by record, source ``en``);
-otherwise it is marked "not functional on this model".
+otherwise it is marked "not functional on this model". With fewer than :data:`MIN_RECORDS`
+paired records there is no verdict (``functional: null``): one or two 0/1 outcomes decide nothing.
 
 ``python -m memla_mkeb.method_status RUN_DIR [--method mend]`` writes the verdict with its
 evidence (both means, the paired difference with its bootstrap interval, the records, and for
@@ -29,8 +30,9 @@ from .stats import Estimate, bootstrap, paired, record_value
 STATUS_FILE = "method_status.json"
 #: The report's method kind for a host editor marked not functional (never counted as a baseline).
 NOT_FUNCTIONAL = "easyedit (not functional)"
+MIN_RECORDS = 5
 TEST = ("functional when the mean ES edit→edit of its successful edits is above the unedited model's "
-        "on the same records (paired by record)")
+        f"on the same records (paired by record; no verdict on fewer than {MIN_RECORDS} records)")
 
 
 def _es_e2e(rows: Iterable[Mapping[str, Any]], method: str, source: str) -> dict[str, float]:
@@ -58,7 +60,7 @@ def check_functional(rows: Sequence[Mapping[str, Any]], method: str, *, source: 
     diff = est(paired(common, ref_common), "diff")
     return {
         "method": method, "source": source, "metric": "ES", "view": "e2e", "test": TEST,
-        "functional": bool(diff.mean is not None and diff.mean > 0),
+        "functional": None if len(common) < MIN_RECORDS else bool(diff.mean is not None and diff.mean > 0),
         "records": sorted(common, key=lambda x: (len(x), x)),
         "attempted": sum(1 for r in rows if r.get("method") == method and r.get("source") == source),
         "es_e2e": asdict(est(common.values(), "method")),
@@ -109,7 +111,7 @@ def read_status(run_dirs: Iterable[Path]) -> dict[str, dict[str, Any]]:
 
 def not_functional(run_dirs: Iterable[Path]) -> dict[str, dict[str, Any]]:
     """The methods marked not functional in the given run dirs, with their evidence."""
-    return {m: v for m, v in read_status(run_dirs).items() if not v.get("functional", True)}
+    return {m: v for m, v in read_status(run_dirs).items() if v.get("functional") is False}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -129,14 +131,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"method_status: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     for m, v in payload["methods"].items():
-        print(f"{m}: {'functional' if v['functional'] else 'NOT functional on this model'}: ES e2e "
+        verdict = {True: "functional", False: "NOT functional on this model", None: "no verdict yet"}[v["functional"]]
+        print(f"{m}: {verdict}: ES e2e "
               f"{100 * v['es_e2e']['mean']:.1f} vs unedited {100 * v['unedited_es_e2e']['mean']:.1f} "
               f"on {len(v['records'])} records")
     print(f"wrote {args.run_dir / STATUS_FILE}")
     return 0
 
 
-__all__ = ["NOT_FUNCTIONAL", "STATUS_FILE", "TEST", "check_functional", "main", "mend_training_record", "not_functional",
+__all__ = ["MIN_RECORDS", "NOT_FUNCTIONAL", "STATUS_FILE", "TEST", "check_functional", "main", "mend_training_record", "not_functional",
            "read_status", "write_status"]
 
 
