@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
 # The dev tuning grid (benchmarks/mkeb/README.md, "Tuning grid"): every point of
-# memla_mkeb/conf/grid/default.yaml, the unedited model, and MEND (no grid; its dev rows are the
-# evidence `python -m memla_mkeb.method_status` reads), on the first N shipped dev records, source en,
-# the harness's default prompt format. Records are added one at a time, so every sitting ends with
+# memla_mkeb/conf/grid/default.yaml and the unedited model on the first N shipped dev records, source en,
+# the harness's default prompt format; MEND (no grid) gets its own dev run in ./mend, whose rows are the
+# evidence `python -m memla_mkeb.method_status` reads. Records are added one at a time, so every sitting ends with
 # every method on the same records. Resumable: run the same command again; rows already written are
 # skipped, nothing is redone.
 #
 #   benchmarks/mkeb/results/dev_grid/run.sh [N]          # default N = 10
 #   ONLY=memla,lora benchmarks/mkeb/results/dev_grid/run.sh 3   # only these grid methods (and unedited)
-#   NO_MEND=1 ...                                        # leave MEND out (e.g. while its hypernetwork trains)
 #   benchmarks/mkeb/results/dev_grid/run.sh select       # each method's choice -> selection.json
-#   benchmarks/mkeb/results/dev_grid/run.sh status       # MEND's verdict -> method_status.json
-#   benchmarks/mkeb/results/dev_grid/run.sh report       # report.md of this run dir
+#   benchmarks/mkeb/results/dev_grid/run.sh mend         # unedited + MEND on the first 5, then 10 dev records -> mend/
+#   benchmarks/mkeb/results/dev_grid/run.sh status       # MEND's verdict -> mend/method_status.json
+#   benchmarks/mkeb/results/dev_grid/run.sh report       # report.md of this run dir and mend/
 #
 # The hparams files are the copies in ./hparams (as they were when the grid began): a run dir refuses rows
 # made with another hparams file content, and the repository's files gain comments (the grid and its choice).
@@ -25,8 +25,13 @@ PY="${MEMLA_PYTHON:-$BIN/python}"
 R="${DEV_GRID_DIR:-benchmarks/mkeb/results/dev_grid}"
 case "${1:-}" in
     select) exec "$PY" -m memla_mkeb.select "$R" ;;
-    status) exec "$PY" -m memla_mkeb.method_status "$R" --method mend ;;
-    report) exec "$PY" -m memla_mkeb.report "$R" --out "$R/report.md" ;;
+    status) exec "$PY" -m memla_mkeb.method_status "$R/mend" --method mend ;;
+    report) exec "$PY" -m memla_mkeb.report "$R" "$R/mend" --out "$R/report.md" ;;
+    mend)   for n in 5 10; do  # two sittings: a verdict needs 5 paired records; each sitting loads the model once
+                "$PY" -m memla_mkeb.app data=dev "data.limit=$n" "source_langs=[en]" "methods=[unedited,mend]" \
+                    "run_dir=$R/mend" "hparams_dir=$R/hparams"
+            done
+            exit 0 ;;
 esac
 N="${1:-10}"
 POINTS=$("$PY" -c "
@@ -34,9 +39,7 @@ import sys
 from memla_mkeb.grid import grid_methods, load_grid
 only = [m for m in '${ONLY:-}'.split(',') if m] or None
 print(','.join(grid_methods(load_grid(), only)))")
-METHODS="unedited"
-[ -z "${NO_MEND:-}" ] && METHODS="$METHODS,mend"
-METHODS="$METHODS,$POINTS"
+METHODS="unedited,$POINTS"   # MEND's dev rows: `run.sh mend` (its own run dir, so both can run at once)
 for n in $(seq 1 "$N"); do
     "$PY" -m memla_mkeb.app data=dev "data.limit=$n" "source_langs=[en]" "methods=[$METHODS]" \
         "run_dir=$R" "run.neuron_dir=$R/neurons" "hparams_dir=$R/hparams"
