@@ -20,6 +20,7 @@ from typing import Any, Optional, Union
 from .devices import DEVICE_HELP, parse_device
 from .errors import HParamsError
 from .languages import MKEB_LANGS
+from .prompt_format import PROMPT_FORMATS
 
 ALG_NAME = "MEMLA"
 
@@ -34,8 +35,13 @@ _FLOAT_FIELDS = (
     "new_loss_weight",
     "true_loss_weight",
     "apply_scale",
+    "locality_weight",
 )
-_INT_FIELDS = ("max_length", "batch_size", "attr_steps", "attr_batch_size", "rank_per_neuron", "max_steps", "seed")
+_INT_FIELDS = (
+    "max_length", "batch_size", "attr_steps", "attr_batch_size", "rank_per_neuron", "max_steps", "seed",
+    "locality_prompts",
+)
+_TARGET_FORMS = ("unspaced", "scored")
 _BOOL_FIELDS = ("model_parallel", "fp16", "use_masks", "use_language_specific", "use_language_independent")
 
 
@@ -79,6 +85,24 @@ class MEMLAHyperParams:
     # --- §3.5 apply ------------------------------------------------------------------
     apply_scale: float = 0.5
     seed: int = 42
+    # --- switches beyond the paper (off by default: the defaults are the paper's method) --------
+    #: how attribution tokenises target_true: "unspaced" (the authors' code: as given) or "scored"
+    #: (the form training and scoring use, with the leading space where the language takes one)
+    attr_target_form: str = "unspaced"
+    #: LIKN = neurons found in at least this many identification languages (null: all of them)
+    likn_min_langs: Optional[int] = None
+    #: directory of train-split background facts (benchmarks/mkeb/build_background.py): their neuron sets and prompts
+    background_dir: Optional[str] = None
+    #: drop neurons selected for more than this share of the background facts (null: no filter)
+    generic_max_share: Optional[float] = None
+    #: weight of KL(unedited || edited) on background prompts in the training loss (0: the paper's loss)
+    locality_weight: float = 0.0
+    #: how many background prompts of the edit language the locality term reads
+    locality_prompts: int = 8
+    # --- how prompts are put to the model (memla_plugin.prompt_format) ----------------
+    #: bare (the paper's code: the question as it is), chat (the tokenizer's chat template) or preamble;
+    #: attribution and training both read it, and scoring should use the same
+    prompt_format: str = "bare"
     # --- output ----------------------------------------------------------------------
     #: also save each edit call as a peft LoRA adapter in a new subdirectory of this one
     save_adapter_dir: Optional[str] = None
@@ -271,6 +295,8 @@ class MEMLAHyperParams:
             if Path(self.save_adapter_dir).exists() and not Path(self.save_adapter_dir).is_dir():
                 raise HParamsError(f"save_adapter_dir={str(self.save_adapter_dir)!r} exists and is not a directory")
             self.save_adapter_dir = str(self.save_adapter_dir)
+        if self.prompt_format not in PROMPT_FORMATS:
+            raise HParamsError(f"prompt_format={self.prompt_format!r}; choose one of {', '.join(PROMPT_FORMATS)}")
         if self.lr <= 0:
             raise HParamsError(f"lr must be positive, got {self.lr}")
         if self.apply_scale <= 0:  # W += gamma * Delta: 0 applies nothing, a negative gamma reverses the edit
@@ -288,6 +314,32 @@ class MEMLAHyperParams:
             raise HParamsError("new_loss_weight and true_loss_weight are both 0: nothing to train")
         if not (self.use_language_specific or self.use_language_independent):
             raise HParamsError("use_language_specific and use_language_independent are both false: nothing to train")
+        self._validate_switches()
+
+    def _validate_switches(self) -> None:
+        """The switches beyond the paper's method (see the field comments)."""
+        if self.attr_target_form not in _TARGET_FORMS:
+            raise HParamsError(f"attr_target_form={self.attr_target_form!r}; choose one of {', '.join(_TARGET_FORMS)}")
+        k = self.likn_min_langs
+        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= len(self.id_langs)):
+            raise HParamsError(f"likn_min_langs must be null or an integer in 1..{len(self.id_langs)} (len(id_langs)), got {k!r}")
+        share = self.generic_max_share
+        if isinstance(share, str):
+            try:
+                share = self.generic_max_share = float(share)
+            except ValueError:
+                raise HParamsError(f"generic_max_share={share!r} is not a number") from None
+        if share is not None and (isinstance(share, bool) or not isinstance(share, (int, float)) or not 0.0 <= share < 1.0):
+            raise HParamsError(f"generic_max_share must be null or a share in [0, 1), got {share!r}")
+        if self.locality_weight < 0:
+            raise HParamsError(f"locality_weight must be >= 0, got {self.locality_weight}")
+        if self.locality_prompts < 1:
+            raise HParamsError(f"locality_prompts must be a positive integer, got {self.locality_prompts}")
+        needs = [n for n, on in (("generic_max_share", share is not None), ("locality_weight", self.locality_weight > 0)) if on]
+        if needs and not self.background_dir:
+            raise HParamsError(f"{' and '.join(needs)} need{'s' if len(needs) == 1 else ''} background_dir (train-split background facts, built by benchmarks/mkeb/build_background.py)")
+        if self.background_dir is not None:
+            self.background_dir = str(self.background_dir)
 
     def _validate_device(self) -> None:
         if parse_device(self.device) is None:
