@@ -5,6 +5,7 @@ from typing import Iterable, Optional, Sequence
 
 import torch
 
+from ..prompt_format import format_prompt
 from .inputs import EmptyPromptError
 from .settings import AttributionSettings
 
@@ -33,7 +34,8 @@ def attribute_prompt(
 
 
 def score_prompt(model, tok, prompt: str, target: str, arch, settings: AttributionSettings) -> torch.Tensor:
-    """:func:`attribute_prompt` with the settings given as one object."""
+    """:func:`attribute_prompt` with the settings given as one object (the prompt put in ``settings.prompt_format``)."""
+    prompt = format_prompt(tok, prompt, settings.prompt_format)
     if settings.implementation == "fast":
         from .fast import attribute_fast as fn
     else:

@@ -27,6 +27,10 @@ class AttributionSettings:
     batch_size: int = 64
     method: str = "ig"
     implementation: str = "fast"
+    #: "unspaced" (target as given, the authors' code) or "scored" (the training/scoring form)
+    target_form: str = "unspaced"
+    #: how each prompt is put to the model (memla_plugin.prompt_format)
+    prompt_format: str = "bare"
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -52,10 +56,23 @@ class AttributionSettings:
             batch_size=int(getattr(hparams, "attr_batch_size", 64)),
             method=getattr(hparams, "attr_method", "ig"),
             implementation=implementation,
+            target_form=getattr(hparams, "attr_target_form", "unspaced"),
+            prompt_format=getattr(hparams, "prompt_format", "bare"),
         )
 
     def cache_key(self, model_name: str) -> str:
         """The neuron-cache model key: the model plus every setting that changes the selection."""
         from .cache import cache_key
 
-        return cache_key(model_name, self.steps, self.baseline, self.threshold, self.layers)
+        key = cache_key(model_name, self.steps, self.baseline, self.threshold, self.layers)
+        # the paper's form keeps the key it always had, so existing caches stay valid
+        key = key if self.target_form == "unspaced" else f"{key}-{self.target_form}"
+        return key if self.prompt_format == "bare" else f"{key}-{self.prompt_format}"
+
+    def attribution_target(self, target: str, lang: str, tok: Any) -> str:
+        """The text whose tokens attribution scores: as given, or in the form training and scoring use."""
+        if self.target_form == "unspaced":
+            return target
+        from ..tokenisation import target_with_space
+
+        return target_with_space(target, lang, tok)
