@@ -36,14 +36,14 @@ def easyedit_root() -> Path:
 @pytest.fixture(scope="module")
 def series():
     set_author(("Ada Reviewer", "ada@example.org"))
-    return series_patches(easyedit_root(), "speed")
+    return series_patches(easyedit_root(), "mkeb")
 
 
-def test_series_is_host_fixes_then_core_then_speed_each_one_commit_by_the_exporter(series):
-    assert [name for name, _, _ in series] == ["host-fixes", "core", "speed"]
+def test_series_is_host_fixes_core_speed_mkeb_each_one_commit_by_the_exporter(series):
+    assert [name for name, _, _ in series] == ["host-fixes", "core", "speed", "mkeb"]
     for i, (_, text, size) in enumerate(series, 1):
         assert text.count("\nSubject: ") == 1
-        assert f"[PATCH {i}/3]" in text
+        assert f"[PATCH {i}/4]" in text
         assert "From: Ada Reviewer <ada@example.org>" in text
         assert "noreply" not in text and "Date: Wed, 1 Jan 2025" not in text
         assert size["files"] > 0 and size["added"] > 0
@@ -76,6 +76,11 @@ def test_core_has_reference_attribution_only_and_speed_adds_the_fast_path():
     assert "LowerLayerCache" not in core[f"{memla}/training.py"]
     assert "LowerLayerCache" in full[f"{memla}/training.py"]
     assert "reuse_lower_layers" not in "".join(core.values())
+    # the neuron cache comes with the speed pull request; the attribution loop survives the strip
+    assert f"{memla}/neurons/cache.py" not in core and f"{memla}/neurons/cache.py" in full
+    main_core = core[f"{memla}/memla_main.py"]
+    assert "neuron_cache_dir" not in "".join(core.values()) and "cache" not in main_core.replace("use_cache", "")
+    assert "per_lang[lang] = _find_neurons(" in main_core and "_cache_id(" in full[f"{memla}/memla_main.py"]
     for files in (core, full):
         for path, text in files.items():
             ast.parse(text, filename=path)
@@ -162,3 +167,75 @@ def test_unknown_import_fails_with_the_table_named(tmp_path):
         from tools.upstream.source import closure
 
         closure(["memla_plugin.memla_main"], [], {})
+
+
+def test_mkeb_pull_request_adds_dataset_evaluation_and_example_only():
+    prs = build_series(easyedit_root(), "mkeb")
+    mkeb = prs[-1]
+    assert mkeb.name == "mkeb"
+    paths = set(mkeb.files)
+    for expected in ("easyeditor/dataset/mkeb/dataset.py", "easyeditor/dataset/mkeb/convert.py",
+                     "easyeditor/evaluate/mkeb/scoring.py", "easyeditor/evaluate/mkeb/metrics.py",
+                     "easyeditor/evaluate/mkeb/__init__.py", "easyeditor/dataset/__init__.py",
+                     "examples/MKEB.md", "examples/run_mkeb.py"):
+        assert expected in paths, expected
+    assert "from .mkeb import MKEBDataset" in mkeb.files["easyeditor/dataset/__init__.py"]
+    scoring = mkeb.files["easyeditor/evaluate/mkeb/scoring.py"]
+    assert "kv_fork" not in scoring and "share_prompts" not in scoring
+    assert "shipped" not in "".join(mkeb.files.values())
+    assert not any(p.startswith("easyeditor/models/memla/neurons/") for p in paths)
+
+
+def test_docstrings_keep_their_first_paragraph_only():
+    from tools.upstream.source import short_docstrings
+
+    src = 'def f():\n    """Summary line.\n\n    Long notes.\n    """\n    return 1\n'
+    out = short_docstrings(src, "x.py")
+    assert '"""Summary line."""' in out and "Long notes" not in out
+    ast.parse(out)
+
+
+def test_strip_keeps_a_loop_whose_last_if_is_stripped_and_closures():
+    src = (
+        "def f(xs, cache):\n"
+        "    out = []\n"
+        "    for x in xs:\n"
+        "        if x is None:\n"
+        "            continue\n"
+        "        if cache is not None:\n"
+        "            cache.put(x)\n"
+        "        out.append(x)\n"
+        "    def g(y):\n"
+        "        return y + len(out)\n"
+        "    return [g(o) for o in out]\n"
+    )
+    out = strip_names(src, {"cache"})
+    assert "out.append(x)" in out and "if x is None" in out and "return y + len(out)" in out
+    assert "cache" not in out
+
+
+def test_drop_defs_removes_named_methods_with_their_comments():
+    from tools.upstream.source import drop_defs
+
+    src = "class A:\n    def keep(self):\n        return 1\n\n    #: note\n    def gone(self):\n        return 2\n"
+    out = drop_defs(src, ["A.gone"], "a.py")
+    assert "gone" not in out and "note" not in out and "def keep" in out
+    with pytest.raises(ExportError, match="layout.py"):
+        drop_defs(src, ["A.missing"], "a.py")
+
+
+def test_soundness_check_finds_undefined_names_and_emptied_functions():
+    from tools.upstream.source import check_sound
+
+    assert check_sound("ok.py", "import os\ndef f():\n    return os.sep\n") == []
+    problems = check_sound("bad.py", 'def f():\n    return gone\ndef g():\n    """Doc."""\n    pass\n')
+    assert any("gone" in p for p in problems) and any("nothing left" in p for p in problems)
+
+
+def test_strip_removes_a_stripped_option_from_a_literal_not_the_whole_statement():
+    src = ('FLOATS = (\n    "lr",\n    "locality_weight",\n)\nINTS = ("steps", "locality_prompts", "seed")\n'
+           'def f(h):\n    return [getattr(h, n) for n in FLOATS + INTS]\n')
+    out = strip_names(src, {"locality_weight", "locality_prompts"})
+    assert "locality" not in out and '"lr"' in out and '"steps"' in out and '"seed"' in out
+    assert "return [getattr(h, n) for n in FLOATS + INTS]" in out
+    ast.parse(out)

@@ -21,6 +21,7 @@ from .layout import METHOD_DIR, PR_ORDER, ROOTS, Row
 from .source import (
     ExportError,
     apply_subs,
+    check_sound,
     check_vocabulary,
     clean_references,
     closure,
@@ -118,7 +119,7 @@ def method_files(prs: tuple[str, ...]) -> tuple[dict[str, str], list[str]]:
             text = easyedit_hparams(text, r.upstream)
         if name == "memla_plugin.memla_main":
             text = per_request_failures(text, r.upstream)
-        files[r.upstream] = text
+        files[r.upstream] = re.sub(r"[ \t]+\n", "\n", text)  # what a removed item left at a line end
     files[f"{METHOD_DIR}/__init__.py"] = package_init(files)
     for tmpl, (dest, pr) in PACKAGE_TEMPLATES.items():
         if pr in prs:
@@ -380,6 +381,11 @@ def build_series(easyedit_root: Path, upto: str = "mkeb") -> list[PullRequest]:
                     MODELS_INIT, ALG_DICT, DATASET_INIT) for p in check_vocabulary(path, text)]
     if problems:
         raise ExportError("plugin vocabulary in the upstream files:\n  " + "\n  ".join(problems[:20]))
+    ours = (METHOD_DIR, layout.DATASET_DIR, layout.EVAL_DIR, "examples/", "tests/")
+    broken = [p for pr in series if pr.name != "host-fixes" for path, text in pr.files.items()
+              if path.endswith(".py") and path.startswith(ours) for p in check_sound(path, text)]
+    if broken:
+        raise ExportError("the transformed code is broken:\n  " + "\n  ".join(broken[:20]))
     return series
 
 
@@ -458,8 +464,11 @@ reviewed (or declined) on their own:
   last prompt token on, layers l..L, prefix keys/values cached), with the path
   points of several layers batched. Models whose decoder stack it does not know
   use the reference attribution. It drives decoder layers directly, so it is tied
-  to the transformers internals it was written against; the test below compares
-  it with the reference on a tiny Llama-style model.
+  to the transformers internals it was written against (checked with
+  transformers 5.x on CPU only); the test below compares it with the reference.
+  Both this and the replay are on by default in this pull request; if that is
+  too much trust in decoder internals, making them opt-in is a one-line change
+  each (AttributionSettings.implementation, reuse_lower_layers).
 - training.py: layers below the lowest edited one are run once and their output
   replayed during the LoRA steps.
 - neurons/cache.py: `neuron_cache_dir` keeps each fact's selected neurons on
@@ -468,7 +477,7 @@ reviewed (or declined) on their own:
   Requests without a case_id are keyed by the content of their attribution
   inputs, so two different facts never share an entry.
 - tests/test_memla_fast_attribution.py: fast == reference (scores and selected
-  neurons) on a tiny random Qwen2 model on CPU.
+  neurons) on tiny random Qwen2 and Llama models on CPU.
 """,
 )
 

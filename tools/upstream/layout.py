@@ -51,43 +51,91 @@ class Row:
     text: Optional[str] = None
 
 
+#: the plugin's export of an edit as a peft adapter: not part of the upstream method
+ADAPTERS = ("save_adapter_dir", "on_trained", "capture", "adapter_dir")
+#: the plugin's prompt formats (chat template, answer preamble): upstream puts prompts bare, as EasyEdit does
+PROMPT_FORMAT = ("prompt_format", "format_prompt", "PROMPT_FORMATS")
+#: the plugin's switches beyond the paper (an improved preset: LIKN by vote, generic-neuron filter,
+#: locality term, scored attribution targets); upstream gets the paper's method
+BEYOND_PAPER = ("likn_min_langs", "min_langs", "background_dir", "generic_max_share", "locality_weight",
+                "locality_prompts", "locality_kl", "_open_background", "background", "drop_generic",
+                "generic_dropped_per_lang", "attr_target_form", "target_form", "attribution_target", "Background",
+                "_validate_switches")
+
+#: the plugin's "report of the last call" (read by its CLI): upstream callers get the report from execute_memla
+LAST_REPORT = ("_set_last", "_last", "last_edit_report", "total", "reports")
+
 MODULES: tuple[Row, ...] = (
     Row("memla_plugin.errors", f"{METHOD_DIR}/errors.py",
         doc="Errors MEMLA raises on bad input or on an edit it cannot make."),
     Row("memla_plugin.hparams", f"{METHOD_DIR}/memla_hparams.py", core_strip=("neuron_cache_dir",),
-        strip=("dtype", "_DTYPES", "MKEB_LANGS"), drop=("MEMLAHyperParams.from_json", "MEMLAHyperParams.replace"),
+        strip=("dtype", "_DTYPES", "MKEB_LANGS", "_validate_device", "parse_device", "DEVICE_HELP")
+        + ADAPTERS + PROMPT_FORMAT + BEYOND_PAPER, drop=("MEMLAHyperParams.from_json", "MEMLAHyperParams.replace"),
         doc="MEMLA hyperparameters: EasyEdit's ``HyperParams`` with MEMLA's fields and range checks."),
     Row("memla_plugin.memla_main", f"{METHOD_DIR}/memla_main.py",
         core_strip=("reuse_lower_layers", "reused_lower_layers", "_open_cache", "_cache_id", "cache", "cache_hits"),
+        strip=ADAPTERS + BEYOND_PAPER + LAST_REPORT,
+        subs=(("target = settings.attribution_target(target_true, lang, tok)", "target = target_true"),),
         core_subs=(("missing from the request and the neuron cache;", "missing from the request;"),)),
     Row("memla_plugin.architectures", f"{METHOD_DIR}/architectures.py"),
     Row("memla_plugin.training", f"{METHOD_DIR}/training.py",
         core_strip=("reuse_lower_layers", "reused_lower_layers", "LowerLayerCache", "layer_list"),
-        doc="Training the masked dual LoRA on the edit prompt (README section 3.4)."),
+        strip=PROMPT_FORMAT + BEYOND_PAPER + ("loc_last", "logprobs_with_locality"),
+        subs=(("""    if reference is None:
+        lp_new, lp_true = target_logprobs(model, batch)
+    else:
+        lp_new, lp_true, loc = logprobs_with_locality(model, batch)
+        kl = locality_kl(reference, loc)
+        result.locality_kl.append(float(kl.detach()))
+""", """    lp_new, lp_true = target_logprobs(model, batch)
+"""),
+              ("""    if reference is not None:
+        loss = loss + weight * kl
+""", ""),
+              ("reference: Optional[torch.Tensor], weight: float,\n               result", "result"),
+              (" (the paper's, plus the locality term when ``reference`` is given)", ""),
+              ("_step_loss(model, batch, hparams, reference, weight, result)", "_step_loss(model, batch, hparams, result)"),
+              ("first = min([self.prompt_len - 1, *self.loc_last])", "first = self.prompt_len - 1"),
+              (" (0 without locality rows)", ""),
+              ("        reference = None\n", "")),
+        doc="Training the masked dual LoRA on the edit prompt (MEMLA paper, section 3.4)."),
     Row("memla_plugin.masked_lora", f"{METHOD_DIR}/masked_lora/__init__.py"),
     Row("memla_plugin.masked_lora.config", f"{METHOD_DIR}/masked_lora/config.py"),
     Row("memla_plugin.masked_lora.layer", f"{METHOD_DIR}/masked_lora/layer.py"),
     Row("memla_plugin.masked_lora.model", f"{METHOD_DIR}/masked_lora/model.py"),
-    Row("memla_plugin.neurons", f"{METHOD_DIR}/neurons/__init__.py",
-        core_strip=("attribute_fast", "NeuronCache", "cache_key")),
+    Row("memla_plugin.neurons", f"{METHOD_DIR}/neurons/__init__.py", text="neurons_init.py",
+        core_strip=("attribute_fast", "NeuronCache", "neuron_bounds")),
     Row("memla_plugin.neurons.cache", f"{METHOD_DIR}/neurons/cache.py", pr="speed"),
     Row("memla_plugin.neurons.inputs", f"{METHOD_DIR}/neurons/inputs.py"),
     Row("memla_plugin.neurons.integrated", f"{METHOD_DIR}/neurons/integrated.py"),
     Row("memla_plugin.neurons.reference", f"{METHOD_DIR}/neurons/reference.py"),
-    Row("memla_plugin.neurons.sets", f"{METHOD_DIR}/neurons/sets.py"),
+    Row("memla_plugin.neurons.sets", f"{METHOD_DIR}/neurons/sets.py", strip=BEYOND_PAPER,
+        subs=(("""    elif min_langs is None:
+        likn = set.intersection(*(sets[l] for l in id_langs))
+    else:
+        likn = shared_by((sets[l] for l in id_langs), min(int(min_langs), len(id_langs)))
+""", """    else:
+        likn = set.intersection(*(sets[l] for l in id_langs))
+"""),)),
     Row("memla_plugin.neurons.selection", f"{METHOD_DIR}/neurons/selection.py",
-        core_strip=("attribute_fast",),
+        core_strip=("attribute_fast",), strip=PROMPT_FORMAT,
+        subs=((" (the prompt put in ``settings.prompt_format``)", ""),),
         core_subs=(('method: str = "fast"', 'method: str = "reference"'),)),
     Row("memla_plugin.neurons.settings", f"{METHOD_DIR}/neurons/settings.py", core_strip=("cache_key",),
+        strip=PROMPT_FORMAT + BEYOND_PAPER,
+        subs=(('return key if self.prompt_format == "bare" else f"{key}-{self.prompt_format}"', "return key"),),
         core_subs=(('implementation: str = "fast"', 'implementation: str = "reference"'),
               ('IMPLEMENTATIONS = ("fast", "reference")', 'IMPLEMENTATIONS = ("reference",)'))),
     Row("memla_plugin.neurons.fast", f"{METHOD_DIR}/neurons/fast.py", pr="speed"),
     Row("memla_plugin.neurons.stack", f"{METHOD_DIR}/neurons/stack.py", pr="speed"),
     Row("memla_plugin.request", f"{METHOD_DIR}/request.py"),
-    Row("memla_plugin.edit_report", f"{METHOD_DIR}/edit_report.py", core_strip=("cache_hits",)),
-    Row("memla_plugin.languages", f"{METHOD_DIR}/languages.py"),
+    Row("memla_plugin.edit_report", f"{METHOD_DIR}/edit_report.py", core_strip=("cache_hits",),
+        strip=ADAPTERS + BEYOND_PAPER),
+    Row("memla_plugin.languages", f"{METHOD_DIR}/languages.py",
+        doc="Language codes, and the script facts tokenisation relies on."),
     Row("memla_plugin.tokenisation", f"{METHOD_DIR}/tokenisation.py"),
-    Row("memla_plugin.locking", f"{METHOD_DIR}/locking.py", pr="speed"),
+    Row("memla_plugin.locking", f"{METHOD_DIR}/locking.py", pr="speed",
+        doc="An inter-process file lock, so concurrent writers of the neuron cache never leave a half-written file."),
     Row("memla_plugin.devices", f"{METHOD_DIR}/devices.py"),
     # MKEB: records, loading and the converter beside EasyEdit's other datasets; scoring in evaluate/
     Row("memla_plugin.mkeb", f"{DATASET_DIR}/__init__.py", pr="mkeb", text="mkeb_dataset_init.py"),
@@ -125,6 +173,7 @@ MODULES: tuple[Row, ...] = (
              "the metric definitions of :mod:`.metrics`.\n")),
     Row("memla_plugin.mkeb.engine", f"{EVAL_DIR}/engine.py", pr="mkeb"),
     Row("memla_plugin.mkeb.metric_registry", f"{EVAL_DIR}/metrics.py", pr="mkeb"),
+    Row("memla_plugin.mkeb.generation", f"{EVAL_DIR}/generation.py", pr="mkeb"),
     Row("memla_plugin.mkeb.reference", f"{EVAL_DIR}/reference.py", pr="mkeb",
         doc=("The unedited model's results on a record: its own scores and what ``loc_acc`` compares with.\n\n"
              "``loc_acc`` is the share of neighbourhood-answer positions where the edited model's argmax\n"

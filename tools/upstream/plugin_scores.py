@@ -34,9 +34,11 @@ def main() -> int:
         for name, value in edited.items():
             model.get_parameter(name).copy_(value)
     after = score_record(model, tok, record, langs, reference=before)
-    diffs = [f"{when} {lang} {metric}: plugin {mine[lang][metric]!r} vs upstream {theirs[lang][metric]!r}"
+    diffs = [f"{when} {lang} {metric}: plugin {mine[lang].get(metric, 'absent')!r} "
+             f"vs upstream {theirs[lang].get(metric, 'absent')!r}"
              for when, mine, theirs in (("pre", before.scores, example["pre"]), ("post", after, example["post"]))
-             for lang in langs for metric in mine[lang] if mine[lang][metric] != theirs[lang].get(metric)]
+             for lang in langs for metric in sorted(set(mine[lang]) | set(theirs[lang]))
+             if mine[lang].get(metric, "absent") != theirs[lang].get(metric, "absent")]
     ok = same_records and not diffs and bool(edited)
     print("RESULT_JSON: " + json.dumps({"ok": ok, "same_converted_records": same_records, "langs": langs,
                                         "n_metrics_compared": 2 * sum(len(before.scores[l]) for l in langs),

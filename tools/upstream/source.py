@@ -235,6 +235,10 @@ def _refs(node: ast.AST, names: Optional[set] = None) -> set[str]:
         n = stack.pop()
         if names is not None and _removable_item(n, names):
             continue
+        if names is not None and isinstance(n, (ast.Tuple, ast.List, ast.Set)):
+            # a string naming a stripped option is an item of the literal: the item goes, not the statement
+            stack.extend(e for e in n.elts if not (isinstance(e, ast.Constant) and e.value in names))
+            continue
         if names is not None and isinstance(n, ast.Dict):
             for k, v in zip(n.keys, n.values):
                 if not (isinstance(k, ast.Constant) and (k.value in names or _refs(v) & names)):
@@ -372,19 +376,21 @@ def _strip_pass(text: str, tree: ast.Module, names: set[str], path: str) -> str:
                     # `if x: <gone> else: B` -> B, one indentation level up
                     src = text.splitlines(keepends=True)
                     body_lines = src[stmt.orelse[0].lineno - 1: stmt.orelse[-1].end_lineno]
-                    outer = len(src[stmt.lineno - 1]) - len(src[stmt.lineno - 1].lstrip())
-                    inner = len(body_lines[0]) - len(body_lines[0].lstrip())
-                    cut = inner - outer
+                    depth = len(src[stmt.lineno - 1]) - len(src[stmt.lineno - 1].lstrip())
+                    cut = len(body_lines[0]) - len(body_lines[0].lstrip()) - depth
                     ed.lines(stmt.lineno, stmt.end_lineno,
                              "".join(l[cut:] if l[:cut].strip() == "" else l for l in body_lines))
                     continue
-            for body in _bodies(stmt):
-                if visit_body(body, scope_unbound, enclosing):
-                    indent = re.match(r"\s*", text.splitlines()[body[0].lineno - 1]).group(0)
-                    ed.lines(body[0].lineno, body[-1].end_lineno, f"{indent}pass\n")
+            for inner_body in _bodies(stmt):  # not `body`: the return below counts the statements of `body`
+                if visit_body(inner_body, scope_unbound, enclosing):
+                    indent = re.match(r"\s*", text.splitlines()[inner_body[0].lineno - 1]).group(0)
+                    ed.lines(inner_body[0].lineno, inner_body[-1].end_lineno, f"{indent}pass\n")
             if not isinstance(stmt, ast.ClassDef):
                 visit_calls(stmt, names | scope_unbound)
-        return removed == len(body) and removed > 0
+        # a function left with its docstring alone counts as emptied
+        kept = [b for b in body if not (isinstance(b, ast.Expr) and isinstance(b.value, ast.Constant)
+                                        and isinstance(b.value.value, str))]
+        return removed > 0 and removed >= len(kept)
 
     def _emptied(body, unbound) -> bool:
         for stmt in body:
@@ -415,6 +421,10 @@ def _strip_pass(text: str, tree: ast.Module, names: set[str], path: str) -> str:
                         s = ed.off(kw.lineno, kw.col_offset)
                         e = ed.off(kw.end_lineno, kw.end_col_offset)
                         ed.span(*_item_span(text, s, e))
+            elif isinstance(n, (ast.Tuple, ast.List, ast.Set)):
+                for e in n.elts:
+                    if isinstance(e, ast.Constant) and isinstance(e.value, str) and e.value in names:
+                        ed.span(*_item_span(text, ed.off(e.lineno, e.col_offset), ed.off(e.end_lineno, e.end_col_offset)))
             elif isinstance(n, ast.Dict):
                 for k, v in zip(n.keys, n.values):
                     if isinstance(k, ast.Constant) and (k.value in names or (_refs(v) & names)):
@@ -442,6 +452,8 @@ def strip_names(text: str, names: Iterable[str], path: str = "<module>") -> str:
 
 
 _PURE_CALLS = {"min", "max", "len", "sorted", "list", "dict", "set", "tuple", "int", "float", "str", "bool"}
+#: clock reads: a timer started for a statement a strip removed goes with it
+_PURE_METHODS = {"perf_counter", "monotonic"}
 
 
 def _drop_unread_locals(text: str, path: str) -> str:
@@ -460,6 +472,7 @@ def _drop_unread_locals(text: str, path: str) -> str:
                 value = stmt.value
                 calls = [n for n in ast.walk(value)] if value is not None else []
                 if any(isinstance(c, ast.Call) and not (isinstance(c.func, ast.Name) and c.func.id in _PURE_CALLS)
+                       and not (isinstance(c.func, ast.Attribute) and c.func.attr in _PURE_METHODS)
                        for c in calls):
                     continue
                 ed.lines(stmt.lineno, stmt.end_lineno)
@@ -740,6 +753,30 @@ FORBIDDEN = (
     (re.compile(r"2-core|this (machine|CPU)|pandas-sns|GGUF|embedded default", re.I), "this project's set-up"),
     (re.compile(r"\bLAST_EDIT_STATS\b"), "the plugin's old stats global"),
 )
+
+
+def check_sound(path: str, text: str) -> list[str]:
+    """``path: what`` for names read but defined nowhere, and functions or blocks a strip left empty."""
+    import symtable
+
+    problems = []
+    table = symtable.symtable(text, path, "exec")
+    defined = {s.get_name() for s in table.get_symbols() if s.is_assigned() or s.is_imported()}
+    defined |= set(dir(builtins)) | {"__file__", "__name__", "__package__"}
+    todo = [table]
+    while todo:
+        t = todo.pop()
+        todo.extend(t.get_children())
+        for sym in t.get_symbols():
+            if sym.is_global() and sym.is_referenced() and not sym.is_declared_global() \
+                    and sym.get_name() not in defined:
+                problems.append(f"{path}: {t.get_name()} reads {sym.get_name()}, defined nowhere")
+    for n in ast.walk(_parse(text, path)):
+        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.For, ast.If, ast.While, ast.With)):
+            body = [b for b in n.body if not (isinstance(b, ast.Expr) and isinstance(b.value, ast.Constant))]
+            if all(isinstance(b, ast.Pass) for b in body):
+                problems.append(f"{path}:{n.lineno}: a block with nothing left in it")
+    return problems
 
 
 def check_vocabulary(path: str, text: str) -> list[str]:

@@ -5,9 +5,10 @@ Every check runs in a fresh interpreter where ``memla_plugin`` cannot be importe
 
 * host-fixes: ``checks/host_defects.py`` on the pristine copy (every defect shows) and at the
   host-fixes commit (every defect is gone);
-* core: ``checks/memla_core.py``: two facts edited through ``BaseEditor`` with the neuron cache
-  on get different neurons; a request without neurons fails alone;
-* speed: the fast-equals-reference test the speed pull request adds;
+* core: ``checks/memla_core.py``: two facts edited through ``BaseEditor`` get different neurons;
+  a request without neurons fails alone;
+* speed: the fast-equals-reference test the speed pull request adds, and ``memla_core.py`` again,
+  now with the neuron cache on (two facts without case ids do not share a cache entry);
 * mkeb: ``checks/mkeb_example.py`` runs the converter and the example on a tiny model, then
   :mod:`.plugin_scores` (with the plugin) scores the same record and compares.
 """
@@ -72,17 +73,21 @@ def verify_series(easyedit_root: Path, patches: Sequence[tuple[str, str]], workd
             if not after.get("ok", False):
                 problems.append(f"host-fixes {name}: still failing after the fix")
 
-    if "core" in at:
-        res = isolated.run("memla_core.py", at["core"], workdir / "run-core", timeout=timeout, check=False)
+    # the edit checks run at the core commit, and again at the speed commit where the neuron cache is
+    for pr in ("core", "speed"):
+        if pr not in at:
+            continue
+        res = isolated.run("memla_core.py", at[pr], workdir / f"run-{pr}-edit", timeout=timeout, check=False)
         for name in ("two-facts-different-neurons", "failed-request-alone"):
             check = res.get(name, {})
-            keys = (["attributed_prompts", "neurons_en_fact1", "neurons_en_fact2", "cache_entries_per_file",
-                     "attributions_when_fact1_edited_again"] if name.startswith("two") else ["logged", "edits"])
-            report.append(f"core {name}: ok={check.get('ok')} {_short(check, keys)}")
+            keys = (["neuron_cache", "attributed_prompts", "neurons_en_fact1", "neurons_en_fact2",
+                     "cache_entries_per_file", "attributions_when_fact1_edited_again"]
+                    if name.startswith("two") else ["logged", "edits"])
+            report.append(f"{pr} {name}: ok={check.get('ok')} {_short(check, keys)}")
             if not check.get("ok"):
-                problems.append(f"core {name} failed: {check.get('error') or _short(check, keys)}")
+                problems.append(f"{pr} {name} failed: {check.get('error') or _short(check, keys)}")
         if res.get("memla_plugin_importable"):
-            problems.append("core: memla_plugin was importable in the isolated interpreter")
+            problems.append(f"{pr}: memla_plugin was importable in the isolated interpreter")
 
     if "speed" in at:
         test = at["speed"] / "tests" / "test_memla_fast_attribution.py"

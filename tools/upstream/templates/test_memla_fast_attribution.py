@@ -1,4 +1,4 @@
-"""MEMLA's fast attribution gives the reference attribution's scores and neurons (tiny model, CPU)."""
+"""MEMLA's fast attribution gives the reference attribution's scores and neurons (tiny Qwen2 and Llama, CPU)."""
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -9,6 +9,7 @@ from easyeditor.models.memla.neurons.fast import attribute_fast  # noqa: E402
 from easyeditor.models.memla.neurons.reference import attribute_reference  # noqa: E402
 from easyeditor.models.memla.neurons.selection import select_neurons  # noqa: E402
 from easyeditor.models.memla.neurons.settings import AttributionSettings  # noqa: E402
+from easyeditor.models.memla.neurons.stack import resolve_stack  # noqa: E402
 
 
 class _Tok:
@@ -25,14 +26,21 @@ class _Tok:
         return self(text)["input_ids"]
 
 
-@pytest.mark.parametrize("baseline", ["amig", "zero"])
-def test_fast_equals_reference(baseline):
+def _tiny(family):
+    common = dict(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=3, num_attention_heads=4,
+                  num_key_value_heads=2, max_position_embeddings=64, eos_token_id=1, pad_token_id=1)
+    if family == "qwen2":
+        return transformers.Qwen2ForCausalLM(transformers.Qwen2Config(**common)).eval()
+    return transformers.LlamaForCausalLM(transformers.LlamaConfig(**common)).eval()
+
+
+@pytest.mark.parametrize("case", [("qwen2", "amig"), ("qwen2", "zero"), ("llama", "amig")])
+def test_fast_equals_reference(case):
+    family, baseline = case
     torch.manual_seed(0)
-    config = transformers.Qwen2Config(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=3,
-                                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-                                      eos_token_id=1, pad_token_id=1)
-    model = transformers.Qwen2ForCausalLM(config).eval()
+    model = _tiny(family)
     arch = resolve_architecture(model)
+    assert resolve_stack(model, arch) is not None  # the fast path runs, not its fallback to the reference
     settings = AttributionSettings(steps=6, baseline=baseline, batch_size=4)
     args = (model, _Tok(), "The capital of France is", " Paris", arch)
     fast = attribute_fast(*args, settings)
