@@ -24,6 +24,7 @@ class EditReport:
     neurons_per_lang: Optional[dict[str, int]] = None
     # neuron sets
     missing_id_langs: Optional[list[str]] = None
+    generic_dropped_per_lang: Optional[dict[str, int]] = None  # neurons the generic filter removed
     n_likn: Optional[int] = None
     n_lskn: Optional[int] = None
     sets_s: Optional[float] = None
@@ -40,6 +41,7 @@ class EditReport:
     p_true: Optional[float] = None
     initial_loss: Optional[float] = None
     reused_lower_layers: Optional[bool] = None
+    locality_kl: Optional[float] = None  # the locality term's mean KL at the last step (when it is on)
     loss_trace: Optional[list[float]] = None
     p_new_trace: Optional[list[float]] = None
     total_s: Optional[float] = None

@@ -66,13 +66,25 @@ def _find_neurons(model, tok, prompts: list[str], target: str, arch: ArchSpec, h
     return {(int(l), int(i)) for l, i in neurons.find_neurons(model, tok, prompts, target, arch, hparams)}
 
 
-def _open_cache(model: nn.Module, hparams: MEMLAHyperParams, settings: AttributionSettings):
-    if not hparams.neuron_cache_dir:
-        return None
+def _model_name(model: nn.Module, hparams: MEMLAHyperParams) -> str:
     name = str(hparams.model_name)
     if name == "default":
         name = str(getattr(getattr(model, "config", None), "name_or_path", "") or "default")
-    return neurons.NeuronCache(hparams.neuron_cache_dir, settings.cache_key(name))
+    return name
+
+
+def _open_cache(model: nn.Module, hparams: MEMLAHyperParams, settings: AttributionSettings):
+    if not hparams.neuron_cache_dir:
+        return None
+    return neurons.NeuronCache(hparams.neuron_cache_dir, settings.cache_key(_model_name(model, hparams)))
+
+
+def _open_background(model: nn.Module, hparams: MEMLAHyperParams):
+    """The train-split background (generic filter, locality term) under this edit's attribution settings."""
+    from .neurons.background import Background
+
+    settings = AttributionSettings.from_hparams(hparams)
+    return Background(hparams.background_dir, settings.cache_key(_model_name(model, hparams)))
 
 
 def _cache_id(request: MultilingualRequest, lang: str, settings: AttributionSettings) -> Any:
@@ -106,7 +118,8 @@ def _attribute(model, tok, request: MultilingualRequest, arch: ArchSpec, hparams
         if not target_true.strip():
             raise EmptyTargetError(f"target_true of case {report.case_id}, {lang} is empty")
         t_lang = time.perf_counter()
-        per_lang[lang] = _find_neurons(model, tok, prompts, target_true, arch, hparams)
+        target = settings.attribution_target(target_true, lang, tok)
+        per_lang[lang] = _find_neurons(model, tok, prompts, target, arch, hparams)
         lang_seconds[lang] = time.perf_counter() - t_lang
         if cache is not None:
             cache.put(key, lang, request.relation, sorted(per_lang[lang]))
@@ -132,7 +145,7 @@ def _neuron_sets(per_lang: dict[str, set[Neuron]], request: MultilingualRequest,
         raise MissingLanguageError(f"no attribution for the edit language of {request.label}")
     # an intersection over fewer than two languages would call every neuron language-independent
     use_ids = available if len(available) >= 2 else []
-    sets = neurons.build_neuron_sets(per_lang, request.edit_lang, use_ids)
+    sets = neurons.build_neuron_sets(per_lang, request.edit_lang, use_ids, min_langs=hparams.likn_min_langs)
     if missing:
         LOG.warning(
             "MEMLA %s: identification language(s) %s missing from the request and the neuron cache; %s",
@@ -163,6 +176,8 @@ def _record_training(report: EditReport, result) -> None:
     report.reused_lower_layers = result.reused_lower_layers
     report.loss_trace = list(result.losses)
     report.p_new_trace = list(result.p_new)
+    if result.locality_kl:
+        report.locality_kl = result.locality_kl[-1]
 
 
 # ---------------------------------------------------------------------------- one request
@@ -187,6 +202,11 @@ def execute_memla(
 
     per_lang = _attribute(model, tok, req, arch, hparams, report)
     t0 = time.perf_counter()
+    background = _open_background(model, hparams) if hparams.background_dir else None
+    if hparams.generic_max_share is not None:  # not in the paper: see memla_plugin.neurons.background
+        from .neurons.background import drop_generic
+
+        per_lang, report.generic_dropped_per_lang = drop_generic(per_lang, background, hparams.generic_max_share)
     sets = _neuron_sets(per_lang, req, hparams, report)
     config = MaskedLoRAConfig.from_neuron_sets(
         sets,
@@ -208,9 +228,14 @@ def execute_memla(
     # masked dual LoRA (paper §3.3), trained on the edit prompt (§3.4)
     lora = MaskedLoRAModel(model, config, arch.edit_module_tmp, seed=hparams.seed)
     report.n_trainable = sum(p.numel() for p in lora.parameters())
+    loc_prompts = None
+    if hparams.locality_weight > 0:  # not in the paper: prompts of training-split facts, never evaluation ones
+        own = req.languages.get(req.edit_lang)
+        template = own.extra.get("template") if own is not None else None
+        loc_prompts = background.prompts(req.edit_lang, hparams.locality_prompts, template=template)
     result = train_masked_lora(
         model, tok, lora, req.prompt, req.target_new, req.target_true, req.edit_lang, hparams,
-        reuse_lower_layers=kwargs.get("reuse_lower_layers", True), label=req.label,
+        reuse_lower_layers=kwargs.get("reuse_lower_layers", True), label=req.label, locality_prompts=loc_prompts,
     )
     _record_training(report, result)
 

@@ -29,6 +29,7 @@ from .architectures import layer_list
 from .devices import model_device
 from .errors import EmptyTargetError, NaNLossError
 from .masked_lora import MaskedLoRAModel
+from .prompt_format import format_prompt
 from .tokenisation import target_ids
 from .tokenisation import target_with_space_unstripped as target_with_space
 
@@ -45,11 +46,19 @@ class EditBatch:
     prompt_len: int
     new_ids: list[int]
     true_ids: list[int]
+    #: last-token positions of the locality prompts in rows 2.. (empty: the paper's two rows only)
+    loc_last: list[int] = field(default_factory=list)
 
     @property
     def n_keep(self) -> int:
-        """Positions from the last prompt token to the end: all that the loss reads."""
-        return self.input_ids.shape[1] - self.prompt_len + 1
+        """Positions from the first one the loss reads to the end of the batch."""
+        first = min([self.prompt_len - 1, *self.loc_last])
+        return self.input_ids.shape[1] - first
+
+    @property
+    def edit_offset(self) -> int:
+        """Index of the last edit-prompt position within the kept logits (0 without locality rows)."""
+        return self.prompt_len - 1 - (self.input_ids.shape[1] - self.n_keep)
 
 
 def encode_edit(
@@ -72,6 +81,25 @@ def encode_edit(
     return EditBatch(ids.to(device), mask.to(device), len(prompt_ids), new_ids, true_ids)
 
 
+def add_locality_rows(batch: EditBatch, tok, prompts: list[str]) -> EditBatch:
+    """The edit batch with one right-padded row per locality prompt appended (not in the paper)."""
+    rows = [list(tok(p)["input_ids"]) for p in prompts]
+    rows = [r for r in rows if r]
+    if not rows:
+        return batch
+    width = max(batch.input_ids.shape[1], max(len(r) for r in rows))
+    pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
+    n = 2 + len(rows)
+    ids = torch.full((n, width), pad, dtype=torch.long, device=batch.input_ids.device)
+    mask = torch.zeros((n, width), dtype=torch.long, device=batch.input_ids.device)
+    ids[:2, : batch.input_ids.shape[1]] = batch.input_ids
+    mask[:2, : batch.input_ids.shape[1]] = batch.attention_mask
+    for k, r in enumerate(rows, start=2):
+        ids[k, : len(r)] = torch.tensor(r)
+        mask[k, : len(r)] = 1
+    return EditBatch(ids, mask, batch.prompt_len, batch.new_ids, batch.true_ids, [len(r) - 1 for r in rows])
+
+
 def _accepts_logits_to_keep(model: nn.Module) -> bool:
     try:
         return "logits_to_keep" in inspect.signature(model.forward).parameters
@@ -79,20 +107,47 @@ def _accepts_logits_to_keep(model: nn.Module) -> bool:
         return False
 
 
-def target_logprobs(model: nn.Module, batch: EditBatch) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed log-probabilities of the new (row 0) and true (row 1) targets after the prompt."""
+def _kept_logits(model: nn.Module, batch: EditBatch) -> torch.Tensor:
     kwargs: dict[str, Any] = {"attention_mask": batch.attention_mask, "use_cache": False}
     keep = batch.n_keep
     if _accepts_logits_to_keep(model):
         kwargs["logits_to_keep"] = keep
     logits = model(input_ids=batch.input_ids, **kwargs).logits
-    logits = logits[:, -keep:]  # position k predicts token prompt_len + k
+    return logits[:, -keep:]
+
+
+def _target_logprobs(logits: torch.Tensor, batch: EditBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    off = batch.edit_offset  # kept position off + k predicts token prompt_len + k
     out = []
     for row, ids in enumerate((batch.new_ids, batch.true_ids)):
-        pred = logits[row, : len(ids)].float().log_softmax(-1)
+        pred = logits[row, off : off + len(ids)].float().log_softmax(-1)
         tgt = torch.tensor(ids, device=pred.device).unsqueeze(-1)
         out.append(pred.gather(-1, tgt).sum())
     return out[0], out[1]
+
+
+def target_logprobs(model: nn.Module, batch: EditBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed log-probabilities of the new (row 0) and true (row 1) targets after the prompt."""
+    return _target_logprobs(_kept_logits(model, batch), batch)
+
+
+def logprobs_with_locality(model: nn.Module, batch: EditBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`target_logprobs` plus the next-token log-distributions [n, V] after each locality prompt."""
+    logits = _kept_logits(model, batch)
+    start = batch.input_ids.shape[1] - batch.n_keep
+    rows = torch.arange(2, 2 + len(batch.loc_last), device=logits.device)
+    cols = torch.tensor(batch.loc_last, device=logits.device) - start
+    loc = logits[rows, cols].float().log_softmax(-1)
+    return (*_target_logprobs(logits, batch), loc)
+
+
+def locality_kl(reference: torch.Tensor, edited: torch.Tensor) -> torch.Tensor:
+    """Mean over prompts of KL(reference || edited), both given as log-probabilities [n, V].
+
+    Zero exactly when the edited distributions equal the reference ones; ROME's essence
+    term and FT-M's locality loss compare the same two distributions.
+    """
+    return (reference.exp() * (reference - edited)).sum(-1).mean()
 
 
 # ---------------------------------------------------------------------------- lower-layer reuse
@@ -177,6 +232,7 @@ class TrainResult:
     p_true: list[float] = field(default_factory=list)
     reused_lower_layers: bool = False
     seconds: float = 0.0
+    locality_kl: list[float] = field(default_factory=list)  # per step, when the locality term is on
 
     @property
     def final_loss(self) -> float:
@@ -191,6 +247,36 @@ class TrainResult:
         return self.p_true[-1] if self.p_true else math.nan
 
 
+def _step_loss(model: nn.Module, batch: EditBatch, hparams, reference: Optional[torch.Tensor], weight: float,
+               result: "TrainResult") -> torch.Tensor:
+    """The loss of one step (the paper's, plus the locality term when ``reference`` is given); logs it in ``result``."""
+    if reference is None:
+        lp_new, lp_true = target_logprobs(model, batch)
+    else:
+        lp_new, lp_true, loc = logprobs_with_locality(model, batch)
+        kl = locality_kl(reference, loc)
+        result.locality_kl.append(float(kl.detach()))
+    p_true = lp_true.exp()
+    loss = hparams.new_loss_weight * (-lp_new) + hparams.true_loss_weight * p_true
+    if reference is not None:
+        loss = loss + weight * kl
+    result.losses.append(float(loss.detach()))
+    result.p_new.append(float(lp_new.detach().exp()))
+    result.p_true.append(float(p_true.detach()))
+    return loss
+
+
+def _stop_reason(result: "TrainResult", hparams) -> Optional[str]:
+    """Why training stops before the next step (None: it goes on)."""
+    if result.losses[-1] < hparams.stop_loss:
+        return "loss"
+    if result.p_new[-1] > hparams.stop_prob:
+        return "prob"
+    if result.steps >= hparams.max_steps:
+        return "max_steps"
+    return None
+
+
 def train_masked_lora(
     model: nn.Module,
     tok,
@@ -203,15 +289,25 @@ def train_masked_lora(
     *,
     reuse_lower_layers: bool = True,
     label: str = "",
+    locality_prompts: Optional[list[str]] = None,
 ) -> TrainResult:
     """Train ``lora``'s A/B matrices so the model prefers ``target_new`` after ``prompt``.
+
+    ``prompt`` is put in ``hparams.prompt_format`` first (:mod:`memla_plugin.prompt_format`).
 
     The hooks are attached for the duration and detached afterwards (merging is the
     caller's business). Raises :class:`NaNLossError` on a non-finite loss; the model's
     weights are never written here, so the model is unchanged when that happens.
+    With ``locality_prompts`` and ``hparams.locality_weight > 0`` (not in the paper) the loss
+    also holds ``locality_weight * KL(unedited || edited)`` of the next token after each prompt.
     """
     t0 = time.perf_counter()
+    prompt = format_prompt(tok, prompt, getattr(hparams, "prompt_format", "bare"))  # as attribution and scoring put it
     batch = encode_edit(tok, prompt, target_new, target_true, lang, model_device(model), label=label)
+    weight = float(getattr(hparams, "locality_weight", 0.0) or 0.0)
+    if locality_prompts and weight > 0:
+        fmt = getattr(hparams, "prompt_format", "bare")
+        batch = add_locality_rows(batch, tok, [format_prompt(tok, p, fmt) for p in locality_prompts])
     result = TrainResult()
     params = list(lora.parameters())
     frozen = [(p, p.requires_grad) for p in model.parameters()]
@@ -227,30 +323,23 @@ def train_masked_lora(
             cache = LowerLayerCache(model, layers, lowest)
             cache.record(batch)
             result.reused_lower_layers = True
+        reference = None
+        if batch.loc_last:  # the unedited model's distributions, before the editors are attached
+            with torch.no_grad():
+                reference = logprobs_with_locality(model, batch)[2]
         lora.attach()
         opt = torch.optim.Adam(params, lr=hparams.lr)
         while True:
             with torch.enable_grad():
-                lp_new, lp_true = target_logprobs(model, batch)
-                p_true = lp_true.exp()
-                loss = hparams.new_loss_weight * (-lp_new) + hparams.true_loss_weight * p_true
-            loss_v, p_new_v = float(loss.detach()), float(lp_new.detach().exp())
-            if not math.isfinite(loss_v):
+                loss = _step_loss(model, batch, hparams, reference, weight, result)
+            if not math.isfinite(result.losses[-1]):
                 raise NaNLossError(
-                    f"MEMLA loss became {loss_v} after {result.steps} step(s){' for ' + label if label else ''} "
-                    f"(lr={hparams.lr}); the model was left unchanged"
+                    f"MEMLA loss became {result.losses[-1]} after {result.steps} step(s)"
+                    f"{' for ' + label if label else ''} (lr={hparams.lr}); the model was left unchanged"
                 )
-            result.losses.append(loss_v)
-            result.p_new.append(p_new_v)
-            result.p_true.append(float(p_true.detach()))
-            if loss_v < hparams.stop_loss:
-                result.stopped_by = "loss"
-                break
-            if p_new_v > hparams.stop_prob:
-                result.stopped_by = "prob"
-                break
-            if result.steps >= hparams.max_steps:
-                result.stopped_by = "max_steps"
+            stop = _stop_reason(result, hparams)
+            if stop is not None:
+                result.stopped_by = stop
                 break
             opt.zero_grad(set_to_none=True)
             loss.backward()
