@@ -31,6 +31,7 @@ from memla_plugin.errors import MEMLAError
 from . import cost_sections, figures, sections
 from . import grid_sections
 from . import format_sections
+from . import gen_sections
 from . import composite_sections
 from .collect import Collected, ReportError, collect
 from .invocation import DEFAULT_BOOT, DEFAULT_SEED, Invocation, parse_args
@@ -49,6 +50,7 @@ SECTIONS: tuple[Callable[[ReportData, dict[str, bytes]], list[str]], ...] = (
     format_sections.prompt_formats,
     sections.unsupported_metrics,
     sections.edit_languages,
+    gen_sections.generation,
     cost_sections.wall_time,
     cost_sections.memory,
     format_sections.in_context_costs,
