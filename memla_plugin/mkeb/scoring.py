@@ -8,7 +8,7 @@ the results are handed to the metric definitions of :mod:`.metric_registry`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional, Sequence
 
 from memla_plugin.errors import MEMLAError
