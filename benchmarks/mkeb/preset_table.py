@@ -34,13 +34,17 @@ def table(rows: list[dict], methods: list[str], preset: str, source: str, n_boot
     """Markdown table of :mod:`preset_table` (see the module docstring)."""
     by = {m: [r for r in rows if r["method"] == m and r.get("source", source) == source] for m in methods}
     ok = {m: [r for r in rs if r.get("status", "ok") == "ok"] for m, rs in by.items()}
-    common = set.intersection(*(set(str(r["record_id"]) for r in rs) for rs in ok.values())) if ok else set()
+    have = [rs for rs in ok.values() if rs]  # a method without rows yet is listed, not intersected
+    common = set.intersection(*(set(str(r["record_id"]) for r in rs) for rs in have)) if have else set()
     head = ["method", "records", "failed"] + [f"{k} {v}" for k, v in METRICS] + ["composite [95% CI]",
                                                                                  f"vs {preset}", "LIKN", "LSKN"]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     base = record_triples([r for r in ok.get(preset, []) if str(r["record_id"]) in common], source, "others")
     for m in methods:
         rs = [r for r in ok[m] if str(r["record_id"]) in common]
+        if not by[m]:
+            out.append("| " + " | ".join([m, "0", "0"] + ["not run"] * (len(head) - 3)) + " |")
+            continue
         cells = [m, str(len(rs)), str(len(by[m]) - len(ok[m]))]
         cells += [_mean([record_value(r["scores"], source, k, v) for r in rs]) for k, v in METRICS]
         tri = record_triples(rs, source, "others", PARTS)
@@ -57,7 +61,7 @@ def table(rows: list[dict], methods: list[str], preset: str, source: str, n_boot
         cells.append(f"{statistics.fmean(likn):.1f}" if likn else "")
         cells.append(f"{statistics.fmean(lskn):.1f}" if lskn else "")
         out.append("| " + " | ".join(cells) + " |")
-    return "\n".join(out) + f"\n\n{len(common)} records common to every method; source {source}; metrics in %.\n"
+    return "\n".join(out) + f"\n\n{len(common)} records common to every method with rows; source {source}; metrics in %.\n"
 
 
 def main(argv: list[str] | None = None) -> int:
