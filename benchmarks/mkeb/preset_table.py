@@ -30,18 +30,23 @@ def _mean(values: list) -> str:
     return f"{100 * statistics.fmean(vals):.1f}" if vals else "n/a"
 
 
-def table(rows: list[dict], methods: list[str], preset: str, source: str, n_boot: int, seed: int) -> str:
+def table(rows: list[dict], methods: list[str], preset: str, source: str, n_boot: int, seed: int,
+          pairwise: bool = False) -> str:
     """Markdown table of :mod:`preset_table` (see the module docstring)."""
     by = {m: [r for r in rows if r["method"] == m and r.get("source", source) == source] for m in methods}
     ok = {m: [r for r in rs if r.get("status", "ok") == "ok"] for m, rs in by.items()}
     have = [rs for rs in ok.values() if rs]  # a method without rows yet is listed, not intersected
     common = set.intersection(*(set(str(r["record_id"]) for r in rs) for rs in have)) if have else set()
+    if pairwise:  # each row on the records it shares with the preset (the preset's row: all of its records)
+        mine = {str(r["record_id"]) for r in ok.get(preset, [])}
     head = ["method", "records", "failed"] + [f"{k} {v}" for k, v in METRICS] + ["composite [95% CI]",
                                                                                  f"vs {preset}", "LIKN", "LSKN"]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    base = record_triples([r for r in ok.get(preset, []) if str(r["record_id"]) in common], source, "others")
+    base_ids = mine if pairwise else common
+    base = record_triples([r for r in ok.get(preset, []) if str(r["record_id"]) in base_ids], source, "others")
     for m in methods:
-        rs = [r for r in ok[m] if str(r["record_id"]) in common]
+        keep = (mine if m != preset else {str(r["record_id"]) for r in ok[m]}) if pairwise else common
+        rs = [r for r in ok[m] if str(r["record_id"]) in keep]
         if not by[m]:
             out.append("| " + " | ".join([m, "0", "0"] + ["not run"] * (len(head) - 3)) + " |")
             continue
@@ -61,7 +66,11 @@ def table(rows: list[dict], methods: list[str], preset: str, source: str, n_boot
         cells.append(f"{statistics.fmean(likn):.1f}" if likn else "")
         cells.append(f"{statistics.fmean(lskn):.1f}" if lskn else "")
         out.append("| " + " | ".join(cells) + " |")
-    return "\n".join(out) + f"\n\n{len(common)} records common to every method with rows; source {source}; metrics in %.\n"
+    if pairwise:
+        where = f"each row on the records it shares with {preset} ({preset}: its {len(mine)} records)"
+    else:
+        where = f"{len(common)} records common to every method with rows"
+    return "\n".join(out) + f"\n\n{where}; source {source}; metrics in %.\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,11 +81,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--source", default="en")
     ap.add_argument("--n-boot", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--pairwise", action="store_true",
+                    help="each row on the records it shares with the preset, not on the records all methods share")
     args = ap.parse_args(argv)
     files = [f for d in args.run_dirs for f in sorted(Path(d).glob("results*.jsonl"))]  # shards' files too
     rows = [json.loads(l) for f in files for l in f.read_text("utf-8").splitlines() if l.strip()]
     methods = args.methods.split(",") if args.methods else list(dict.fromkeys(r["method"] for r in rows))
-    print(table(rows, methods, args.preset, args.source, args.n_boot, args.seed))
+    print(table(rows, methods, args.preset, args.source, args.n_boot, args.seed, args.pairwise))
     return 0
 
 
