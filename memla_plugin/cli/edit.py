@@ -6,9 +6,11 @@ The fact comes from the command line (``--prompt --target-new --target-true``, o
 The model is the embedded default (Qwen2.5-Coder-0.5B-Instruct) unless ``--model`` or the
 hparams say otherwise.
 
-For each of the 12 MKEB languages it prints the model's greedy continuation of that
-language's question, before and after the edit, and whether P(target_new) > P(target_true)
-(teacher-forced, MKEB's edit-success test). The edit is made once, in ``--lang``.
+For each of the 12 MKEB languages it prints the model's greedy answer to that language's
+question (asked through the chat template of an instruct model, ``--answer-format``), whether
+that answer names the new object, the old one, both or neither (the benchmark's ``gen_ES``),
+and whether P(target_new) > P(target_true) (teacher-forced, MKEB's edit-success test), before
+and after the edit. The edit is made once, in ``--lang``.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from typing import Any, Iterator, Optional, Sequence
 
 from ..errors import HParamsError
 from ..hparams import MKEB_LANGS
+from ..mkeb.generation import GEN_MAX_NEW_TOKENS
 from ..request import LangFact, MultilingualRequest
 from .common import CLIUsageError, check_output_file, run_command
 
@@ -106,22 +109,11 @@ def check_request_prompts(request: dict[str, Any], max_chars: int) -> None:
 # ----------------------------------------------------------------------------- probing
 
 
-def _stop_ids(tok) -> set[int]:
-    ids = set(getattr(tok, "all_special_ids", []) or [])
-    # chat markers such as Qwen's <|im_end|> are added special tokens outside all_special_ids
-    for tid, added in (getattr(tok, "added_tokens_decoder", None) or {}).items():
-        if getattr(added, "special", False):
-            ids.add(int(tid))
-    for name in ("eos_token_id", "pad_token_id"):
-        v = getattr(tok, name, None)
-        if isinstance(v, int):
-            ids.add(v)
-    return ids
-
-
 def render_answer(tok, ids: Sequence[int]) -> str:
     """Greedy tokens as text: up to the first special token (end of turn) and the first line."""
-    stops = _stop_ids(tok)
+    from ..mkeb.generation import stop_ids
+
+    stops = stop_ids(tok)
     cut = list(ids)
     for i, t in enumerate(cut):
         if t in stops:
@@ -133,24 +125,39 @@ def render_answer(tok, ids: Sequence[int]) -> str:
     return text.splitlines()[0].strip() if text else ""
 
 
+def answer_format_for(choice: str, tok: Any, prompt_format: str) -> str:
+    """``--answer-format``: ``auto`` is the chat template when the tokenizer has one, else the edit's format."""
+    return choice if choice != "auto" else "chat" if getattr(tok, "chat_template", None) else prompt_format
+
+
 def probe(model, tok, languages: dict[str, dict[str, Any]], langs: Sequence[str], max_new_tokens: int,
-          batch_size: int = 12) -> dict[str, dict[str, Any]]:
-    """Greedy answer and P(new) vs P(true) for each language's question (one batched pass each)."""
+          batch_size: int = 12, prompt_format: str = "bare", answer_format: Optional[str] = None,
+          gen_tokens: int = 0) -> dict[str, dict[str, Any]]:
+    """Greedy answer and P(new) vs P(true) for each language's question (one batched pass each),
+    the question put in ``prompt_format`` as the edit's attribution and training put it.
+
+    ``answer_format`` (default ``prompt_format``): how the question is asked for the answer (an
+    instruct model's user: ``chat``); ``says``: whether its first ``gen_tokens`` name the new or old target.
+    """
     import math
 
+    from ..mkeb.generation import answer_text, which_target
     from ..mkeb.metrics import encode_prompt, encode_target, greedy_decode, teacher_forced
+    from ..prompt_format import format_prompt
 
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     rows = [lang for lang in langs if lang in languages]
     prompts, n_new, pairs = [], [], []
     for lang in rows:
         fact = languages[lang]
-        p = encode_prompt(tok, fact["prompt"])
+        p = encode_prompt(tok, format_prompt(tok, fact["prompt"], prompt_format))
         new = encode_target(tok, fact["target_new"], lang, where=f"target_new ({lang})")
         true = encode_target(tok, fact["target_true"], lang, where=f"target_true ({lang})")
-        prompts.append(p)
+        prompts.append(encode_prompt(tok, format_prompt(tok, fact["prompt"], answer_format or prompt_format)))
         n_new.append(min(max_new_tokens, max(len(new), len(true)) + 3))
         pairs += [(p, new), (p, true)]
+    shown = list(n_new)
+    n_new = [max(n, gen_tokens) for n in n_new]
     import torch
 
     with torch.no_grad():
@@ -159,8 +166,12 @@ def probe(model, tok, languages: dict[str, dict[str, Any]], langs: Sequence[str]
     out = {}
     for i, lang in enumerate(rows):
         lp_new, lp_true = scored[2 * i].logprob, scored[2 * i + 1].logprob
-        out[lang] = {"answer": render_answer(tok, decoded[i]), "p_new": math.exp(lp_new), "p_true": math.exp(lp_true),
-                     "new_beats_true": lp_new > lp_true}
+        out[lang] = {"answer": render_answer(tok, decoded[i][: shown[i]]), "p_new": math.exp(lp_new),
+                     "p_true": math.exp(lp_true), "new_beats_true": lp_new > lp_true}
+        if gen_tokens > 0:
+            full = answer_text(tok, decoded[i][:gen_tokens])
+            fact = languages[lang]
+            out[lang].update(bounded_answer=full, says=which_target(full, fact["target_new"], fact["target_true"], lang))
     return out
 
 
@@ -248,7 +259,9 @@ def format_table(request: dict[str, Any], before: dict, after: dict, langs: Sequ
         s = s.replace("\n", " ")
         return s if len(s) <= width else s[: width - 1] + "…"
 
-    head = f"{'lang':<4}  {'before':<{width}}  {'after':<{width}}  new>true (P new/true) before -> after"
+    said = any("says" in r for r in (*before.values(), *after.values()))
+    says_head = f"{'says: before -> after':<22}  " if said else ""
+    head = f"{'lang':<4}  {'before':<{width}}  {'after':<{width}}  {says_head}new>true (P new/true) before -> after"
     lines = [head, "-" * len(head)]
     languages = request["languages"]
     for lang in langs:
@@ -256,10 +269,9 @@ def format_table(request: dict[str, Any], before: dict, after: dict, langs: Sequ
             lines.append(f"{lang:<4}  (no prompt in this language)")
             continue
         b, a = before[lang], after[lang]
-        new = languages[lang]["target_new"].casefold()
-        mark = " <- new" if new and new in a["answer"].casefold() else ""
         verdict = lambda r: ("yes" if r["new_beats_true"] else "no ") + f" ({_fmt_p(r['p_new'])}/{_fmt_p(r['p_true'])})"
-        lines.append(f"{lang:<4}  {clip(b['answer']):<{width}}  {clip(a['answer'] + mark):<{width}}  "
+        says_cell = f"{b.get('says', '?'):<7} -> {a.get('says', '?'):<7}       " if said else ""
+        lines.append(f"{lang:<4}  {clip(b['answer']):<{width}}  {clip(a['answer']):<{width}}  {says_cell}"
                      f"{verdict(b)} -> {verdict(a)}")
     return "\n".join(lines)
 
@@ -295,6 +307,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--langs", default=",".join(MKEB_LANGS), help="comma-separated languages to show")
     p.add_argument("--max-new-tokens", type=int, default=10,
                    help="cap on greedy tokens per answer (each answer gets target length + 3, up to this)")
+    p.add_argument("--answer-format", default="auto", choices=["auto", "bare", "chat", "preamble"],
+                   help="how the question is asked for the answers shown and judged: auto = the tokenizer's chat "
+                        "template when it has one (as a user of an instruct model asks), else the edit's prompt_format")
+    p.add_argument("--answer-tokens", type=int, default=GEN_MAX_NEW_TOKENS, metavar="N",
+                   help="the answer is decoded up to N tokens and judged: does it name the new object, the old one, "
+                        f"both or neither (the benchmark's gen_ES; default {GEN_MAX_NEW_TOKENS}; 0: not judged)")
     p.add_argument("--json", metavar="FILE", help="also write before/after answers and edit statistics as JSON")
     p.add_argument("--max-prompt-chars", type=int, default=1000, metavar="N",
                    help="refuse prompts longer than N characters (each is batched whole into the model; default 1000)")
@@ -319,6 +337,8 @@ def check_args(args: argparse.Namespace) -> list[str]:
         check_output_file(args.json, "--json")  # before the edit: its result must not be lost at the end
     if args.max_prompt_chars < 1:
         raise CLIUsageError(f"--max-prompt-chars {args.max_prompt_chars}: give a number of characters >= 1")
+    if args.answer_tokens < 0:
+        raise CLIUsageError(f"--answer-tokens {args.answer_tokens}: give a number of tokens >= 0")
     return langs
 
 
@@ -361,10 +381,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     model, tok = load_model(hparams.model_name, device=hparams.device, dtype=dtype)
     load_s = time.perf_counter() - t0
     _say(f"model ready in {load_s:.1f} s")
+    answer_format = answer_format_for(args.answer_format, tok, hparams.prompt_format)
+    asked = {"prompt_format": hparams.prompt_format, "answer_format": answer_format, "gen_tokens": args.answer_tokens}
 
     _say("answers before the edit ...")
     t0 = time.perf_counter()
-    before = probe(model, tok, request["languages"], langs, args.max_new_tokens)
+    before = probe(model, tok, request["languages"], langs, args.max_new_tokens, **asked)
     probe_s = time.perf_counter() - t0
 
     _say(f"editing with MEMLA (attribution in {args.lang} + identification languages "
@@ -395,10 +417,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     )
 
     _say("answers after the edit ...")
-    after = probe(model, tok, request["languages"], langs, args.max_new_tokens)
+    after = probe(model, tok, request["languages"], langs, args.max_new_tokens, **asked)
 
     print(f"\nMEMLA edit of {request['prompt']!r}: {request['ground_truth']} -> {request['target_new']} "
-          f"(edited in {args.lang}; model {hparams.model_name}; greedy decoding)\n")
+          f"(edited in {args.lang}; model {hparams.model_name}; greedy decoding)")
+    print(f"answers asked as {answer_format!r}" + (f", judged on the first {args.answer_tokens} tokens" if args.answer_tokens
+          else "") + f"; P(new) vs P(true) after the question as {hparams.prompt_format!r} (as the edit saw it)\n")
     print(format_table(request, before, after, langs))
     result = {
         "request": {k: request[k] for k in ("case_id", "prompt", "subject", "target_new", "ground_truth", "edit_lang")},
@@ -406,6 +430,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "hparams": hp_source,
         "before": before,
         "after": after,
+        "asked": asked,
         "timings_s": {"load": load_s, "probe": probe_s, "edit": edit_s},
         "edit_stats": {k: v for k, v in stats.items() if isinstance(v, (int, float, str, list, dict, type(None)))},
     }

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from memla_plugin.mkeb.generation import GEN_MAX_NEW_TOKENS
 from memla_plugin.mkeb.loader import check_prompt_lengths
 
 from . import store
@@ -22,12 +23,14 @@ from .settings import (
     BenchConfigError,
     MethodSpec,
     check_counts,
+    check_gen_format,
     check_drop_embedding_pages,
     check_host_output,
     check_langs,
     check_limit,
     check_mmap_threshold,
     check_on_edit_error,
+    check_prompt_format,
     check_restore_mode,
     check_seed,
     check_shard,
@@ -55,6 +58,8 @@ class RunOptions:
     neuron_dir: Optional[str] = None  # where MEMLA variants share attributions (None: not shared)
     batch_size: int = 16
     max_new_tokens: Optional[int] = None
+    gen_max_new_tokens: int = GEN_MAX_NEW_TOKENS  # generation-based metrics: answer length bound (0: not measured)
+    gen_prompt_format: Optional[str] = None  # how their answers are asked (None: the run's prompt_format)
 
 
 @dataclass
@@ -78,6 +83,7 @@ class Plan:
     on_edit_error: str
     mmap_threshold: Optional[int] = None  # run.malloc_mmap_threshold (None: glibc's own)
     drop_embedding_pages: bool = True  # run.drop_embedding_pages
+    prompt_format: str = "bare"  # how every prompt is put to the model (memla_plugin.prompt_format)
     base_id: str = ""
     method_ids: dict[str, str] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)  # what the ids hash, for readable mismatches
@@ -108,7 +114,9 @@ def _run_options(cfg: Any, run_dir: Path) -> RunOptions:
     neuron_dir = str(run_cfg["neuron_dir"] or (run_dir / "neurons")) if run_cfg["share_neurons"] else None
     return RunOptions(progress=run_cfg["progress"], threads=run_cfg["threads"] or None,
                       host_output=run_cfg["host_output"], neuron_dir=neuron_dir,
-                      batch_size=eval_cfg["batch_size"] or 16, max_new_tokens=eval_cfg["max_new_tokens"])
+                      batch_size=eval_cfg["batch_size"] or 16, max_new_tokens=eval_cfg["max_new_tokens"],
+                      gen_max_new_tokens=eval_cfg["gen_max_new_tokens"],
+                      gen_prompt_format=check_gen_format(eval_cfg["gen_prompt_format"]))
 
 
 def _select_records(langs: list[str], data_path: Path, ids: Optional[str], limit: Optional[int]) -> list[Any]:
@@ -133,7 +141,7 @@ def _select_records(langs: list[str], data_path: Path, ids: Optional[str], limit
 
 
 def _identity(cfg: Any, methods: list[MethodSpec], eval_langs: list[str], data_path: Path,
-              seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
+              seed: int, prompt_format: str = "bare") -> tuple[dict[str, Any], dict[str, Any]]:
     """(what every method's rows share, each method's own settings): what ``base_id``/``cfg_id`` hash.
 
     Changing what goes in here makes committed run dirs refuse to resume.
@@ -147,6 +155,11 @@ def _identity(cfg: Any, methods: list[MethodSpec], eval_langs: list[str], data_p
         "seed": seed,
         "row_version": ROW_VERSION,
     }
+    gen = {k: (cfg.get("eval") or {}).get(k) for k in ("gen_max_new_tokens", "gen_prompt_format")}
+    if gen.get("gen_max_new_tokens") not in (None, GEN_MAX_NEW_TOKENS) or gen.get("gen_prompt_format") is not None:
+        base["gen"] = gen  # the defaults are left out, so run dirs made before these settings keep their ids
+    if prompt_format != "bare":  # absent for bare, so run dirs made before the setting keep their ids
+        base["prompt_format"] = prompt_format
     return base, {m.name: {**m.to_json(), "hparams": hp_shas[m.name]} for m in methods}
 
 
@@ -164,7 +177,8 @@ def plan_run(cfg: Any) -> Plan:
     check_counts(cfg)
     mmap_threshold, drop_pages = check_mmap_threshold(cfg), check_drop_embedding_pages(cfg)
     seed = check_seed(cfg)
-    base, method_settings = _identity(cfg, methods, eval_langs, data_path, seed)
+    prompt_format = check_prompt_format(cfg)
+    base, method_settings = _identity(cfg, methods, eval_langs, data_path, seed, prompt_format)
     records = _select_records(list(set(eval_langs) | set(sources)), data_path, ids, limit)
     check_prompt_lengths(records, checked(cfg, "data")["max_prompt_chars"], f"MKEB file {data_path}",
                          "data.max_prompt_chars")
@@ -175,7 +189,7 @@ def plan_run(cfg: Any) -> Plan:
         eval_langs=eval_langs, records=shard_slice(records, *shard), all_ids=[str(r.example_id) for r in records],
         data_path=data_path, ids=ids, shard=shard, seed=seed, device=str(cfg.model.get("device") or "cpu"),
         restore_mode=restore_mode, on_edit_error=on_edit_error, mmap_threshold=mmap_threshold,
-        drop_embedding_pages=drop_pages, base_id=base_id,
+        drop_embedding_pages=drop_pages, prompt_format=prompt_format, base_id=base_id,
         method_ids={m.name: stable_hash({"base": base_id, "method": method_settings[m.name]}) for m in methods},
         settings={"base": base, "methods": method_settings}, options=_run_options(cfg, run_dir),
     )

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from memla_plugin.errors import RestoreMismatchError
+from memla_plugin.prompt_format import prompt_template
 
 from . import envinfo, pages, protocol, store
 from .methods import Editor, build_hparams, jsonable, make_editor
@@ -132,6 +133,12 @@ def _error_info(exc: BaseException) -> dict[str, str]:
     return {"type": type(exc).__name__, "message": msg[:500]}
 
 
+def _gen_template(tok: Any, plan: Plan) -> Optional[str]:
+    """The template the generation metrics ask under, when eval.gen_prompt_format sets one."""
+    fmt = plan.options.gen_prompt_format
+    return prompt_template(tok, fmt) if fmt is not None else None
+
+
 class _Unedited:
     """Unedited references per record: from the run dir's cache, else computed and cached."""
 
@@ -156,7 +163,10 @@ class _Unedited:
             set_seed(self.plan.seed)
             t0, c0 = time.perf_counter(), time.process_time()
             ref = unedited_reference(model, tok, record, self.plan.eval_langs, device=self.plan.device,
-                                     batch_size=opts.batch_size, max_new_tokens=opts.max_new_tokens)
+                                     batch_size=opts.batch_size, max_new_tokens=opts.max_new_tokens,
+                                     prompt_template=prompt_template(tok, self.plan.prompt_format),
+                                     gen_max_new_tokens=opts.gen_max_new_tokens,
+                                     gen_template=_gen_template(tok, self.plan))
             row = {"record_id": rid, "base_id": self.plan.base_id, "eval_s": time.perf_counter() - t0,
                    "eval_cpu_s": time.process_time() - c0, **jsonable(ref.to_json())}
             self.writer.append(row)
@@ -172,6 +182,8 @@ class _Sitting:
         self.plan, self.model, self.tok, self.snapshot, self.hooks = plan, model, tok, snapshot, hooks
         self.hardware = env["hardware"]
         self.code = protocol.code_commit()  # read once: the code this process runs
+        self.template = prompt_template(tok, plan.prompt_format)  # how every prompt is put to the model
+        self.gen_template = _gen_template(tok, plan)  # how the generation metrics ask (None: as self.template)
         self.unedited = _Unedited(plan, cache)
         self.host_log = host_log
         self.requests: dict[str, dict[str, dict[str, Any]]] = {}
@@ -189,7 +201,8 @@ class _Sitting:
     def editor(self, spec: MethodSpec) -> Editor:
         with self.host_out():
             return make_editor(spec, self.model, self.tok, self.hparams[spec.name],
-                               _model_path(self.plan.cfg.model) if spec.kind == "easyedit" else None)
+                               _model_path(self.plan.cfg.model) if spec.kind == "easyedit" else None,
+                               prompt_format=self.plan.prompt_format, exclude_ids=self.plan.all_ids)
 
     def run_row(self, spec: MethodSpec, editor: Editor, source: str, record: Any) -> dict[str, Any]:
         """Edit ``record`` in ``source`` with ``editor``, score every language, restore and verify."""
@@ -207,6 +220,9 @@ class _Sitting:
         }
         if spec.grid_point is not None:  # a tuning-grid point (memla_mkeb.grid, memla_mkeb.select)
             row["grid_point"] = dict(spec.grid_point)
+        row["prompt_format"] = self.plan.prompt_format
+        row["gen"] = {"max_new_tokens": self.plan.options.gen_max_new_tokens,
+                      "prompt_format": self.plan.options.gen_prompt_format or self.plan.prompt_format}
         if not editor.edits:
             row["scores"] = ref.scores
         elif spec.needs_subject_slot and not record.fact(source).has_subject_slot:
@@ -236,7 +252,10 @@ class _Sitting:
         flags = ModelFlags.of(self.model)
         try:
             out_model, weights_copy = self._edit(row, editor, request)
-            row["scores"] = self._score(row, out_model, record, ref) if row["status"] == "ok" else ref.scores
+            template = editor.prompt_template(self.template)  # IKE: its demonstrations come first
+            gen = editor.prompt_template(self.gen_template) if self.gen_template is not None else None
+            row["scores"] = (self._score(row, out_model, record, ref, template, gen) if row["status"] == "ok"
+                             else ref.scores)
         finally:
             row["restore"] = self._restore(row, out_model, weights_copy, flags)
 
@@ -256,14 +275,17 @@ class _Sitting:
         row["edit_cpu_s"] = time.process_time() - c0
         return out_model, weights_copy
 
-    def _score(self, row: dict[str, Any], out_model: Any, record: Any, ref: Any) -> Any:
+    def _score(self, row: dict[str, Any], out_model: Any, record: Any, ref: Any, template: str,
+               gen_template: Optional[str] = None) -> Any:
         from memla_plugin.mkeb.metrics import score_record
 
         set_seed(self.plan.seed)
         t0, c0 = time.perf_counter(), time.process_time()
         scores = score_record(out_model, self.tok, record, self.plan.eval_langs, device=self.plan.device,
                               batch_size=self.plan.options.batch_size,
-                              max_new_tokens=self.plan.options.max_new_tokens, reference=ref)
+                              max_new_tokens=self.plan.options.max_new_tokens, reference=ref,
+                              prompt_template=template, gen_template=gen_template,
+                              gen_max_new_tokens=self.plan.options.gen_max_new_tokens)
         row["eval_s"] = time.perf_counter() - t0
         row["eval_cpu_s"] = time.process_time() - c0
         return scores
@@ -298,7 +320,7 @@ def run_benchmark(
     """
     t_start = time.perf_counter()
     plan = plan_run(cfg)
-    hparams = {m.name: build_hparams(m, plan.device, plan.options.neuron_dir) for m in plan.methods}
+    hparams = {m.name: build_hparams(m, plan.device, plan.options.neuron_dir, plan.prompt_format) for m in plan.methods}
     plan.run_dir.mkdir(parents=True, exist_ok=True)
     with store.run_lock(plan.run_dir, plan.tag):
         return _run_locked(plan, hparams, model, tok, hooks, t_start)

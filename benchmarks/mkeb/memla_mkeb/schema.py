@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Optional
 
+from memla_plugin.mkeb.generation import GEN_MAX_NEW_TOKENS
+
 from .restore import MODES
 
 ShardMode = Enum("ShardMode", ["contiguous", "strided"])
@@ -42,6 +44,10 @@ class ShardSchema:
 class EvalSchema:
     batch_size: int = _hint(16, "give an integer")
     max_new_tokens: Optional[int] = _hint(None, "give an integer or null")
+    #: length bound of the greedy answers the generation-based metrics read (0: not measured)
+    gen_max_new_tokens: int = _hint(GEN_MAX_NEW_TOKENS, "give an integer (0 leaves the generation metrics out)")
+    #: how those answers are asked (null: the run's prompt_format)
+    gen_prompt_format: Optional[str] = _hint(None, "give bare, chat, preamble or null")
 
 
 @dataclass

@@ -245,6 +245,18 @@ def check_seed(cfg: Any) -> int:
     return value
 
 
+def check_gen_format(value: Any) -> Optional[str]:
+    """eval.gen_prompt_format: null (the run's prompt_format) or one of the prompt formats."""
+    from memla_plugin.prompt_format import PromptFormatError, check_prompt_format as check
+
+    if value is None:
+        return None
+    try:
+        return check(value, "eval.gen_prompt_format")
+    except PromptFormatError as exc:
+        raise BenchConfigError(str(exc)) from None
+
+
 def check_counts(cfg: Any) -> None:
     """Counts that must be positive: eval.batch_size, eval.max_new_tokens, run.threads, data.max_prompt_chars."""
     values = {"eval.batch_size": checked(cfg, "eval")["batch_size"],
@@ -255,6 +267,9 @@ def check_counts(cfg: Any) -> None:
         if value is not None and value < 1:
             nullable = "" if name == "eval.batch_size" else " or null"
             raise BenchConfigError(f"{name}={value!r} must be at least 1{nullable}")
+    gen_tokens = checked(cfg, "eval")["gen_max_new_tokens"]
+    if gen_tokens < 0:
+        raise BenchConfigError(f"eval.gen_max_new_tokens={gen_tokens!r} must be at least 0 (0: no generation metrics)")
 
 
 def run_dir_name(cfg: Any) -> str:
@@ -306,6 +321,16 @@ def check_mmap_threshold(cfg: Any) -> Optional[int]:
     return value
 
 
+def check_prompt_format(cfg: Any) -> str:
+    """prompt_format: bare, chat or preamble (:mod:`memla_plugin.prompt_format`; bare when absent)."""
+    from memla_plugin.prompt_format import PromptFormatError, check_prompt_format as check
+
+    try:
+        return check(_plain(cfg.get("prompt_format")))
+    except PromptFormatError as exc:
+        raise BenchConfigError(str(exc)) from None
+
+
 def check_drop_embedding_pages(cfg: Any) -> bool:
     """run.drop_embedding_pages: true or false."""
     return checked(cfg, "run")["drop_embedding_pages"]
@@ -321,6 +346,8 @@ __all__ = [
     "check_limit",
     "check_mmap_threshold",
     "check_on_edit_error",
+    "check_gen_format",
+    "check_prompt_format",
     "check_counts",
     "check_restore_mode",
     "check_seed",
