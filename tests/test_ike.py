@@ -71,7 +71,7 @@ def test_ike_through_the_harness(bench_env, tmp_path, monkeypatch):
     from memla_mkeb.runner import run_benchmark
 
     cfg = compose(bench_env.overrides("data.path=default", f"data.ids={ids}", "methods=[unedited,ike]",
-                                      "eval_langs=[en]"))
+                                      "eval_langs=[en]", "prompt_format=bare"))
     run_benchmark(cfg)
     rows = {r["method"]: r for r in read_rows(bench_env.run_dir)}
     row = rows["ike"]

@@ -135,7 +135,7 @@ def test_harness_preamble_reaches_attribution_training_and_scoring(bench_env, mo
         assert all(p.startswith(head) and p.endswith(tail) for p in prompts), where
     rows = read_rows(bench_env.run_dir)
     assert {r["prompt_format"] for r in rows} == {"preamble"} and {r["method"] for r in rows} == {"unedited", "memla"}
-    bare = plan_run(compose(bench_env.overrides("data.limit=1")))
+    bare = plan_run(compose(bench_env.overrides("data.limit=1", "prompt_format=bare")))
     pre = plan_run(cfg)
     assert "prompt_format" not in bare.settings["base"] and pre.settings["base"]["prompt_format"] == "preamble"
     assert bare.base_id != pre.base_id
