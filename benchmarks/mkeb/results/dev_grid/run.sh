@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The dev tuning grid (benchmarks/mkeb/README.md, "Tuning grid"): every point of
 # memla_mkeb/conf/grid/default.yaml and the unedited model on the first N shipped dev records, source en,
-# the harness's default prompt format; MEND (no grid) gets its own dev run in ./mend, whose rows are the
+# prompt_format=bare (the rows began before the harness default became preamble; a run under another
+# format needs its own run dir); MEND (no grid) gets its own dev run in ./mend, whose rows are the
 # evidence `python -m memla_mkeb.method_status` reads. Records are added one at a time, so every sitting ends with
 # every method on the same records. Resumable: run the same command again; rows already written are
 # skipped, nothing is redone.
@@ -29,7 +30,7 @@ case "${1:-}" in
     report) exec "$PY" -m memla_mkeb.report "$R" "$R/mend" --out "$R/report.md" ;;
     mend)   for n in 5 10; do  # two sittings: a verdict needs 5 paired records; each sitting loads the model once
                 "$PY" -m memla_mkeb.app data=dev "data.limit=$n" "source_langs=[en]" "methods=[unedited,mend]" \
-                    "run_dir=$R/mend" "hparams_dir=$R/hparams"
+                    "run_dir=$R/mend" "hparams_dir=$R/hparams" prompt_format=bare
             done
             exit 0 ;;
 esac
@@ -42,5 +43,5 @@ print(','.join(grid_methods(load_grid(), only)))")
 METHODS="unedited,$POINTS"   # MEND's dev rows: `run.sh mend` (its own run dir, so both can run at once)
 for n in $(seq 1 "$N"); do
     "$PY" -m memla_mkeb.app data=dev "data.limit=$n" "source_langs=[en]" "methods=[$METHODS]" \
-        "run_dir=$R" "run.neuron_dir=$R/neurons" "hparams_dir=$R/hparams"
+        "run_dir=$R" "run.neuron_dir=$R/neurons" "hparams_dir=$R/hparams" prompt_format=bare
 done
