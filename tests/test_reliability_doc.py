@@ -89,14 +89,16 @@ def _fault_section(rep: Any) -> list[str]:
              f"### kill -9: {trials} trials (seeded, seed {reliability_results.KILL_SEED})", "",
              f"Each trial runs `{' '.join(TRIAL_OVERRIDES)}` (source en, evaluated in en/zh/fr: 6 rows) on a tiny "
              f"Qwen2 in a forked process that is killed with SIGKILL, then reruns it and compares every row with "
-             f"an uninterrupted run.", "",
+             f"an uninterrupted run. A kill \"as an edit begins\" comes from the runner's before-edit hook, "
+             f"\"mid-way through writing a row\" after half of a results line has been written and fsync'ed.", "",
              "| where the kill came | trials |", "|---|---|"]
     lines += [f"| {kind} | {rep.kills[kind]} |" for kind in KILL_KINDS]
     lines += ["", f"Rows expected after the reruns: {rep.rows_expected} (kill and race trials); "
               f"lost: {rep.lost}; written twice: {rep.duplicated}; scores differing from the uninterrupted run: "
               f"{rep.differing}.", "",
               f"### Two runs on one run dir: {reliability_results.RACE_TRIALS} trials", "",
-              f"The second run starts 0-0.5 s after the first (half of them with another seed). "
+              f"The second run starts 0-0.5 s after the first (half of them with another seed); whichever takes "
+              f"the run dir's lock first runs, the other is refused or finds every row done. "
               f"Runs: {sum(rep.races.values())}; rows written twice: {rep.race_duplicates}; run dirs whose plan or "
               f"sittings a refused run changed: {rep.race_meta_changed}; unexplained outcomes: {len(rep.problems)}.",
               ""]
