@@ -247,6 +247,15 @@ def record_curve(trainer: Any, curve_file: Optional[Path] = None) -> list[dict[s
     return curve
 
 
+def _reusable(checkpoint: Path, prov_file: Path, wanted: dict[str, Any], model) -> bool:
+    """A cached checkpoint trained for exactly ``wanted``, whose bytes still match its provenance."""
+    if not (checkpoint.is_file() and prov_file.is_file()):
+        return False
+    prov = json.loads(prov_file.read_text(encoding="utf-8"))
+    return (all(prov.get(k) == v for k, v in wanted.items()) and prov.get("format") == MEND_FORMAT
+            and cached_checkpoint_ok(checkpoint, prov_file, prov, getattr(model, "config", None)))
+
+
 def ensure_mend_checkpoint(
     model,
     tok,
@@ -287,12 +296,9 @@ def ensure_mend_checkpoint(
         "inner_params": list(hparams.inner_params),
         "training_overrides": recipe,
     }
-    if checkpoint.is_file() and prov_file.is_file():
-        prov = json.loads(prov_file.read_text(encoding="utf-8"))
-        if (all(prov.get(k) == v for k, v in wanted.items()) and prov.get("format") == MEND_FORMAT
-                and cached_checkpoint_ok(checkpoint, prov_file, prov, getattr(model, "config", None))):
-            hparams.archive = str(checkpoint)
-            return checkpoint
+    if _reusable(checkpoint, prov_file, wanted, model):
+        hparams.archive = str(checkpoint)
+        return checkpoint
 
     if train_items is None:
         train_items, val_items, corpus_info = heldout_items()
