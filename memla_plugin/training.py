@@ -277,19 +277,6 @@ def _stop_reason(result: "TrainResult", hparams) -> Optional[str]:
     return None
 
 
-def _training_batch(model: nn.Module, tok, prompt: str, target_new: str, target_true: str, lang: str, hparams,
-                    label: str, locality_prompts: Optional[list[str]]) -> tuple[EditBatch, float]:
-    """The edit rows (prompt in the hparams' format, as attribution and scoring put it) plus any
-    locality rows, and the locality weight (0 when the term is off)."""
-    fmt = getattr(hparams, "prompt_format", "bare")
-    prompt = format_prompt(tok, prompt, fmt)
-    batch = encode_edit(tok, prompt, target_new, target_true, lang, model_device(model), label=label)
-    weight = float(getattr(hparams, "locality_weight", 0.0) or 0.0)
-    if locality_prompts and weight > 0:
-        batch = add_locality_rows(batch, tok, [format_prompt(tok, p, fmt) for p in locality_prompts])
-    return batch, weight
-
-
 def train_masked_lora(
     model: nn.Module,
     tok,
@@ -304,9 +291,8 @@ def train_masked_lora(
     label: str = "",
     locality_prompts: Optional[list[str]] = None,
 ) -> TrainResult:
-    """Train ``lora``'s A/B matrices so the model prefers ``target_new`` after ``prompt``.
-
-    ``prompt`` is put in ``hparams.prompt_format`` first (:mod:`memla_plugin.prompt_format`).
+    """Train ``lora``'s A/B matrices so the model prefers ``target_new`` after ``prompt``
+    (put in ``hparams.prompt_format`` first, :mod:`memla_plugin.prompt_format`).
 
     The hooks are attached for the duration and detached afterwards (merging is the
     caller's business). Raises :class:`NaNLossError` on a non-finite loss; the model's
@@ -315,8 +301,12 @@ def train_masked_lora(
     also holds ``locality_weight * KL(unedited || edited)`` of the next token after each prompt.
     """
     t0 = time.perf_counter()
-    batch, weight = _training_batch(model, tok, prompt, target_new, target_true, lang, hparams, label,
-                                    locality_prompts)
+    prompt = format_prompt(tok, prompt, getattr(hparams, "prompt_format", "bare"))  # as attribution and scoring put it
+    batch = encode_edit(tok, prompt, target_new, target_true, lang, model_device(model), label=label)
+    weight = float(getattr(hparams, "locality_weight", 0.0) or 0.0)
+    if locality_prompts and weight > 0:
+        fmt = getattr(hparams, "prompt_format", "bare")
+        batch = add_locality_rows(batch, tok, [format_prompt(tok, p, fmt) for p in locality_prompts])
     result = TrainResult()
     params = list(lora.parameters())
     frozen = [(p, p.requires_grad) for p in model.parameters()]

