@@ -124,14 +124,18 @@ def _source_table(d: ReportData, s: str, csv_rows: list[list[Any]]) -> list[str]
     return [md_table(head, table), ""]
 
 
-def _versus_best(d: ReportData, s: str) -> list[str]:
-    rows = []
+def _best_by_view(d: ReportData, s: str):
+    """Per view with a best baseline: (view, baseline, MEMLA − baseline, which side of 0 its interval lies)."""
     for v in VIEWS:
         got = d.composite_best.get((s, v))
-        if got is None:
-            continue
-        base, diff, ok = got
-        side = interval_side(diff, ok)
+        if got is not None:
+            base, diff, ok = got
+            yield v, base, diff, interval_side(diff, ok)
+
+
+def _versus_best(d: ReportData, s: str) -> list[str]:
+    rows = []
+    for v, base, diff, side in _best_by_view(d, s):
         word = {1: "MEMLA higher", -1: "MEMLA lower", 0: "no clear difference", None: "–"}[side]
         rows.append([VIEW_LABEL[v], base, pct(d.composites[("memla", s, v)].mean), pct(d.composites[(base, s, v)].mean),
                      fmt_est(diff, signed=True), str(diff.n), word])
@@ -176,12 +180,7 @@ def _failures(d: ReportData) -> str:
 
 def _composite_words(d: ReportData, s: str) -> Optional[str]:
     said = []
-    for v in VIEWS:
-        got = d.composite_best.get((s, v))
-        if got is None:
-            continue
-        base, diff, ok = got
-        side = interval_side(diff, ok)
+    for v, base, diff, side in _best_by_view(d, s):
         verb = {1: "above", -1: "below", 0: "not distinguishable from", None: "(no interval) compared with"}[side]
         said.append(f"{VIEW_LABEL[v]}: MEMLA {pct(d.composites[('memla', s, v)].mean)} is {verb} {base} "
                     f"{pct(d.composites[(base, s, v)].mean)} ({pct(diff.mean, True)} [{pct(diff.lo, True)}, "
