@@ -58,10 +58,12 @@ def test_no_generated_headers_or_plugin_vocabulary_and_nothing_deleted(series):
             assert not check_vocabulary(name, "\n".join(added))
 
 
-def test_host_fixes_cover_mend_load_archive_and_state_the_mask_rule(series):
+def test_host_fixes_make_mend_checkpoints_weights_only_and_state_the_mask_rule(series):
     text = series[0][1]
-    assert "easyeditor/trainer/utils.py" in text
-    assert '+    archive = torch.load(path, map_location="cpu", weights_only=False)' in text
+    added = [l[1:] for l in text.splitlines() if l.startswith("+") and not l.startswith("+++")]
+    assert not any("weights_only=False" in l for l in added), "the host fixes must not widen torch.load"
+    assert '+        state_dict["model_config"] = self.model.config.to_dict()  # plain values: weights_only loads' in text
+    assert "-        d = torch.load(params.archive, map_location='cpu', weights_only=False)" in text
     assert "covers every position" in text or "cover every cached position" in text
     assert {e.path for f in FIXES for e in f.edits} <= {
         l.split(" b/")[1] for l in text.splitlines() if l.startswith("diff --git")}

@@ -405,7 +405,7 @@ def edit_dataset_init(text: str) -> str:
 
 
 HOST_FIXES_MESSAGE = (
-    "Fix generate_fast's cache mask, layer_stats(progress=None) and checkpoint reloads under torch>=2.6",
+    "Fix generate_fast's cache mask, layer_stats(progress=None) and MEND checkpoints under weights_only",
     """
 Three independent fixes, each small, found while adding a method on the pinned
 commit with transformers 5.x and torch 2.6+:
@@ -417,11 +417,12 @@ commit with transformers 5.x and torch 2.6+:
   to nothing before it. Pass attention_mask[:, :cur_context.stop].
 - models/rome/layer_stats.py, models/r_rome/layer_stats.py: progress=None was
   replaced by `lambda x: x` and then called with total=..., a TypeError.
-- trainer/BaseTrainer.py and trainer/utils.py (load_archive): torch 2.6 made
-  weights_only=True the default of torch.load, which refuses the trainer's own
-  checkpoints (MEND's state dict holds the model config object). Both places
-  load checkpoints the trainer wrote, so load them with weights_only=False, as
-  models/mend/mend_main.py already does.
+- trainer/algs/MEND.py, SERAC.py, models/mend/mend_main.py: the state dicts
+  pickled the model config object, which torch >= 2.6's default
+  weights_only=True refuses (BaseTrainer.run could not reload its own
+  checkpoint), and mend_main.py loaded archives with weights_only=False, which
+  runs whatever a pickle names. Store config.to_dict() and load with
+  weights_only=True everywhere.
 
 Each fix was checked before/after on a tiny Qwen2 model on CPU.
 """,

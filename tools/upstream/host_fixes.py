@@ -11,11 +11,12 @@ these are the upstream versions of those workarounds.
   nothing before it. The fix passes ``attention_mask[:, :cur_context.stop]``.
 * ``layer-stats-progress-none``: ``layer_stats(..., progress=None)`` replaces ``None`` by
   ``lambda x: x`` and then calls it with ``total=``, a TypeError. The stand-in accepts it.
-* ``trainer-reload-weights-only``: ``BaseTrainer.run`` reloads the checkpoint it has just
-  written, and ``trainer/utils.py:load_archive`` loads the same checkpoints for MEND, with
-  ``torch.load`` defaults; since torch 2.6 that is ``weights_only=True``, which refuses the
-  pickled model config in MEND's state dict. Both load the trainer's own files, which
-  ``mend_main.py`` already loads with ``weights_only=False``.
+* ``mend-checkpoint-plain-config``: MEND's (and SERAC's) state dict pickles the model config
+  object, which torch's ``weights_only=True`` default (torch >= 2.6) refuses, so
+  ``BaseTrainer.run`` cannot reload its own checkpoint and ``mend_main.py`` loads archives with
+  ``weights_only=False``. The fix stores ``config.to_dict()`` and loads with ``weights_only=True``
+  everywhere, the same guarantee the plugin gives at run time with an allowlist
+  (``memla_plugin.easyedit.checkpoints``).
 """
 from __future__ import annotations
 
@@ -91,31 +92,51 @@ accept (and ignore) keyword arguments, in rome and r_rome alike.
         ),
     ),
     HostFix(
-        name="trainer-reload-weights-only",
-        subject="BaseTrainer: reload its own checkpoint with weights_only=False",
+        name="mend-checkpoint-plain-config",
+        subject="MEND/SERAC checkpoints: store the model config as a dict, load with weights_only=True",
         body="""
-After training, BaseTrainer.run reloads the checkpoint it has just saved with
-torch.load's defaults. Since torch 2.6 the default is weights_only=True, which
-refuses the checkpoint: MEND's state dict carries the model config object.
-trainer/utils.py's load_archive loads the same checkpoints the same way.
-Both read the trainer's own output, so load with weights_only=False, as
-models/mend/mend_main.py already does for the same archives.
+MEND.state_dict (and SERAC's) puts the edited model's config object into the
+checkpoint. Since torch 2.6, torch.load defaults to weights_only=True, which
+refuses that object: BaseTrainer.run cannot reload the checkpoint it has just
+written, nor trainer/utils.py's load_archive read it. mend_main.py gets round
+it with weights_only=False, which runs whatever a pickle names, on a file the
+user passes as hparams.archive.
+
+Store config.to_dict() instead (plain Python values, which weights_only=True
+accepts) and compare against the current model's dict when loading. Every load
+then works with torch's safe default, and mend_main.py asks for it explicitly.
+A checkpoint written before this change still holds the config object and is
+refused with torch's own message; it loads as before with weights_only=False,
+for files one trusts.
 """,
         edits=(
             Edit(
-                "easyeditor/trainer/BaseTrainer.py",
-                "archive = torch.load(self.save_path)\n",
-                "archive = torch.load(self.save_path, weights_only=False)\n",
+                "easyeditor/trainer/algs/MEND.py",
+                "state_dict[\"model_config\"] = self.model.config  # Include model config\n",
+                "state_dict[\"model_config\"] = self.model.config.to_dict()  # plain values: weights_only loads\n",
             ),
             Edit(
-                "easyeditor/trainer/BaseTrainer.py",
-                'archive = torch.load(self.save_path, map_location="cpu")\n',
-                'archive = torch.load(self.save_path, map_location="cpu", weights_only=False)\n',
+                "easyeditor/trainer/algs/MEND.py",
+                "if config != self.model.config:\n",
+                "if config != self.model.config.to_dict():\n",
             ),
             Edit(
-                "easyeditor/trainer/utils.py",
-                'archive = torch.load(path, map_location="cpu")\n',
-                'archive = torch.load(path, map_location="cpu", weights_only=False)\n',
+                "easyeditor/trainer/algs/SERAC.py",
+                "state_dict[\"model_config\"] = self.model.config  # Include model config\n",
+                "state_dict[\"model_config\"] = self.model.config.to_dict()  # plain values: weights_only loads\n",
+                count=2,
+            ),
+            Edit(
+                "easyeditor/trainer/algs/SERAC.py",
+                "if config != self.model.config:\n",
+                "if config != self.model.config.to_dict():\n",
+                count=2,
+            ),
+            Edit(
+                "easyeditor/models/mend/mend_main.py",
+                "weights_only=False)\n",
+                "weights_only=True)\n",
+                count=2,
             ),
         ),
     ),

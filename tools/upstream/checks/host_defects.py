@@ -7,8 +7,9 @@ known error; patched: every probe should pass). Usage: ``host_defects.py WORKDIR
   decode with full forward passes, for a right-padded batch of prompts of different lengths;
 * ``layer-stats-progress-none``: ``layer_stats(..., progress=None)`` computes the statistics
   (rome and r_rome), from a local corpus put in place of ``load_dataset``;
-* ``trainer-reload-weights-only``: ``BaseTrainer.run`` reloads the checkpoint it wrote, whose
-  model state holds a config object as MEND's does.
+* ``mend-checkpoint-plain-config``: a checkpoint of EasyEdit's own MEND, written by ``BaseTrainer``,
+  reloads under torch's ``weights_only=True`` (``BaseTrainer.run``, ``load_archive``), and
+  ``mend_main`` does not ask for ``weights_only=False``.
 """
 import copy
 import importlib
@@ -62,27 +63,25 @@ def probe_layer_stats(model, tok, work):
     return {"ok": all(v > 0 for v in out.values()), "token_counts": out}
 
 
-class _WithConfig(torch.nn.Module):
-    """A model whose state dict carries its config object, as EasyEdit's MEND.state_dict does."""
-
-    def __init__(self, inner):
-        super().__init__()
-        self.inner = inner
-
-    def state_dict(self, *args, **kwargs):
-        state = super().state_dict(*args, **kwargs)
-        state["model_config"] = self.inner.config
-        return state
-
-    def load_state_dict(self, state_dict, strict=True):
-        state_dict = dict(state_dict)
-        state_dict.pop("model_config")
-        return super().load_state_dict(state_dict, strict=strict)
+def _tiny_mend(model):
+    """EasyEdit's own MEND wrapped around ``model``, with the settings of its MEND hparams files."""
+    mend = importlib.import_module("easyeditor.trainer.algs.MEND")
+    config = SimpleNamespace(
+        model_name="tiny-qwen2", model_class="Qwen2ForCausalLM", exact_match=False, device="cpu",
+        model_parallel=False, inner_params=["model.layers.2.mlp.down_proj.weight"], edit_lr=1e-4, shared=True,
+        mlp_class="IDMLP", n_hidden=1, init="id", act="relu", rank=1920, norm=True, combine=True, x_only=False,
+        delta_only=False, one_sided=False, n_blocks=2, dropout=0.0, train_base=False, no_grad_layers=None,
+        lr_lr=1e-4, lr_scale=1.0,
+    )
+    return mend.MEND(copy.deepcopy(model), config, lambda: copy.deepcopy(model))
 
 
 def probe_trainer_reload(model, work):
+    """``BaseTrainer.run`` reloads the MEND checkpoint it wrote, and ``load_archive`` and
+    ``mend_main``'s loader read it, all under torch's ``weights_only=True``."""
     base = importlib.import_module("easyeditor.trainer.BaseTrainer")
     tutils = importlib.import_module("easyeditor.trainer.utils")
+    mend_main = importlib.import_module("easyeditor.models.mend.mend_main")
     reloads = []
 
     class Trainer(base.BaseTrainer):
@@ -93,7 +92,7 @@ def probe_trainer_reload(model, work):
                 results_dir=str(work), early_stop_patience=5, early_stop_key="loss/total_edit_val",
                 batch_size=1, silent=True,
             )
-            self.model = _WithConfig(copy.deepcopy(model))
+            self.model = _tiny_mend(model)
             self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-3)
             self.lr_opt = None
             self.train_set = [0, 1, 2, 3]
@@ -110,20 +109,21 @@ def probe_trainer_reload(model, work):
     trainer = Trainer()
     original_load = torch.load
 
-    def counting_load(*args, **kwargs):
-        reloads.append(kwargs.get("weights_only", "default"))
+    def recording_load(*args, **kwargs):  # what each load asked for; None = torch's default (True since 2.6)
+        reloads.append(kwargs.get("weights_only"))
         return original_load(*args, **kwargs)
 
-    torch.load = counting_load
+    torch.load = recording_load
     try:
         trainer.run()
+        archive, _ = tutils.load_archive(trainer.save_path)
+        trainer.model.load_state_dict(dict(archive["model"]))
     finally:
         torch.load = original_load
-    # load_archive (used to load MEND's trained hypernetwork) reads the same kind of file
-    path = work / "archive.pt"
-    torch.save({"model": _WithConfig(copy.deepcopy(model)).state_dict()}, path)
-    archive, _ = tutils.load_archive(str(path))
-    return {"ok": bool(reloads) and "model" in archive, "reloads": [str(r) for r in reloads]}
+    # the edit-time loader asks for weights_only=False (it runs whatever the pickle names) unless fixed
+    unsafe = "weights_only=False" in Path(mend_main.__file__).read_text(encoding="utf-8")
+    return {"ok": bool(reloads) and False not in reloads and not unsafe,
+            "reloads": [str(r) for r in reloads], "mend_main_weights_only_false": unsafe}
 
 
 def main():
@@ -139,7 +139,7 @@ def main():
     probes = {
         "generate-fast-kv-mask": lambda: probe_generate_fast(model, tok),
         "layer-stats-progress-none": lambda: probe_layer_stats(model, tok, work / "stats"),
-        "trainer-reload-weights-only": lambda: probe_trainer_reload(model, work / "trainer"),
+        "mend-checkpoint-plain-config": lambda: probe_trainer_reload(model, work / "trainer"),
     }
     result["import_s"] = round(time.monotonic() - t0, 1)
     for name, probe in probes.items():
