@@ -20,6 +20,7 @@ from typing import Any, Optional, Union
 from .devices import DEVICE_HELP, parse_device
 from .errors import HParamsError
 from .languages import MKEB_LANGS
+from .neurons.settings import METHODS as _ATTR_METHODS
 from .prompt_format import PROMPT_FORMATS
 
 ALG_NAME = "MEMLA"
@@ -67,6 +68,9 @@ class MEMLAHyperParams:
     attr_threshold: float = 0.3
     attr_baseline: str = "amig"
     attr_batch_size: int = 64
+    #: "ig" (integrated gradients with attr_steps steps: the paper) or "atp" (one-pass attribution
+    #: patching against the same baseline; memla_plugin.neurons.onepass)
+    attr_method: str = "ig"
     # --- §3.2 neuron sets ------------------------------------------------------------
     id_langs: list[str] = field(default_factory=lambda: ["en", "zh", "fr"])
     neuron_cache_dir: Optional[str] = None
@@ -272,6 +276,8 @@ class MEMLAHyperParams:
         for name in ("max_length", "batch_size", "attr_steps", "attr_batch_size", "rank_per_neuron", "max_steps"):
             if getattr(self, name) < 1:
                 raise HParamsError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if self.attr_method not in _ATTR_METHODS:
+            raise HParamsError(f"attr_method={self.attr_method!r}; choose one of {', '.join(_ATTR_METHODS)}")
         if self.attr_baseline not in _BASELINES:
             raise HParamsError(f"attr_baseline={self.attr_baseline!r}; choose one of {', '.join(_BASELINES)}")
         if not 0.0 <= self.attr_threshold <= 1.0:

@@ -15,6 +15,7 @@ PAPER_DEFAULTS = dict(
     alg_name="MEMLA", model_name="default", device="cpu", model_parallel=False, max_length=40,
     batch_size=1, fp16=False, dtype=None, attr_module_tmp=None, edit_module_tmp=None, layers=None,
     attr_steps=20, attr_threshold=0.3, attr_baseline="amig", attr_batch_size=64,
+    attr_method="ig",  # integrated gradients (the paper); "atp" is the one-pass estimate
     id_langs=["en", "zh", "fr"], neuron_cache_dir=None, rank_per_neuron=4, use_masks=True,
     use_language_specific=True, use_language_independent=True, lr=1e-3, max_steps=60,
     stop_loss=0.01, stop_prob=0.96, new_loss_weight=2.5, true_loss_weight=2.0, apply_scale=0.5, seed=42,

@@ -25,6 +25,7 @@ _LAZY = {
     "neuron_bounds": ".cache",
     "attribute_fast": ".fast",
     "attribute_reference": ".reference",
+    "attribute_onepass": ".onepass",
     "EmptyPromptError": ".inputs",
     "MissingEOSError": ".inputs",
 }

@@ -34,10 +34,18 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._+-]+", "_", str(name)).strip("._") or "model"
 
 
-def cache_key(model_name: str, steps: int, baseline: str, threshold: float, layers: Optional[Sequence[int]] = None) -> str:
-    """A model key that also names the attribution settings that change the selected neurons."""
+def cache_key(
+    model_name: str, steps: int, baseline: str, threshold: float, layers: Optional[Sequence[int]] = None,
+    method: str = "ig",
+) -> str:
+    """A model key that also names the attribution settings that change the selected neurons.
+
+    Integrated gradients is named by its step count (``m20``: the key caches always had);
+    another method by its name in that place, since steps play no part in it.
+    """
     base = Path(str(model_name).rstrip("/\\")).name or str(model_name)
-    key = f"{base}__{baseline}-m{int(steps)}-t{float(threshold):g}"
+    how = f"m{int(steps)}" if method == "ig" else str(method)
+    key = f"{base}__{baseline}-{how}-t{float(threshold):g}"
     if layers is not None:
         key += "-L" + ".".join(str(int(l)) for l in sorted(set(layers)))
     return _safe(key)

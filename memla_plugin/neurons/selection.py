@@ -34,9 +34,15 @@ def attribute_prompt(
 
 
 def score_prompt(model, tok, prompt: str, target: str, arch, settings: AttributionSettings) -> torch.Tensor:
-    """:func:`attribute_prompt` with the settings given as one object (the prompt put in ``settings.prompt_format``)."""
+    """:func:`attribute_prompt` with the settings given as one object (the prompt put in ``settings.prompt_format``).
+
+    ``settings.method`` picks integrated gradients (fast or reference implementation) or the
+    one-pass estimate of :mod:`.onepass`.
+    """
     prompt = format_prompt(tok, prompt, settings.prompt_format)
-    if settings.implementation == "fast":
+    if settings.method == "atp":
+        from .onepass import attribute_onepass as fn
+    elif settings.implementation == "fast":
         from .fast import attribute_fast as fn
     else:
         from .reference import attribute_reference as fn

@@ -10,8 +10,11 @@ from typing import Any, Optional, Sequence
 
 from ..errors import HParamsError
 
-#: attribution methods: integrated gradients as in the MEMLA paper (arXiv 2406.11566, §3.1)
-METHODS = ("ig",)
+#: attribution methods: "ig", integrated gradients with ``steps`` path points as in the MEMLA paper
+#: (arXiv 2406.11566, §3.1; any m >= 1); "atp", a one-pass attribution-patching estimate against the
+#: same baseline, gradient of the target log-probability at the clean activation times (a - a')
+#: (:mod:`.onepass`), where ``steps`` plays no part
+METHODS = ("ig", "atp")
 #: implementations of integrated gradients that give the same scores (see .fast and .reference)
 IMPLEMENTATIONS = ("fast", "reference")
 
@@ -34,7 +37,9 @@ class AttributionSettings:
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
-            raise HParamsError(f"attribution method {self.method!r} is not one of {', '.join(METHODS)}")
+            raise HParamsError(f"attr_method={self.method!r}; choose one of {', '.join(METHODS)}")
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
+            raise HParamsError(f"attr_steps must be a positive integer (integrated-gradient steps), got {self.steps!r}")
         if self.implementation not in IMPLEMENTATIONS:
             raise HParamsError(
                 f"attribution method {self.implementation!r} is not one of {', '.join(IMPLEMENTATIONS)}"
@@ -44,7 +49,7 @@ class AttributionSettings:
 
     @classmethod
     def from_hparams(cls, hparams: Any, implementation: str = "fast") -> "AttributionSettings":
-        """Read ``attr_steps``, ``attr_baseline``, ``attr_threshold``, ``layers``, ``attr_batch_size``."""
+        """Read ``attr_method``, ``attr_steps``, ``attr_baseline``, ``attr_threshold``, ``layers``, ``attr_batch_size``."""
         if isinstance(hparams, cls):
             return hparams
         layers: Optional[Sequence[int]] = getattr(hparams, "layers", None)
@@ -64,7 +69,7 @@ class AttributionSettings:
         """The neuron-cache model key: the model plus every setting that changes the selection."""
         from .cache import cache_key
 
-        key = cache_key(model_name, self.steps, self.baseline, self.threshold, self.layers)
+        key = cache_key(model_name, self.steps, self.baseline, self.threshold, self.layers, method=self.method)
         # the paper's form keeps the key it always had, so existing caches stay valid
         key = key if self.target_form == "unspaced" else f"{key}-{self.target_form}"
         return key if self.prompt_format == "bare" else f"{key}-{self.prompt_format}"
