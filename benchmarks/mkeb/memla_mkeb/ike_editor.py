@@ -12,7 +12,7 @@ from a record the run evaluates.
 from __future__ import annotations
 
 import time
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 from .methods import Editor, _apply_overrides, torch_device_for_easyedit
 from .settings import MethodSpec
@@ -40,6 +40,7 @@ class IKEEditor(Editor):
         self.pools: dict[str, tuple[Any, str]] = {}  # edit language -> (pool, results_dir)
         self.context = ""
         self.stats: dict[str, Any] = {}
+        self.facts: Optional[list[str]] = None  # in a sequence: every fact edited so far
         self.apply_fn = self._retrieve  # marks the method as one that edits
 
     def _pool(self, lang: str) -> Any:
@@ -68,6 +69,9 @@ class IKEEditor(Editor):
         t0 = time.perf_counter()
         demos = self._retrieve(model, tok, request)
         self.context = ike_context(demos, request)
+        if self.facts is not None:  # a sequence: the latest fact's demonstrations, then all facts so far
+            self.facts.append(f"New Fact: {request['prompt']} {request['target_new']}\n")
+            self.context = "".join(demos) + "".join(self.facts) + "Prompt: "
         self.stats = {"n_demos": len(demos), "retrieval_s": time.perf_counter() - t0,
                       "context_tokens": len(tok(self.context, add_special_tokens=False)["input_ids"]),
                       "demonstrations": demos}
@@ -75,6 +79,13 @@ class IKEEditor(Editor):
 
     def last_stats(self) -> dict[str, Any]:
         return dict(self.stats)
+
+    def begin_sequence(self) -> None:
+        """From now on the context keeps every new fact (the in-context analogue of keeping weights)."""
+        self.facts, self.context = [], ""
+
+    def end_sequence(self) -> None:
+        self.facts, self.context = None, ""
 
     def prompt_template(self, base: str) -> str:
         from memla_plugin.prompt_format import with_context

@@ -98,6 +98,12 @@ class Editor:
     def last_stats(self) -> dict[str, Any]:
         return {}
 
+    def begin_sequence(self) -> None:
+        """Edits from now on are kept, one after another (:mod:`.sequential`); weight editors need nothing."""
+
+    def end_sequence(self) -> None:
+        """The sequence is over and undone."""
+
     def prompt_template(self, base: str) -> str:
         """The scoring template after the latest edit: ``base`` (the run's format) unless the method
         edits in context (IKE puts its demonstrations before every question)."""

@@ -30,9 +30,11 @@ from .settings import (
     check_limit,
     check_mmap_threshold,
     check_on_edit_error,
+    check_perplexity,
     check_prompt_format,
     check_restore_mode,
     check_seed,
+    check_sequential,
     check_shard,
     checked,
     data_paths,
@@ -62,6 +64,15 @@ class RunOptions:
     gen_prompt_format: Optional[str] = None  # how their answers are asked (None: the run's prompt_format)
 
 
+@dataclass(frozen=True)
+class HeldOut:
+    """The held-out perplexity texts' records and how they are batched (``perplexity.*``)."""
+
+    records: tuple[Any, ...]
+    ids: tuple[str, ...]
+    batch_size: int
+
+
 @dataclass
 class Plan:
     """Everything a run will do, derived from the config and checked before any model loads."""
@@ -88,13 +99,30 @@ class Plan:
     method_ids: dict[str, str] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)  # what the ids hash, for readable mismatches
     options: RunOptions = field(default_factory=RunOptions)
+    sequential_n: Optional[int] = None  # sequential.n (None: single edits)
+    sequences: list[list[Any]] = field(default_factory=list)  # this shard's sequences of records
+    heldout: Optional[HeldOut] = None  # perplexity texts (None: perplexity.enabled is false)
 
     def keys(self) -> list[tuple[MethodSpec, str, Any]]:
-        return [(m, s, r) for m in self.methods for s in self.sources for r in self.records]
+        """Single-edit rows; in a sequential run only the unedited reference has them."""
+        methods = [m for m in self.methods if self.sequential_n is None or m.kind == "unedited"]
+        return [(m, s, r) for m in methods for s in self.sources for r in self.records]
 
     def pending(self, done: dict[str, dict[str, Any]]) -> list[tuple[MethodSpec, str, Any]]:
         """The (method, source, record) keys of this shard that no results file holds yet."""
         return [(m, s, r) for (m, s, r) in self.keys() if store.row_key(m.name, s, r.example_id) not in done]
+
+    def sequence_keys(self) -> list[tuple[MethodSpec, str, list[Any]]]:
+        """(method, source, records of one sequence) for every editing method of a sequential run."""
+        if self.sequential_n is None:
+            return []
+        return [(m, s, seq) for m in self.methods if m.kind != "unedited" for s in self.sources
+                for seq in self.sequences]
+
+    def pending_sequences(self, done: dict[str, dict[str, Any]]) -> list[tuple[MethodSpec, str, list[Any]]]:
+        """The sequences no sequences file holds yet (an interrupted one is redone from its first edit)."""
+        return [(m, s, q) for (m, s, q) in self.sequence_keys()
+                if store.sequence_key(len(q), m.name, s, q[0].example_id) not in done]
 
 
 def _hparams_sha(spec: MethodSpec) -> Optional[str]:
@@ -141,7 +169,8 @@ def _select_records(langs: list[str], data_path: Path, ids: Optional[str], limit
 
 
 def _identity(cfg: Any, methods: list[MethodSpec], eval_langs: list[str], data_path: Path,
-              seed: int, prompt_format: str = "bare") -> tuple[dict[str, Any], dict[str, Any]]:
+              seed: int, prompt_format: str = "bare", extra: Optional[dict[str, Any]] = None
+              ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(what every method's rows share, each method's own settings): what ``base_id``/``cfg_id`` hash.
 
     Changing what goes in here makes committed run dirs refuse to resume.
@@ -160,6 +189,7 @@ def _identity(cfg: Any, methods: list[MethodSpec], eval_langs: list[str], data_p
         base["gen"] = gen  # the defaults are left out, so run dirs made before these settings keep their ids
     if prompt_format != "bare":  # absent for bare, so run dirs made before the setting keep their ids
         base["prompt_format"] = prompt_format
+    base.update(extra or {})  # sequential / perplexity settings, only when set (older run dirs keep their ids)
     return base, {m.name: {**m.to_json(), "hparams": hp_shas[m.name]} for m in methods}
 
 
@@ -178,21 +208,54 @@ def plan_run(cfg: Any) -> Plan:
     mmap_threshold, drop_pages = check_mmap_threshold(cfg), check_drop_embedding_pages(cfg)
     seed = check_seed(cfg)
     prompt_format = check_prompt_format(cfg)
-    base, method_settings = _identity(cfg, methods, eval_langs, data_path, seed, prompt_format)
     records = _select_records(list(set(eval_langs) | set(sources)), data_path, ids, limit)
     check_prompt_lengths(records, checked(cfg, "data")["max_prompt_chars"], f"MKEB file {data_path}",
                          "data.max_prompt_chars")
+    seq_n = check_sequential(cfg, len(records))
+    heldout, ppl_identity = _heldout(cfg, data_path, records)
+    extra = {**({"sequential": {"n": seq_n}} if seq_n else {}), **ppl_identity}
+    base, method_settings = _identity(cfg, methods, eval_langs, data_path, seed, prompt_format, extra)
     base_id = stable_hash(base)
+    sequences = shard_slice([records[i:i + seq_n] for i in range(0, len(records), seq_n)], *shard) if seq_n else []
     run_dir = resolve_run_dir(cfg)
     return Plan(
         cfg=cfg, run_dir=run_dir, tag=shard_tag(shard[0], shard[1]), methods=methods, sources=sources,
-        eval_langs=eval_langs, records=shard_slice(records, *shard), all_ids=[str(r.example_id) for r in records],
+        eval_langs=eval_langs, records=[r for q in sequences for r in q] if seq_n else shard_slice(records, *shard),
+        all_ids=[str(r.example_id) for r in records],
         data_path=data_path, ids=ids, shard=shard, seed=seed, device=str(cfg.model.get("device") or "cpu"),
         restore_mode=restore_mode, on_edit_error=on_edit_error, mmap_threshold=mmap_threshold,
         drop_embedding_pages=drop_pages, prompt_format=prompt_format, base_id=base_id,
         method_ids={m.name: stable_hash({"base": base_id, "method": method_settings[m.name]}) for m in methods},
         settings={"base": base, "methods": method_settings}, options=_run_options(cfg, run_dir),
+        sequential_n=seq_n, sequences=sequences, heldout=heldout,
     )
+
+
+def _heldout(cfg: Any, data_path: Path, evaluated: list[Any]) -> tuple[Optional[HeldOut], dict[str, Any]]:
+    """The perplexity texts' records (None when off) and their part of the run's identity.
+
+    A record both evaluated (or edited) and held out would make the perplexity text part of
+    what the edit touches: such a selection is refused before the model loads.
+    """
+    from memla_plugin.mkeb.loader import load_mkeb
+
+    ppl = check_perplexity(cfg)
+    if ppl is None:
+        return None, {}
+    held = load_mkeb(ppl["path"], ppl["ids"])[-ppl["last"]:]
+    if not held:
+        raise BenchConfigError(f"perplexity: no records in {ppl['path']} (perplexity.ids={ppl['ids']})")
+    held_ids = [str(r.example_id) for r in held]
+    sha = file_sha256(ppl["path"])[:16]
+    if sha == file_sha256(data_path)[:16]:
+        both = sorted(set(held_ids) & {str(r.example_id) for r in evaluated}, key=held_ids.index)
+        if both:
+            raise BenchConfigError(
+                f"perplexity: {len(both)} evaluated record(s) (e.g. {both[0]}) are also among the held-out "
+                f"perplexity texts (the last {ppl['last']} of perplexity.ids={ppl['ids']}); lower data.limit or "
+                f"choose other perplexity.ids/perplexity.last")
+    identity = {"perplexity": {"data_sha256": sha, "ids": stable_hash(held_ids)}}
+    return HeldOut(tuple(held), tuple(held_ids), ppl["batch_size"]), identity
 
 
 def _write_json(path: Path, payload: Any) -> None:
@@ -299,4 +362,4 @@ def _what_changed(plan: Plan, method: str, old_id: Any) -> str:
     return "model, data, eval languages, seed or the method's hparams differ"
 
 
-__all__ = ["Plan", "ROW_VERSION", "RunOptions", "check_resume", "plan_run", "save_run_files"]
+__all__ = ["HeldOut", "Plan", "ROW_VERSION", "RunOptions", "check_resume", "plan_run", "save_run_files"]

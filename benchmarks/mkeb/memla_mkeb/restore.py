@@ -126,7 +126,9 @@ class ModelFlags:
                    bool(getattr(model, "is_gradient_checkpointing", False)),
                    {name: p.requires_grad for name, p in model.named_parameters()})
 
-    def put_back(self, model: Any) -> None:
+    def put_back(self, model: Any, keep_adapter: bool = False) -> None:
+        """Put the flags back. ``keep_adapter``: leave a PEFT adapter's config on the model (between the
+        edits of a sequence, so EasyEdit's LoRA trains on in the adapter it made, as its sequential_edit does)."""
         for name, p in model.named_parameters():
             flag = self.requires_grad.get(name)
             if flag is not None and p.requires_grad != flag:
@@ -137,7 +139,7 @@ class ModelFlags:
             model.gradient_checkpointing_disable()
         if getattr(model, "_require_grads_hook", None) is not None and hasattr(model, "disable_input_require_grads"):
             model.disable_input_require_grads()
-        if hasattr(model, "peft_config"):
+        if hasattr(model, "peft_config") and not keep_adapter:
             del model.peft_config
         model.eval()
 

@@ -23,10 +23,11 @@ from typing import Any, Callable, Optional
 from memla_plugin.errors import RestoreMismatchError
 from memla_plugin.prompt_format import prompt_template
 
-from . import envinfo, pages, protocol, store
+from . import downstream, envinfo, pages, protocol, store
 from .methods import Editor, build_hparams, jsonable, make_editor
 from .planning import Plan, check_resume, plan_run, save_run_files
 from .restore import ModelFlags, ParamSnapshot, undo
+from .sequential import SequenceRun, sequence_hparams
 from .settings import BenchConfigError, MethodSpec
 
 
@@ -55,6 +56,13 @@ class RunSummary:
         self.written += 1
         self.errors += row["status"] == "error"
         self.skipped += row["status"] == "skipped"
+        self.restore_checks += bool(row["restore"]["checked"])
+
+    def count_sequence(self, row: dict[str, Any]) -> None:
+        """Tally a written sequence row (its failed and skipped edits count one by one)."""
+        self.written += 1
+        self.errors += row["counts"]["error"]
+        self.skipped += row["counts"]["skipped"]
         self.restore_checks += bool(row["restore"]["checked"])
 
 
@@ -190,6 +198,7 @@ class _Sitting:
         self.hparams: dict[str, Any] = {}  # method name -> hparams built before the model loaded
         self.memory = envinfo.PeakMemory()
         self.index_of = {rid: i for i, rid in enumerate(plan.all_ids)}
+        self.ppl = downstream.probe_for(plan, tok)  # held-out perplexity (None: perplexity.enabled false)
         self.embedding = _sparse_embedding(model) if plan.drop_embedding_pages else None
         if self.embedding is not None:  # the load-time snapshot read all of it
             pages.drop_file_pages(self.embedding)
@@ -209,6 +218,7 @@ class _Sitting:
         rid = str(record.example_id)
         self.memory.start_window()
         ref = self.unedited.get(self.model, self.tok, record)
+        before = self.ppl.before(self.model) if self.ppl is not None else None  # the model is as loaded here
         row: dict[str, Any] = {
             "key": store.row_key(spec.name, source, rid), "method": spec.name, "kind": spec.kind,
             "source": source, "record_id": rid, "record_index": self.index_of[rid],
@@ -223,6 +233,8 @@ class _Sitting:
         row["prompt_format"] = self.plan.prompt_format
         row["gen"] = {"max_new_tokens": self.plan.options.gen_max_new_tokens,
                       "prompt_format": self.plan.options.gen_prompt_format or self.plan.prompt_format}
+        if before is not None:  # replaced by the edited model's below; a skipped edit has none
+            row["perplexity"] = {"before": before, "after": before if not editor.edits else None}
         if not editor.edits:
             row["scores"] = ref.scores
         elif spec.needs_subject_slot and not record.fact(source).has_subject_slot:
@@ -256,6 +268,8 @@ class _Sitting:
             gen = editor.prompt_template(self.gen_template) if self.gen_template is not None else None
             row["scores"] = (self._score(row, out_model, record, ref, template, gen) if row["status"] == "ok"
                              else ref.scores)
+            if self.ppl is not None:
+                row["perplexity"] = self.ppl.row_field(self.model, out_model if row["status"] == "ok" else None)
         finally:
             row["restore"] = self._restore(row, out_model, weights_copy, flags)
 
@@ -321,6 +335,8 @@ def run_benchmark(
     t_start = time.perf_counter()
     plan = plan_run(cfg)
     hparams = {m.name: build_hparams(m, plan.device, plan.options.neuron_dir, plan.prompt_format) for m in plan.methods}
+    if plan.sequential_n is not None:
+        hparams = {m.name: sequence_hparams(m, hparams[m.name]) for m in plan.methods}
     plan.run_dir.mkdir(parents=True, exist_ok=True)
     with store.run_lock(plan.run_dir, plan.tag):
         return _run_locked(plan, hparams, model, tok, hooks, t_start)
@@ -330,10 +346,10 @@ def _run_locked(plan: Plan, hparams: dict[str, Any], model: Any, tok: Any, hooks
                 t_start: float) -> RunSummary:
     """What :func:`run_benchmark` does once it holds the run dir: resume checks, model, rows."""
     cfg = plan.cfg
-    done = store.done_keys(plan.run_dir)
-    check_resume(plan, done, store.load_cache(plan.run_dir))
-    todo = plan.pending(done)
-    total = len(plan.keys())
+    done, done_seq = store.done_keys(plan.run_dir), store.done_sequences(plan.run_dir)
+    check_resume(plan, {**done, **done_seq}, store.load_cache(plan.run_dir))
+    todo = plan.pending(done) + plan.pending_sequences(done_seq)
+    total = len(plan.keys()) + len(plan.sequence_keys())
     summary = RunSummary(plan.run_dir, total, total - len(todo), 0, 0, 0, 0, 0.0,
                          plan.run_dir / f"results{plan.tag}.jsonl")
     say = print if plan.options.progress else (lambda *a, **k: None)
@@ -385,6 +401,14 @@ def _run(plan: Plan, model: Any, tok: Any, snapshot: ParamSnapshot, hooks: Hooks
             (host_log if host_log is not None else contextlib.nullcontext()):
         sitting = _Sitting(plan, model, tok, snapshot, hooks, env, cache, host_log)
         sitting.hparams = hparams
+        seq_writer: list[store.JsonlWriter] = []
+
+        def seq_out() -> store.JsonlWriter:
+            """sequences*.jsonl, opened (and locked) when the first sequence row is written."""
+            if not seq_writer:
+                seq_writer.append(store.JsonlWriter(plan.run_dir / f"sequences{plan.tag}.jsonl").open())
+            return seq_writer[0]
+
         try:
             for spec in plan.methods:
                 work = [(s, r) for (m, s, r) in todo if m is spec]
@@ -392,16 +416,24 @@ def _run(plan: Plan, model: Any, tok: Any, snapshot: ParamSnapshot, hooks: Hooks
                     continue
                 bar.set_description(f"{spec.name}: preparing")
                 editor = sitting.editor(spec)
-                for source, record in work:
-                    bar.set_description(f"{spec.name} {source} #{record.example_id}")
-                    row = sitting.run_row(spec, editor, source, record)
-                    out.append(row)
-                    summary.count(row)
+                for source, work_item in work:
+                    if isinstance(work_item, list):  # a sequence of records (sequential.n)
+                        bar.set_description(f"{spec.name} {source} sequence from #{work_item[0].example_id}")
+                        row = SequenceRun(sitting, spec, editor, source, work_item).run()
+                        seq_out().append(row)
+                        summary.count_sequence(row)
+                    else:
+                        bar.set_description(f"{spec.name} {source} #{work_item.example_id}")
+                        row = sitting.run_row(spec, editor, source, work_item)
+                        out.append(row)
+                        summary.count(row)
                     bar.update(1)
                     if hooks.after_row is not None:
                         hooks.after_row(row)
         finally:
             bar.close()
+            for w in seq_writer:
+                w.close()
 
 
 __all__ = ["Hooks", "Plan", "RunSummary", "build_requests", "plan_run", "run_benchmark", "set_seed"]

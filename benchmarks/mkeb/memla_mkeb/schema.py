@@ -1,7 +1,8 @@
 """Types and choices of the plain run settings, declared as structured configs.
 
 ``conf/config.yaml`` holds the defaults and explains them; these dataclasses say what type each
-``shard.*``, ``eval.*``, ``data.*`` and ``run.*`` value must have and which words a choice takes.
+``shard.*``, ``eval.*``, ``data.*``, ``run.*``,
+``sequential.*`` and ``perplexity.*`` value must have and which words a choice takes.
 OmegaConf (Hydra's config library) checks and converts the values against them in
 :func:`.settings.checked`. That happens when a run is planned, not while Hydra composes the
 config: Hydra reports a compose error as several lines with exit status 1, while a bad setting
@@ -74,8 +75,26 @@ class RunSchema:
     host_output: HostOutput = HostOutput.log
 
 
+@dataclass
+class SequentialSchema:
+    #: edits per sequence, applied one after another without restoring (null: single edits)
+    n: Optional[int] = _hint(None, "give an integer (edits per sequence) or null (single edits)")
+
+
+@dataclass
+class PerplexitySchema:
+    #: measure held-out perplexity before and after every edit (memla_plugin.mkeb.perplexity)
+    enabled: bool = _hint(False, "give true or false")
+    path: Optional[str] = "default"
+    ids: Optional[str] = "test"
+    #: the last N records of that selection give the held-out texts
+    last: int = _hint(100, "give an integer")
+    batch_size: int = _hint(8, "give an integer")
+
+
 #: config section -> its schema
-SECTIONS: dict[str, type] = {"shard": ShardSchema, "eval": EvalSchema, "data": DataSchema, "run": RunSchema}
+SECTIONS: dict[str, type] = {"shard": ShardSchema, "eval": EvalSchema, "data": DataSchema, "run": RunSchema,
+                             "sequential": SequentialSchema, "perplexity": PerplexitySchema}
 
 
 def problem(section: str, key: str, value: Any) -> str:
@@ -96,4 +115,5 @@ def plain(value: Any) -> Any:
     return value.name if isinstance(value, Enum) else value
 
 
-__all__ = ["DataSchema", "EvalSchema", "RunSchema", "SECTIONS", "ShardSchema", "plain", "problem"]
+__all__ = ["DataSchema", "EvalSchema", "PerplexitySchema", "RunSchema", "SECTIONS", "SequentialSchema", "ShardSchema",
+           "plain", "problem"]

@@ -274,9 +274,15 @@ def check_counts(cfg: Any) -> None:
 
 
 def run_dir_name(cfg: Any) -> str:
-    """Default run directory: runs/<model>/<data>-n<limit|all>-seed<seed>."""
+    """Default run directory: runs/<model>/<data>-n<limit|all>-seed<seed>[-seq<n>][-ppl]."""
     limit = cfg.data.get("limit")
-    return str(Path("runs") / str(cfg.model.get("name")) / f"{data_name(cfg)}-n{limit if limit else 'all'}-seed{cfg.seed}")
+    name = f"{data_name(cfg)}-n{limit if limit else 'all'}-seed{cfg.seed}"
+    seq = (_plain(cfg.get("sequential")) or {}).get("n")
+    if seq:
+        name += f"-seq{seq}"
+    if (_plain(cfg.get("perplexity")) or {}).get("enabled") is True:
+        name += "-ppl"
+    return str(Path("runs") / str(cfg.model.get("name")) / name)
 
 
 def resolve_run_dir(cfg: Any) -> Path:
@@ -325,6 +331,40 @@ def check_prompt_format(cfg: Any) -> str:
         raise BenchConfigError(str(exc)) from None
 
 
+def check_sequential(cfg: Any, n_records: int) -> Optional[int]:
+    """sequential.n: null (single edits) or edits per sequence, which must divide the selected records."""
+    n = checked(cfg, "sequential")["n"]
+    if n is None:
+        return None
+    if n < 1:
+        raise BenchConfigError(f"sequential.n={n} must be at least 1 (or null for single edits)")
+    if n > n_records or n_records % n:
+        raise BenchConfigError(
+            f"sequential.n={n} must divide the {n_records} selected record(s) into whole sequences; "
+            f"set data.limit to a multiple of {n}")
+    return n
+
+
+def check_perplexity(cfg: Any) -> Optional[dict[str, Any]]:
+    """perplexity.*: None when off, else the checked section (its data file and ids resolved)."""
+    from memla_plugin.mkeb.loader import ID_SETS, resolve_data_path
+
+    ppl = checked(cfg, "perplexity")
+    if not ppl["enabled"]:
+        return None
+    for key in ("last", "batch_size"):
+        if ppl[key] < 1:
+            raise BenchConfigError(f"perplexity.{key}={ppl[key]} must be at least 1")
+    raw = ppl["path"]
+    path = resolve_data_path(None if raw in (None, "default") else str(raw))
+    if not path.is_file():
+        raise BenchConfigError(f"data file not found: perplexity.path={raw} ({path})")
+    ids = ppl["ids"]
+    if ids is not None and ids not in ID_SETS and not Path(str(ids)).is_file():
+        raise BenchConfigError(f"id file not found: perplexity.ids={ids} (use dev, test, train, a file, or null)")
+    return {**ppl, "path": path}
+
+
 def check_drop_embedding_pages(cfg: Any) -> bool:
     """run.drop_embedding_pages: true or false."""
     return checked(cfg, "run")["drop_embedding_pages"]
@@ -340,6 +380,8 @@ __all__ = [
     "check_limit",
     "check_mmap_threshold",
     "check_on_edit_error",
+    "check_perplexity",
+    "check_sequential",
     "check_gen_format",
     "check_prompt_format",
     "check_counts",

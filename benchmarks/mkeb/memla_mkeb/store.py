@@ -18,6 +18,7 @@ from memla_plugin.locking import file_lock, lock_path
 from .settings import BenchConfigError
 
 RESULTS_GLOB = "results*.jsonl"
+SEQUENCES_GLOB = "sequences*.jsonl"
 UNEDITED_GLOB = "unedited_cache*.jsonl"
 RESTORE_FAILURES = "restore_failures.jsonl"
 
@@ -29,6 +30,11 @@ class CorruptResultsError(BenchConfigError):
 def row_key(method: str, source: str, record_id: Any) -> str:
     """The identity of one result row: (method, source language, record id)."""
     return f"{method}|{source}|{record_id}"
+
+
+def sequence_key(n: int, method: str, source: str, first_record_id: Any) -> str:
+    """The identity of one sequence row: its length, method, source and first record (never a single-edit key)."""
+    return f"seq{n}|{method}|{source}|{first_record_id}"
 
 
 def _parse_line(path: Path, n: int, line: bytes, required: Sequence[str]) -> dict[str, Any]:
@@ -166,6 +172,15 @@ def done_keys(run_dir: Path) -> dict[str, dict[str, Any]]:
     return out
 
 
+def done_sequences(run_dir: Path) -> dict[str, dict[str, Any]]:
+    """Every sequence row already in any sequences file of ``run_dir`` (all shards), by key."""
+    out: dict[str, dict[str, Any]] = {}
+    for path in iter_files(run_dir, SEQUENCES_GLOB):
+        for row in read_jsonl(path, ROW_KEYS[:3]):
+            out.setdefault(row["key"], row)
+    return out
+
+
 def load_cache(run_dir: Path) -> dict[str, dict[str, Any]]:
     """Cached unedited references of ``run_dir`` (all shards) by record id."""
     out: dict[str, dict[str, Any]] = {}
@@ -210,12 +225,15 @@ __all__ = [
     "JsonlWriter",
     "RESTORE_FAILURES",
     "RESULTS_GLOB",
+    "SEQUENCES_GLOB",
     "UNEDITED_GLOB",
     "done_keys",
+    "done_sequences",
     "iter_files",
     "load_cache",
     "read_jsonl",
     "row_key",
     "rows_of",
     "run_lock",
+    "sequence_key",
 ]

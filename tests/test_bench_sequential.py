@@ -1,0 +1,149 @@
+"""Sequential editing in the harness (sequential.n): rows, retention, restore, resume, settings, perplexity."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest_bench import bench_env, bench_model_dir, compose, make_bench_env, read_rows  # noqa: F401
+from memla_mkeb import store
+from memla_mkeb.runner import Hooks, run_benchmark
+
+
+def read_sequences(run_dir: Path) -> dict[str, dict]:
+    return {r["key"]: r for p in store.iter_files(Path(run_dir), store.SEQUENCES_GLOB) for r in store.read_jsonl(p)}
+
+
+SEQ = ("data.limit=4", "sequential.n=2")
+
+
+@pytest.fixture(scope="module")
+def seq_run(tmp_path_factory, bench_model_dir):
+    env = make_bench_env(tmp_path_factory.mktemp("bench_seq"), bench_model_dir)
+    summary = run_benchmark(compose(env.overrides(*SEQ)))
+    return env, summary, read_sequences(env.run_dir)
+
+
+def test_sequence_rows(seq_run):
+    env, summary, seqs = seq_run
+    assert set(seqs) == {"seq2|memla|en|100", "seq2|memla|en|102"}
+    row = seqs["seq2|memla|en|100"]
+    assert row["record_ids"] == ["100", "101"] and row["n"] == 2 and row["counts"]["ok"] == 2
+    assert [st["position"] for st in row["steps"]] == [0, 1]
+    assert all(set(st["scores"]) == {"en", "zh", "fr"} for st in row["steps"])
+    assert len(row["final"]["scores"]) == 2 and set(row["final"]["scores"][0]) == {"en", "zh", "fr"}
+    assert row["restore"]["checked"] > 0 and row["restore"]["restored"] > 0
+    assert "loss_trace" not in row["steps"][0]["edit_stats"]
+    # single-edit rows: only the unedited reference
+    assert {r["key"] for r in read_rows(env.run_dir)} == {f"unedited|en|{i}" for i in (100, 101, 102, 103)}
+    assert summary.written == 6 and summary.restore_checks == 2
+
+
+def test_first_edit_of_a_sequence_scores_as_a_single_edit(seq_run, tmp_path, bench_model_dir):
+    """Before its first edit a sequence's model is the loaded one: edit 1 scores exactly as the single-edit row."""
+    env, _, seqs = seq_run
+    single = make_bench_env(tmp_path, bench_model_dir)
+    run_benchmark(compose(single.overrides("data.limit=1")))
+    row = {r["key"]: r for r in read_rows(single.run_dir)}["memla|en|100"]
+    assert seqs["seq2|memla|en|100"]["steps"][0]["scores"] == row["scores"]
+
+
+def test_interrupted_sequence_is_redone_from_its_first_edit(seq_run, tmp_path, bench_model_dir):
+    """A crash inside the second sequence leaves no row for it (the model is put back); the rerun
+    redoes that sequence and ends with the uninterrupted run's rows."""
+    _, _, ref = seq_run
+    env = make_bench_env(tmp_path, bench_model_dir)
+
+    def crash(spec, source, record):
+        if str(record.example_id) == "103":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_benchmark(compose(env.overrides(*SEQ)), hooks=Hooks(before_edit=crash))
+    assert set(read_sequences(env.run_dir)) == {"seq2|memla|en|100"}
+    summary = run_benchmark(compose(env.overrides(*SEQ)))
+    assert summary.written == 1 and summary.already_done == 5
+    got = read_sequences(env.run_dir)
+    assert set(got) == set(ref)
+    for key, row in got.items():
+        assert [s["scores"] for s in row["steps"]] == [s["scores"] for s in ref[key]["steps"]], key
+        assert row["final"]["scores"] == ref[key]["final"]["scores"], key
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("sequential.n=3", r"sequential.n=3 must divide the 4 selected record\(s\) into whole sequences; set data.limit"),
+    ("sequential.n=0", r"sequential.n=0 must be at least 1"),
+    ("sequential.n=two", r"sequential.n='two': give an integer \(edits per sequence\) or null"),
+    ("+sequential.size=2", r"sequential.size is not a setting; sequential has n"),
+])
+def test_bad_sequential_settings_fail_before_the_model_loads(bench_env, capsys, setting, message):
+    from memla_mkeb.app import run_task
+
+    cfg = compose(bench_env.overrides("data.limit=4", setting, "model.name_or_path=/nonexistent/model"))
+    assert run_task(cfg) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("memla-mkeb: error: ")
+    import re
+
+    assert re.search(message, err[0]), err[0]
+    assert not bench_env.run_dir.exists()
+
+
+def test_sequential_rows_never_mix_with_single_edit_rows(seq_run):
+    """A single-edit run on a sequential run dir is refused (the settings differ), and the keys differ."""
+    env, _, seqs = seq_run
+    assert all(k.startswith("seq2|") for k in seqs)
+    with pytest.raises(Exception, match="made with other settings"):
+        run_benchmark(compose(env.overrides("data.limit=4")))
+
+
+def test_memla_sequence_keeps_earlier_edits(make_tiny_model, tiny_tok, tmp_path):
+    """Two MEMLA edits on the tiny Qwen2, one after the other: the second is trained and merged on top of
+    the first (its originals are the first edit's weights), neurons only the first touched keep the first's
+    values, both facts are still edited after both, and undoing the sequence gives the loaded model back."""
+    import json
+
+    import torch
+
+    from conftest_bench import mkeb_record
+    from memla_mkeb.restore import ModelFlags, ParamSnapshot
+    from memla_mkeb.sequential import Undo
+    from memla_plugin.hparams import MEMLAHyperParams
+    from memla_plugin.memla_main import apply_memla_to_model
+    from memla_plugin.mkeb import MKEBDataset
+    from memla_plugin.mkeb.engine import teacher_forced
+    from memla_plugin.mkeb.loader import load_mkeb
+    from memla_plugin.tokenisation import encode_prompt, encode_target
+
+    def margin(model, req):  # log P(new) - log P(true) on the edit question
+        p = encode_prompt(tiny_tok, req["prompt"])
+        new, true = (encode_target(tiny_tok, req[k], "en") for k in ("target_new", "ground_truth"))
+        a, b = teacher_forced(model, [(p, new), (p, true)], pad_id=tiny_tok.pad_token_id)
+        return a.logprob - b.logprob
+
+    path = tmp_path / "facts.json"
+    path.write_text(json.dumps([mkeb_record(i) for i in (0, 4)]), encoding="utf-8")
+    req_a, req_b = MKEBDataset(load_mkeb(path, None), edit_lang="en")
+    model = make_tiny_model("qwen2")
+    snap, flags, undo = ParamSnapshot(model, "exact"), ModelFlags.of(model), Undo()
+    hp = MEMLAHyperParams(model_name="tiny", device="cpu", attr_steps=4, lr=0.05, max_steps=60, apply_scale=1.0)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    _, copy_a = apply_memla_to_model(model, tiny_tok, [req_a], hp, return_orig_weights=True)
+    undo.add(model, model, copy_a)
+    after_a = {n: p.detach().clone() for n, p in model.named_parameters()}
+    margin_a1 = margin(model, req_a)
+    _, copy_b = apply_memla_to_model(model, tiny_tok, [req_b], hp, return_orig_weights=True)
+    undo.add(model, model, copy_b)
+    for name, orig in copy_b.items():  # B was applied on top of A
+        assert torch.equal(orig, after_a[name]) and torch.equal(undo.originals[name], before[name])
+    touched = {}
+    for name in copy_b:  # neurons = input columns of the Linear down-projection
+        cols_a = ((after_a[name] - before[name]) != 0).any(0)
+        cols_b = ((model.get_parameter(name).detach() - after_a[name]) != 0).any(0)
+        only_a = cols_a & ~cols_b
+        assert torch.equal(model.get_parameter(name).detach()[:, only_a], after_a[name][:, only_a])
+        touched[name] = (int(cols_a.sum()), int(cols_b.sum()), int(only_a.sum()))
+    assert sum(t[2] for t in touched.values()) > 0 and any(t[1] > 0 for t in touched.values())
+    assert margin(model, req_a) > 0 and margin(model, req_b) > 0 and margin_a1 > 0  # both edits hold
+    undo.run(model, flags)
+    assert snap.verify(model, "after the sequence") == len(before)
