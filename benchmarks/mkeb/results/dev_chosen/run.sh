@@ -52,6 +52,9 @@ lane() {  # lane INDEX: the records of strided shard INDEX of LANES, one record 
 
 if [ "$LANES" -eq 1 ]; then
     lane 0
+elif [ -n "${LANE:-}" ]; then   # only this lane (e.g. one lane per terminal, or one started later)
+    export OMP_WAIT_POLICY=PASSIVE
+    lane "$LANE"
 else
     export OMP_WAIT_POLICY=PASSIVE
     for i in $(seq 0 $(( LANES - 1 ))); do lane "$i" & done

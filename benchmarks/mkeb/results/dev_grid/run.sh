@@ -9,6 +9,7 @@
 #
 #   benchmarks/mkeb/results/dev_grid/run.sh [N]          # default N = 10
 #   LANES=2 benchmarks/mkeb/results/dev_grid/run.sh 10   # two processes, one torch thread each (strided shards)
+#   LANES=2 LANE=1 benchmarks/mkeb/results/dev_grid/run.sh 10   # only the second of them
 #   ONLY=memla,lora benchmarks/mkeb/results/dev_grid/run.sh 3   # only these grid methods (and unedited)
 #   benchmarks/mkeb/results/dev_grid/run.sh select       # each method's choice -> selection.json
 #   benchmarks/mkeb/results/dev_grid/run.sh report       # report.md of this run dir
@@ -55,6 +56,9 @@ lane() {  # lane INDEX: the records of strided shard INDEX of LANES, one record 
 
 if [ "$LANES" -eq 1 ]; then
     lane 0
+elif [ -n "${LANE:-}" ]; then   # only this lane (e.g. one lane per terminal, or one started later)
+    export OMP_WAIT_POLICY=PASSIVE
+    lane "$LANE"
 else
     export OMP_WAIT_POLICY=PASSIVE
     for i in $(seq 0 $(( LANES - 1 ))); do lane "$i" & done
