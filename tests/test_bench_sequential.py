@@ -147,3 +147,60 @@ def test_memla_sequence_keeps_earlier_edits(make_tiny_model, tiny_tok, tmp_path)
     assert margin(model, req_a) > 0 and margin(model, req_b) > 0 and margin_a1 > 0  # both edits hold
     undo.run(model, flags)
     assert snap.verify(model, "after the sequence") == len(before)
+
+
+def _host_hparams(env) -> None:
+    """ROME, FT-M and LoRA hparams for the tiny model (as the single-edit host test writes them)."""
+    import yaml
+
+    repo = Path(__file__).resolve().parents[1] / "hparams"
+
+    def write(alg_dir, name, out, **changes):
+        cfg = yaml.safe_load((repo / alg_dir / name).read_text())
+        cfg.update(changes)
+        (env.hparams_dir / alg_dir).mkdir(exist_ok=True)
+        (env.hparams_dir / alg_dir / out).write_text(yaml.safe_dump(cfg))
+
+    model = str(env.model_dir)
+    write("ROME", "qwen2.5-0.5b.yaml", "tiny.yaml", model_name=model, layers=[1], v_loss_layer=2, mom2_n_samples=24,
+          context_template_length_params=[[5, 5]], stats_dir=str(env.root / "stats"))
+    write("FT", "qwen2.5-0.5b-ft-m.yaml", "tiny-ft-m.yaml", model_name=model, layers=[2], lr=5e-2)
+    write("LoRA", "qwen2.5-0.5b.yaml", "tiny.yaml", model_name=model, num_steps=5, lora_dropout=0.0)
+
+
+def test_host_editors_chain_and_undo(bench_env):
+    """ROME, FT-M and LoRA (its adapter trained on by the second edit, then unloaded) in sequences of 2."""
+    _host_hparams(bench_env)
+    summary = run_benchmark(compose(bench_env.overrides("data.limit=2", "sequential.n=2",
+                                                        "methods=[unedited,rome,ft_m,lora]")))
+    assert summary.errors == 0 and summary.restore_checks == 3
+    seqs = read_sequences(bench_env.run_dir)
+    assert set(seqs) == {f"seq2|{m}|en|100" for m in ("rome", "ft_m", "lora")}
+    for row in seqs.values():
+        assert row["counts"] == {"ok": 2, "error": 0, "skipped": 0} and row["restore"]["checked"] > 0
+    assert seqs["seq2|lora|en|100"]["restore"]["restored"] == 1  # one unload undoes both LoRA edits
+    from memla_mkeb.runner import _MODEL_CACHE
+
+    (model, _, _), = _MODEL_CACHE.values()
+    assert not hasattr(model, "peft_config") and not model.is_gradient_checkpointing and not model.training
+
+
+def test_ike_context_keeps_every_fact_of_a_sequence(monkeypatch):
+    """In a sequence, IKE's context is the latest fact's demonstrations and then every fact so far."""
+    from types import SimpleNamespace
+
+    from memla_mkeb.ike_editor import IKEEditor
+    from memla_mkeb.settings import MethodSpec
+
+    tok = lambda text, add_special_tokens=False: {"input_ids": text.split()}  # noqa: E731
+    editor = IKEEditor(MethodSpec("ike", "easyedit", "IKE"), tok, SimpleNamespace())
+    monkeypatch.setattr(editor, "_retrieve", lambda model, tok, req: [f"demo for {req['prompt']}\n"])
+    facts = [{"prompt": "A is", "target_new": "x"}, {"prompt": "B is", "target_new": "y"}]
+    editor.edit(None, tok, facts[0])
+    assert editor.context == "demo for A is\nNew Fact: A is x\nPrompt: "  # a single edit: EasyEdit's form
+    editor.begin_sequence()
+    for fact in facts:
+        editor.edit(None, tok, fact)
+    assert editor.context == "demo for B is\nNew Fact: A is x\nNew Fact: B is y\nPrompt: "
+    editor.end_sequence()
+    assert editor.context == "" and editor.facts is None

@@ -3,7 +3,7 @@
 A sequence is N consecutive selected records. Its edits go through the same apply function as
 single edits, but nothing is restored between them, as EasyEdit's ``sequential_edit`` keeps each
 edit's weights: MEMLA merges every update into the down-projections, ROME/MEMIT/FT write their
-layers, LoRA trains on in the adapter its first edit made (the model keeps the adapter's config),
+layers, LoRA trains on in the adapter its first edit made (flags are put back only after the sequence),
 IKE's context keeps every fact edited so far (:class:`.ike_editor.IKEEditor`). Each edit is
 scored right after it was applied (``steps[i].scores``), and every edit again after the last one
 (``final.scores[i]``): retention is the second against the first. Locality comes with the scores.
@@ -116,7 +116,7 @@ class SequenceRun:
         self.editor.begin_sequence()
         finished = False
         try:
-            row["steps"] = [self._step(i, rec, ref, flags) for i, (rec, ref) in enumerate(zip(self.records, refs))]
+            row["steps"] = [self._step(i, rec, ref) for i, (rec, ref) in enumerate(zip(self.records, refs))]
             row["final"] = self._final(refs)
             if before is not None:
                 row["perplexity"] = {"before": before, "after": s.ppl.measure(self.current)}
@@ -137,8 +137,11 @@ class SequenceRun:
         gen = self.editor.prompt_template(self.s.gen_template) if self.s.gen_template is not None else None
         return self.editor.prompt_template(self.s.template), gen
 
-    def _step(self, i: int, record: Any, ref: Any, flags: ModelFlags) -> dict[str, Any]:
-        """Edit ``record`` on top of the earlier edits and score it at once."""
+    def _step(self, i: int, record: Any, ref: Any) -> dict[str, Any]:
+        """Edit ``record`` on top of the earlier edits and score it at once.
+
+        Nothing is put back between edits, as in EasyEdit's sequential_edit: LoRA's second edit must
+        find its adapter (``peft_config``) and the base weights it froze still frozen."""
         s, rid = self.s, str(record.example_id)
         step: dict[str, Any] = {"position": i, "record_id": rid, "status": "ok", "error": None, "scores": None,
                                 "edit_stats": {}, "edit_s": 0.0, "eval_s": 0.0}
@@ -155,7 +158,6 @@ class SequenceRun:
             template, gen = self._templates()
             step["scores"] = jsonable(s._score(step, self.current, record, ref, template, gen))
         step["edit_stats"] = _stats(step["edit_stats"])
-        flags.put_back(s.model, keep_adapter=True)
         return step
 
     def _final(self, refs: list[Any]) -> dict[str, Any]:

@@ -1,0 +1,53 @@
+"""Held-out perplexity in the harness (perplexity.*): before/after per row and per sequence, overlap refused."""
+from __future__ import annotations
+
+import pytest
+
+from conftest_bench import bench_env, bench_model_dir, compose, read_rows  # noqa: F401
+from memla_mkeb import store
+from memla_mkeb.runner import run_benchmark
+
+
+def _ppl(env, *more):
+    return env.overrides("perplexity.enabled=true", f"perplexity.path={env.data}", "perplexity.ids=null",
+                         "perplexity.last=2", *more)
+
+
+def test_rows_carry_perplexity_before_and_after(bench_env):
+    run_benchmark(compose(_ppl(bench_env, "data.limit=2")))
+    rows = {r["key"]: r for r in read_rows(bench_env.run_dir)}
+    before = rows["unedited|en|100"]["perplexity"]["before"]
+    assert len(before["langs"]) == 12 and before["langs"]["en"]["texts"] == 2  # records 102 and 103
+    assert before["mean_ppl"] > 1 and rows["unedited|en|100"]["perplexity"]["after"] == before
+    edited = rows["memla|en|100"]["perplexity"]
+    assert edited["before"] == before and edited["after"]["mean_ppl"] != before["mean_ppl"]
+    assert set(edited["after"]["langs"]) == set(before["langs"])
+    print(f"perplexity probe on the tiny model: {edited['after']['s']:.3f} s for 24 texts")
+
+
+def test_sequences_carry_perplexity_after_all_edits(bench_env):
+    run_benchmark(compose(_ppl(bench_env, "data.limit=2", "sequential.n=2")))
+    (row,) = [r for p in store.iter_files(bench_env.run_dir, store.SEQUENCES_GLOB) for r in store.read_jsonl(p)]
+    assert row["perplexity"]["after"]["mean_ppl"] != row["perplexity"]["before"]["mean_ppl"]
+
+
+def test_evaluated_records_cannot_be_held_out(bench_env, capsys):
+    from memla_mkeb.app import run_task
+
+    assert run_task(compose(_ppl(bench_env, "data.limit=3", "model.name_or_path=/nonexistent"))) == 2
+    err = capsys.readouterr().err
+    assert "perplexity: 1 evaluated record(s) (e.g. 102) are also among the held-out perplexity texts" in err
+    assert not bench_env.run_dir.exists()
+
+
+def test_shipped_default_holds_out_the_last_100_test_records():
+    from memla_mkeb.planning import _heldout
+    from memla_plugin.mkeb.loader import read_test_ids, resolve_data_path, shipped_data_dir
+
+    cfg = compose(["data=test", "perplexity.enabled=true"])
+    test_ids = read_test_ids(shipped_data_dir() / "test_ids.txt")
+    held, identity = _heldout(cfg, resolve_data_path(None), [])
+    assert list(held.ids) == test_ids[-100:] and "perplexity" in identity
+    with pytest.raises(Exception, match=r"perplexity: 1 evaluated record"):
+        run_benchmark(compose(["data=test", f"data.limit={len(test_ids) - 99}", "perplexity.enabled=true",
+                               "methods=[unedited]", "model.name_or_path=/nonexistent"]))
