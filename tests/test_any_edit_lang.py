@@ -60,5 +60,8 @@ def test_harness_source_language_outside_the_identification_languages(bench_env,
     assert row["status"] == "ok" and row["edit_stats"]["edit_lang"] == lang
     assert set(row["edit_stats"]["neurons_per_lang"]) == {lang, "en", "zh", "fr"}
     md = write_report([bench_env.run_dir], n_boot=20, plots=False).read_text(encoding="utf-8")
-    assert f"- Edit languages: {lang}; evaluation languages: en {lang} ru" in md
+    from memla_plugin.languages import MKEB_LANGS
+
+    shown = " ".join(sorted(["en", lang, "ru"], key=MKEB_LANGS.index))
+    assert f"- Edit languages: {lang}; evaluation languages: {shown}" in md
     assert f"## Edit language {lang}" in md and f"| memla | {lang} | 2 | 2 | 0 | 0 | 2 |" in md
