@@ -420,7 +420,7 @@ def test_mend_trained_in_test_edits_and_restores(ee, tiny_dir, tmp_path):
     assert prov["training_overrides"]["accumulate_bs"] == 1 and prov["budget"]["lr_lr"] == 1e-2
     train = [p for p in prov["curve"] if p["split"] == "train"]
     assert [p["iteration"] for p in train] == [10] and prov["final_train"] == train[-1]  # logged every 10
-    assert prov["budget"]["stopped_by"] == "iterations" and prov["max_seconds"] > 0
+    assert prov["budget"]["stopped_by"] == "iterations" and prov["max_seconds"] is None  # an iteration budget
     assert math.isfinite(train[-1]["loss/edit"]) and any(p["split"] == "val" for p in prov["curve"])
     js, cs = write_training_files(prov, tmp_path / "export")
     assert json.loads(js.read_text())["budget"] == prov["budget"]
