@@ -3,13 +3,12 @@
 # preamble, generation-based metrics on): the dev-split run of the fair protocol
 # (benchmarks/mkeb/README.md, "Tuning grid"). The points were chosen by ../dev_grid/run.sh select and
 # written into the repository's hparams files; `pin` copies those files here once, so later comment
-# edits there do not change this run's identity. MEND has no grid: its rows here are also the evidence
-# of `status` (is it functional on this model?).
+# edits there do not change this run's identity. MEND has no grid (its verdict comes from its rows in
+# ../dev_grid, `run.sh mend` there).
 #
 #   benchmarks/mkeb/results/dev_chosen/run.sh pin ALG...     # copy hparams/<ALG>/qwen2.5-0.5b*.yaml here (once)
 #   ONLY=unedited,mend benchmarks/mkeb/results/dev_chosen/run.sh [N]   # these methods on dev records 1..N
 #   benchmarks/mkeb/results/dev_chosen/run.sh [N]            # every method (default N = 10)
-#   benchmarks/mkeb/results/dev_chosen/run.sh status         # MEND's verdict -> method_status.json
 #   benchmarks/mkeb/results/dev_chosen/run.sh report         # report.md with the grid, formats and Pareto view
 #
 # Resumable: rows already written are skipped. LANES=2 splits the records over two one-thread
@@ -19,7 +18,6 @@ cd "$(dirname "$0")/../../../.."
 BIN="${MEMLA_BIN:-.venv/bin}"
 PY="${MEMLA_PYTHON:-$BIN/python}"
 R="${DEV_CHOSEN_DIR:-benchmarks/mkeb/results/dev_chosen}"
-G="${DEV_GRID_DIR:-benchmarks/mkeb/results/dev_grid}"
 case "${1:-}" in
     pin)    shift
             for alg in "$@"; do
@@ -29,8 +27,7 @@ case "${1:-}" in
                 done
             done
             exit 0 ;;
-    status) exec "$PY" -m memla_mkeb.method_status "$R" --method mend ;;
-    report) exec "$PY" -m memla_mkeb.report "$R" "$G" --out "$R/report.md" ;;
+    report) exec "$PY" -m memla_mkeb.report "$R" --out "$R/report.md" ;;
 esac
 N="${1:-10}"
 LANES="${LANES:-1}"

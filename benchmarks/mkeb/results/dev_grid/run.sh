@@ -11,6 +11,8 @@
 #   LANES=2 benchmarks/mkeb/results/dev_grid/run.sh 10   # two processes, one torch thread each (strided shards)
 #   LANES=2 LANE=1 benchmarks/mkeb/results/dev_grid/run.sh 10   # only the second of them
 #   ONLY=memla,lora benchmarks/mkeb/results/dev_grid/run.sh 3   # only these grid methods (and unedited)
+#   benchmarks/mkeb/results/dev_grid/run.sh mend         # unedited + MEND on the 10 dev records (unsharded rows)
+#   benchmarks/mkeb/results/dev_grid/run.sh status       # MEND's verdict -> method_status.json
 #   benchmarks/mkeb/results/dev_grid/run.sh select       # each method's choice -> selection.json
 #   benchmarks/mkeb/results/dev_grid/run.sh report       # report.md of this run dir
 #
@@ -30,9 +32,11 @@ PY="${MEMLA_PYTHON:-$BIN/python}"
 R="${DEV_GRID_DIR:-benchmarks/mkeb/results/dev_grid}"
 case "${1:-}" in
     select) exec "$PY" -m memla_mkeb.select "$R" ;;
+    status) exec "$PY" -m memla_mkeb.method_status "$R" --method mend ;;
     report) exec "$PY" -m memla_mkeb.report "$R" --out "$R/report.md" ;;
 esac
 N="${1:-10}"
+[ "$N" = mend ] && N=10
 LANES="${LANES:-1}"
 POINTS=$("$PY" -c "
 from memla_mkeb.grid import grid_methods, load_grid
@@ -54,7 +58,12 @@ lane() {  # lane INDEX: the records of strided shard INDEX of LANES, one record 
     done
 }
 
-if [ "$LANES" -eq 1 ]; then
+if [ "${1:-}" = mend ]; then  # MEND has no grid; its rows are the evidence `status` reads
+    LANES=1
+    COMMON=(data=dev "source_langs=[en]" "methods=[unedited,mend]" "run_dir=$R" "hparams_dir=$R/hparams"
+            prompt_format=preamble eval.gen_max_new_tokens=0)
+    lane 0
+elif [ "$LANES" -eq 1 ]; then
     lane 0
 elif [ -n "${LANE:-}" ]; then   # only this lane (e.g. one lane per terminal, or one started later)
     export OMP_WAIT_POLICY=PASSIVE
