@@ -105,11 +105,11 @@ def timed_scores(model, tok, arch, prompt, target, settings, head="fp32"):
     return scores, time.perf_counter() - w, time.process_time() - c
 
 
-def run_table(model, tok, arch, prompts, variants: dict, ref_name: str, threshold: float) -> dict:
+def run_table(model, tok, arch, prompts, variants: dict, ref_name: str, threshold: float, out=None) -> dict:
     """Per prompt and variant: seconds, Jaccard and Spearman against ``ref_name``; one line per prompt."""
     rows = {name: [] for name in variants}
     unions: dict = {}
-    print(f"{'prompt':16s} {'kind':5s} " + " ".join(f"{n + ' s/J/rho':>22s}" for n in variants), flush=True)
+    print(f"{'prompt':16s} {'kind':5s} " + " ".join(f"{n + ' s/cpu/J/rho':>29s}" for n in variants), flush=True)
     for label, kind, prompt, target in prompts:
         got = {name: timed_scores(model, tok, arch, prompt, target, st, hd) for name, (st, hd) in variants.items()}
         ref_scores = got[ref_name][0]
@@ -123,8 +123,10 @@ def run_table(model, tok, arch, prompts, variants: dict, ref_name: str, threshol
             u = unions.setdefault((name, label), [set(), set()])
             u[0] |= sel
             u[1] |= ref_set
-            cells.append(f"{wall:6.1f} {row['jaccard']:5.2f} {row['spearman']:6.3f}")
-        print(f"{label:16s} {kind:5s} " + " ".join(f"{c:>22s}" for c in cells), flush=True)
+            cells.append(f"{wall:6.1f} {cpu:6.1f} {row['jaccard']:5.2f} {row['spearman']:6.3f}")
+        print(f"{label:16s} {kind:5s} " + " ".join(f"{c:>29s}" for c in cells), flush=True)
+        if out:  # as far as it got, should the run be stopped
+            Path(out).write_text(json.dumps(dict(rows=rows), indent=1))
     for (name, _label), (sel, ref) in unions.items():
         rows[name].append(dict(union_jaccard=jaccard(sel, ref)))
     return rows
@@ -190,7 +192,7 @@ def main(argv=None) -> int:
     print(f"{len(prompts)} prompts from {args.records} dev records, langs {args.langs}")
     with torch.no_grad():  # page the weights in before anything is timed
         model(input_ids=tok(prompts[0][2], return_tensors="pt")["input_ids"])
-    rows = run_table(model, tok, arch, prompts, variants, next(iter(variants)), base.threshold)
+    rows = run_table(model, tok, arch, prompts, variants, next(iter(variants)), base.threshold, args.out)
     summary = summarise(rows, next(iter(variants)))
     print(f"load average at end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     if args.out:

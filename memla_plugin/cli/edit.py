@@ -209,7 +209,8 @@ def attribution_progress(labels: Sequence[str] = (), tick_s: float = 30.0) -> It
         label = f"{labels[i]} ({i + 1}/{len(labels)})" if i < len(labels) else f"#{i + 1}"
         t0 = time.perf_counter()
         _say(f"  attribution {label}: {len(prompts)} prompt(s), target {target!r}, {arch.num_layers} layers, "
-             f"{hparams.attr_steps} IG steps ...")
+             + (f"{hparams.attr_steps} IG steps ..." if getattr(hparams, "attr_method", "ig") == "ig"
+                else f"one-pass {hparams.attr_method} ..."))
         set_state(f"attribution {label}")
         try:
             found = original(model, tok, prompts, target, arch, hparams, *a, **k)
