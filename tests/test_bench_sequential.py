@@ -204,3 +204,27 @@ def test_ike_context_keeps_every_fact_of_a_sequence(monkeypatch):
     assert editor.context == "demo for B is\nNew Fact: A is x\nNew Fact: B is y\nPrompt: "
     editor.end_sequence()
     assert editor.context == "" and editor.facts is None
+
+
+def test_report_gains_retention_section_and_plot(seq_run, tmp_path):
+    from memla_mkeb.report import write_report
+
+    env, _, seqs = seq_run
+    out = write_report([env.run_dir], tmp_path / "rep.md", n_boot=20)
+    md = out.read_text(encoding="utf-8")
+    assert "## Sequential retention" in md and "### 2 edits in a row, edited in en" in md
+    assert "| memla | 2 | 4/0/0 |" in md and "retention_n2_en.png" in md
+    files = tmp_path / "rep_files"
+    assert (files / "retention_n2_en.png").is_file()
+    csv = (files / "retention.csv").read_text().splitlines()
+    assert csv[0] == "method,n,source,position,metric,view,right_after,after_all" and len(csv) == 1 + 2 * 4
+    assert "Held-out perplexity" not in md  # no row measured it
+
+
+def test_report_of_a_sequence_only_run_dir(bench_env, tmp_path):
+    """No unedited rows (methods=[memla]): the report still has the sequences."""
+    from memla_mkeb.report import write_report
+
+    run_benchmark(compose(bench_env.overrides("data.limit=2", "sequential.n=2", "methods=[memla]")))
+    md = write_report([bench_env.run_dir], tmp_path / "r.md", n_boot=20, plots=False).read_text(encoding="utf-8")
+    assert "## Sequential retention" in md and "| memla | 1 | 2/0/0 |" in md

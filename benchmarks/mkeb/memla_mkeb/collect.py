@@ -39,6 +39,8 @@ class Collected:
     common_records: bool = False
     #: rows left out by ``--common-records``
     left_out: int = 0
+    #: sequence rows (``sequences*.jsonl``, sequential.n) by key
+    sequences: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def _result_files(run_dir: Path) -> list[Path]:
@@ -82,6 +84,17 @@ def _one_protocol(rows: dict[str, dict[str, Any]], origin: dict[str, Path]) -> N
     if len(where) > 1:
         listed = ", ".join(f"protocol {p} in {where[p]}" for p in sorted(where))
         raise ReportError(f"rows of different evaluation protocols ({listed}); report them separately")
+
+
+def _add_sequences(out: Collected, run_dir: Path) -> None:
+    """The sequence rows of ``run_dir`` (a key seen twice must carry the same scores)."""
+    for path in store.iter_files(run_dir, store.SEQUENCES_GLOB):
+        for row in store.read_jsonl(path, ("key", "method", "source")):
+            seen = out.sequences.get(row["key"])
+            same = lambda r: json.dumps([r.get("steps"), r.get("final")], sort_keys=True)  # noqa: E731
+            if seen is not None and same(seen) != same(row):
+                raise ReportError(f"conflicting sequence results for {row['key']} in {path}; remove one of them")
+            out.sequences.setdefault(row["key"], row)
 
 
 def collect(run_dirs: Sequence[Path], *, common_records: bool = False) -> Collected:
@@ -130,6 +143,7 @@ def collect(run_dirs: Sequence[Path], *, common_records: bool = False) -> Collec
         for p in sorted(d.glob("env*.json")):
             out.envs.append(json.loads(p.read_text(encoding="utf-8")))
         out.restore_failures += store.read_jsonl(d / store.RESTORE_FAILURES)
+        _add_sequences(out, d)
         for p in store.iter_files(d, store.UNEDITED_GLOB):
             out.unedited += [{"record_id": r.get("record_id"), "eval_s": r.get("eval_s")} for r in store.read_jsonl(p)
                              if not common_records or str(r.get("record_id")) in kept_ids]

@@ -32,6 +32,7 @@ from . import cost_sections, figures, sections
 from . import grid_sections
 from . import format_sections
 from . import gen_sections
+from . import seq_sections
 from . import composite_sections
 from .collect import Collected, ReportError, collect
 from .invocation import DEFAULT_BOOT, DEFAULT_SEED, Invocation, parse_args
@@ -51,6 +52,8 @@ SECTIONS: tuple[Callable[[ReportData, dict[str, bytes]], list[str]], ...] = (
     sections.unsupported_metrics,
     sections.edit_languages,
     gen_sections.generation,
+    seq_sections.retention,
+    seq_sections.perplexity,
     cost_sections.wall_time,
     cost_sections.memory,
     format_sections.in_context_costs,

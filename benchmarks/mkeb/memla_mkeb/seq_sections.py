@@ -1,0 +1,174 @@
+"""Report sections for sequential editing and held-out perplexity.
+
+Each appears only when some row carries what it shows (a sequences file, a ``perplexity``
+field), so reports of runs without them, docs/RESULTS.md among them, keep their bytes.
+"""
+from __future__ import annotations
+
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from .markdown import csv_bytes, md_table, num, safe_name
+from .report_data import ReportData, method_order
+from .stats import pct
+
+Files = dict[str, bytes]
+#: (metric, view) pairs of the retention table; "e2e": the edit language, "others": the mean over the rest
+RETENTION = (("ES", "e2e"), ("ES", "others"), ("PS", "others"), ("NS_cf", "others"))
+
+
+def _mean(values: Sequence[Optional[float]]) -> Optional[float]:
+    vals = [v for v in values if v is not None]
+    return sum(vals) / len(vals) if vals else None
+
+
+def view_value(scores: Optional[dict[str, Any]], source: str, metric: str, view: str) -> Optional[float]:
+    """``metric`` of one record's scores in the edit language (e2e) or averaged over the other languages."""
+    if not scores:
+        return None
+    if view == "e2e":
+        return (scores.get(source) or {}).get(metric)
+    return _mean([sc.get(metric) for lang, sc in scores.items() if lang != source])
+
+
+def retention_points(rows: Sequence[dict[str, Any]], metric: str, view: str) -> list[tuple[Optional[float], Optional[float]]]:
+    """Per position i: (mean right after edit i, mean after all N edits) over the rows' successful edits."""
+    n = max(r["n"] for r in rows)
+    now: list[list[Optional[float]]] = [[] for _ in range(n)]
+    after: list[list[Optional[float]]] = [[] for _ in range(n)]
+    for r in rows:
+        for i, step in enumerate(r["steps"]):
+            if step["status"] == "ok":
+                now[i].append(view_value(step["scores"], r["source"], metric, view))
+                after[i].append(view_value(r["final"]["scores"][i], r["source"], metric, view))
+    return [(_mean(a), _mean(b)) for a, b in zip(now, after)]
+
+
+def _groups(d: ReportData) -> dict[tuple[int, str], dict[str, list[dict[str, Any]]]]:
+    """(N, edit language) -> method -> its sequence rows."""
+    out: dict[tuple[int, str], dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    for key in sorted(d.c.sequences):
+        row = d.c.sequences[key]
+        out[(int(row["n"]), str(row["source"]))][row["method"]].append(row)
+    return out
+
+
+def _figure(path: Path, curves: dict[str, dict[str, list[tuple[Optional[float], Optional[float]]]]],
+            n: int, source: str) -> None:
+    """Score of edit i after all N edits against i, one line per method (dotted: right after edit i)."""
+    from matplotlib.ticker import MaxNLocator
+
+    from .plots import _figure as checked_figure
+
+    methods = list(curves)
+    with checked_figure(path, (10.0, 4.2), methods, ncols=2) as (fig, grid):
+        axes = grid[0]  # one row of two panels
+        for ax, (metric, view) in zip(axes, RETENTION[:2]):
+            for k, m in enumerate(methods):
+                pts = curves[m][f"{metric}/{view}"]
+                xs = list(range(1, len(pts) + 1))
+                color = f"C{k % 10}"
+                ax.plot(xs, [100 * b if b is not None else float("nan") for _, b in pts], "-o", color=color,
+                        markersize=3, label=m)
+                ax.plot(xs, [100 * a if a is not None else float("nan") for a, _ in pts], ":", color=color)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            where = "edit language" if view == "e2e" else "other languages"
+            ax.set(xlabel="edit i of the sequence", ylabel=f"{metric} of edit i (%)", ylim=(-5, 105),
+                   title=f"{metric}, {where} (edited in {source})")
+        axes[0].legend(fontsize=8, loc="lower left")
+        fig.suptitle(f"Retention after {n} sequential edits (solid: after all {n}; dotted: right after edit i)",
+                     fontsize=10)
+
+
+def retention(d: ReportData, files: Files) -> list[str]:
+    """Sequential retention: each edit right after it was applied and after the whole sequence."""
+    groups = _groups(d)
+    if not groups:
+        return []
+    md = ["## Sequential retention\n",
+          "Runs with `sequential.n=N` apply N edits one after another without restoring (the records in order, "
+          "N at a time), score each edit right after it was applied and every edit again after the last one, then "
+          "restore and check the weights bit for bit. \"now\": the mean right after each edit; \"after N\": the mean "
+          "of the same edits after all N; ES/PS of failed or skipped edits are left out. NS_cf (locality) is each "
+          "record's neighbourhood, so \"after N\" shows the locality of the model holding all N edits. Means over "
+          "edits, %.\n"]
+    csv_rows: list[list[Any]] = []
+    for (n, source), by_method in sorted(groups.items()):
+        methods = method_order(list(by_method), d.kinds)
+        table, curves = [], {}
+        for m in methods:
+            rows = by_method[m]
+            counts = [sum(r["counts"][k] for r in rows) for k in ("ok", "error", "skipped")]
+            cells = [m, str(len(rows)), "/".join(map(str, counts))]
+            curves[m] = {}
+            for metric, view in RETENTION:
+                pts = retention_points(rows, metric, view)
+                curves[m][f"{metric}/{view}"] = pts
+                now, after = _mean([a for a, _ in pts]), _mean([b for _, b in pts])
+                cells.append(f"{pct(now)} → {pct(after)}")
+                csv_rows += [[m, n, source, i + 1, metric, view, num(a), num(b)] for i, (a, b) in enumerate(pts)]
+            cells.append(str(sum(bool(r["restore"].get("checked")) for r in rows)))
+            table.append(cells)
+        md += [f"### {n} edits in a row, edited in {source}\n",
+               md_table(["method", "sequences", "edits ok/failed/skipped"]
+                        + [f"{m} {'edit lang' if v == 'e2e' else 'others'} now → after N" for m, v in RETENTION]
+                        + ["restore checks passed"], table), ""]
+        if d.plots:
+            name = f"retention_n{n}_{safe_name(source)}.png"
+            with tempfile.TemporaryDirectory() as tmp:
+                _figure(Path(tmp) / name, curves, n, source)
+                files[f"{d.files_dir}/{name}"] = (Path(tmp) / name).read_bytes()
+            md += [f"![retention after {n} edits, edited in {source}]({d.files_dir}/{name})\n"]
+    files[f"{d.files_dir}/retention.csv"] = csv_bytes(
+        ["method", "n", "source", "position", "metric", "view", "right_after", "after_all"], csv_rows)
+    return md
+
+
+def _ppl_rows(d: ReportData) -> dict[tuple[str, str, int], list[dict[str, Any]]]:
+    """(method, edit language, N (1: single edits)) -> the perplexity fields of its edited rows."""
+    out: dict[tuple[str, str, int], list[dict[str, Any]]] = defaultdict(list)
+    for row in list(d.rows) + [d.c.sequences[k] for k in sorted(d.c.sequences)]:
+        ppl = row.get("perplexity")
+        if ppl and ppl.get("after") and d.kinds.get(row["method"]) != "unedited":  # unedited: after = before
+            out[(row["method"], str(row["source"]), int(row.get("n", 1)))].append(ppl)
+    return out
+
+
+def perplexity(d: ReportData, files: Files) -> list[str]:
+    """Held-out perplexity before and after each edit (or sequence), per method."""
+    groups = _ppl_rows(d)
+    if not groups:
+        return []
+    order = {m: i for i, m in enumerate(method_order([k[0] for k in groups], d.kinds))}
+    table, csv_rows = [], []
+    for (m, source, n) in sorted(groups, key=lambda k: (k[2], k[1], order[k[0]])):
+        items = groups[(m, source, n)]
+        before = _mean([p["before"]["mean_ppl"] for p in items])
+        after = _mean([p["after"]["mean_ppl"] for p in items])
+        langs = sorted(items[0]["before"]["langs"], key=lambda x: d.targets.index(x) if x in d.targets else 99)
+        change = {lang: _mean([p["after"]["langs"][lang]["ppl"] / p["before"]["langs"][lang]["ppl"] - 1
+                               for p in items if p["before"]["langs"][lang]["tokens"]]) for lang in langs}
+        worst = max((lang for lang in langs if change[lang] is not None), key=lambda x: abs(change[x]), default=None)
+        rel = _mean([p["after"]["mean_ppl"] / p["before"]["mean_ppl"] - 1 for p in items])
+        table.append([m, source, "single edits" if n == 1 else f"sequences of {n}", str(len(items)), num(before, 2),
+                      num(after, 2), pct(rel, signed=True),
+                      f"{worst} {pct(change[worst], signed=True)}" if worst else "–"])
+        csv_rows += [[m, source, n, lang, num(change[lang])] for lang in langs]
+    files[f"{d.files_dir}/perplexity.csv"] = csv_bytes(["method", "source", "n", "lang", "mean_relative_change"],
+                                                       csv_rows)
+    texts = next(iter(groups.values()))[0]["before"]["langs"]
+    n_texts = sum(v["texts"] for v in texts.values())
+    return ["## Held-out perplexity (downstream cost)\n",
+            md_table(["method", "edit language", "setting", "edits", "perplexity before", "after", "change (%)",
+                      "largest change (language, %)"], table), "",
+            f"Perplexity of {n_texts} held-out sentences ({len(texts)} languages; each a neighbourhood question of a "
+            "record no run evaluates, followed by its answer) under the unedited model and after each edit (for "
+            "sequences: after all N edits). \"perplexity\" is the mean over languages of each language's "
+            "token-weighted perplexity; \"change\" the mean over edits of after / before − 1, also per language in "
+            "perplexity.csv. This stands in for the MEMLA paper's downstream-task evaluation, which cannot be run "
+            "offline here.\n"]
+
+
+__all__ = ["RETENTION", "perplexity", "retention", "retention_points", "view_value"]
