@@ -12,6 +12,7 @@ sets agree with exact IG at Jaccard >= 0.8 on at least 90% of the prompts.
     python benchmarks/perf/attr_methods.py --records 5                  # ig20 ig10 ig5 ig2 atp
     python benchmarks/perf/attr_methods.py --records 2 --settings ig20,atp
     python benchmarks/perf/attr_methods.py --records 2 --head bf16      # exact IG, bf16 LM head vs fp32
+    python benchmarks/perf/attr_methods.py --from-json rows.json        # summary of a run stopped early
 """
 from __future__ import annotations
 
@@ -146,7 +147,7 @@ def summarise(rows: dict, ref_name: str) -> list[dict]:
                  j_mean=sum(r["jaccard"] for r in per) / n, j_min=min(r["jaccard"] for r in per),
                  j_share=sum(r["jaccard"] >= JACCARD_MIN for r in per) / n,
                  identical=sum(r["identical"] for r in per) / n, rho=sum(r["spearman"] for r in per) / n,
-                 fact_j=sum(facts) / len(facts))
+                 fact_j=sum(facts) / len(facts) if facts else float("nan"))
         s["speedup"] = ref_cpu / n / s["cpu"]
         out.append(s)
         print(f"{name:10s} {s['wall']:8.2f} {s['cpu']:7.2f} {s['speedup']:8.2f} {s['j_mean']:6.3f} {s['j_min']:6.3f} "
@@ -168,7 +169,13 @@ def main(argv=None) -> int:
                     help="bf16: compare the first setting with an fp32 head against the same with a bf16 head")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out", default=None, help="write the rows and summary as JSON here")
+    ap.add_argument("--from-json", default=None, help="only print the summary of rows a (stopped) run saved with --out")
     args = ap.parse_args(argv)
+    if args.from_json:
+        rows = json.loads(Path(args.from_json).read_text())["rows"]
+        print(f"{len(next(iter(rows.values())))} prompts read from {args.from_json}")
+        summarise(rows, next(iter(rows)))
+        return 0
     if args.threads:
         torch.set_num_threads(args.threads)
     from memla_plugin.cli.edit import load_hparams
