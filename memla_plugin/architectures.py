@@ -42,10 +42,10 @@ class ArchLayout:
         return f"{self.layers}.{{}}.{self.edit_module}"
 
 
-_GPT2 = ArchLayout("transformer.h", "mlp.c_fc", "mlp.c_proj", "transformer.ln_f", None, "ln_2")
-_LLAMA = ArchLayout("model.layers", "mlp.gate_proj", "mlp.down_proj", "model.norm", "model.rotary_emb",
-                    "post_attention_layernorm")
-# Gemma layers normalise around the FFN differently (gemma2/3 add a post-FFN norm): no fast path
+_GPT2 = ArchLayout("transformer.h", "mlp.c_fc", "mlp.c_proj", final_norm="transformer.ln_f", ffn_norm="ln_2")
+_LLAMA = ArchLayout("model.layers", "mlp.gate_proj", "mlp.down_proj", final_norm="model.norm",
+                    rotary="model.rotary_emb", ffn_norm="post_attention_layernorm")
+# Gemma layers normalise around the FFN differently (gemma2/3 add a post-FFN norm): no ffn_norm here
 _GEMMA = ArchLayout("model.layers", "mlp.gate_proj", "mlp.down_proj")
 _GEMMA3_MM = ArchLayout("model.language_model.layers", "mlp.gate_proj", "mlp.down_proj")
 
@@ -65,7 +65,10 @@ KNOWN_ARCHITECTURES: dict[str, ArchLayout] = {
 
 @dataclass(frozen=True)
 class ArchSpec:
-    """Resolved module layout of one model (the decoder-stack parts: ``layout_of(model_type)``)."""
+    """Resolved module layout of one model.
+
+    The decoder-stack parts (final norm, rotary embedding, FFN norm) are in ``layout_of(model_type)``.
+    """
 
     model_type: str
     num_layers: int

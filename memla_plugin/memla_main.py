@@ -114,11 +114,12 @@ def _attribute(model, tok, request: MultilingualRequest, arch: ArchSpec, hparams
         inputs = request.attribution_inputs(lang)
         if inputs is None:
             continue
-        prompts, target_true = inputs
-        if not target_true.strip():
-            raise EmptyTargetError(f"target_true of case {report.case_id}, {lang} is empty")
+        prompts, target = inputs  # the language's target_true
+        if not target.strip():
+            raise EmptyTargetError(f"target_true of case {'?' if request.case_id is None else request.case_id}, "
+                                  f"{lang} is empty")
         t_lang = time.perf_counter()
-        target = settings.attribution_target(target_true, lang, tok)
+        target = settings.attribution_target(target, lang, tok)
         per_lang[lang] = _find_neurons(model, tok, prompts, target, arch, hparams)
         lang_seconds[lang] = time.perf_counter() - t_lang
         if cache is not None:
@@ -220,7 +221,7 @@ def execute_memla(
     report.layers = config.layers
     if config.is_empty():
         raise NoNeuronsError(
-            f"nothing to train for {req.label}: LSKN has {report.n_lskn} and LIKN {report.n_likn} neurons, "
+            f"nothing to train for {req.label}: LSKN has {sets.n_lskn} and LIKN {sets.n_likn} neurons, "
             f"use_language_specific={hparams.use_language_specific}, "
             f"use_language_independent={hparams.use_language_independent}"
         )

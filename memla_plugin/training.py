@@ -30,8 +30,7 @@ from .devices import model_device
 from .errors import EmptyTargetError, NaNLossError
 from .masked_lora import MaskedLoRAModel
 from .prompt_format import format_prompt
-from .tokenisation import target_ids
-from .tokenisation import target_with_space_unstripped as target_with_space
+from .tokenisation import target_ids, target_with_space
 
 LOG = logging.getLogger(__name__)
 
@@ -46,19 +45,20 @@ class EditBatch:
     prompt_len: int
     new_ids: list[int]
     true_ids: list[int]
+    #: the first position whose logits the loss reads
+    first_read: int
     #: last-token positions of the locality prompts in rows 2.. (empty: the paper's two rows only)
     loc_last: list[int] = field(default_factory=list)
 
     @property
     def n_keep(self) -> int:
         """Positions from the first one the loss reads to the end of the batch."""
-        first = min([self.prompt_len - 1, *self.loc_last])
-        return self.input_ids.shape[1] - first
+        return self.input_ids.shape[1] - self.first_read
 
     @property
     def edit_offset(self) -> int:
-        """Index of the last edit-prompt position within the kept logits (0 without locality rows)."""
-        return self.prompt_len - 1 - (self.input_ids.shape[1] - self.n_keep)
+        """Index of the last edit-prompt position within the kept logits."""
+        return self.prompt_len - 1 - self.first_read
 
 
 def encode_edit(
@@ -78,7 +78,7 @@ def encode_edit(
     for row, seq in enumerate(seqs):
         ids[row, : len(seq)] = torch.tensor(seq)
         mask[row, : len(seq)] = 1
-    return EditBatch(ids.to(device), mask.to(device), len(prompt_ids), new_ids, true_ids)
+    return EditBatch(ids.to(device), mask.to(device), len(prompt_ids), new_ids, true_ids, len(prompt_ids) - 1)
 
 
 def add_locality_rows(batch: EditBatch, tok, prompts: list[str]) -> EditBatch:
@@ -97,7 +97,9 @@ def add_locality_rows(batch: EditBatch, tok, prompts: list[str]) -> EditBatch:
     for k, r in enumerate(rows, start=2):
         ids[k, : len(r)] = torch.tensor(r)
         mask[k, : len(r)] = 1
-    return EditBatch(ids, mask, batch.prompt_len, batch.new_ids, batch.true_ids, [len(r) - 1 for r in rows])
+    loc_last = [len(r) - 1 for r in rows]
+    first_read = min([batch.prompt_len - 1, *loc_last])
+    return EditBatch(ids, mask, batch.prompt_len, batch.new_ids, batch.true_ids, first_read, loc_last)
 
 
 def _accepts_logits_to_keep(model: nn.Module) -> bool:
@@ -148,6 +150,35 @@ def locality_kl(reference: torch.Tensor, edited: torch.Tensor) -> torch.Tensor:
     term and FT-M's locality loss compare the same two distributions.
     """
     return (reference.exp() * (reference - edited)).sum(-1).mean()
+
+
+@dataclass
+class LocalityTerm:
+    """``weight * KL(unedited || edited)`` of the next token after each locality prompt (not in the paper)."""
+
+    weight: float
+    reference: Optional[torch.Tensor] = None
+
+    def record(self, model: nn.Module, batch: EditBatch) -> None:
+        """The unedited model's distributions (call before the editors are attached)."""
+        with torch.no_grad():
+            self.reference = logprobs_with_locality(model, batch)[2]
+
+    def loss(self, loc: torch.Tensor, result: "TrainResult") -> torch.Tensor:
+        kl = locality_kl(self.reference, loc)
+        result.locality_kl.append(float(kl.detach()))
+        return self.weight * kl
+
+
+def with_locality(batch: EditBatch, tok, hparams, prompts: Optional[list[str]]):
+    """``(batch, term)``: the batch with the locality rows and the term that reads them; the term is
+    None (and the batch unchanged) without prompts or with ``hparams.locality_weight`` 0."""
+    weight = float(getattr(hparams, "locality_weight", 0.0) or 0.0)
+    if not prompts or weight <= 0:
+        return batch, None
+    fmt = getattr(hparams, "prompt_format", "bare")
+    batch = add_locality_rows(batch, tok, [format_prompt(tok, p, fmt) for p in prompts])
+    return batch, (LocalityTerm(weight) if batch.loc_last else None)
 
 
 # ---------------------------------------------------------------------------- lower-layer reuse
@@ -247,19 +278,20 @@ class TrainResult:
         return self.p_true[-1] if self.p_true else math.nan
 
 
-def _step_loss(model: nn.Module, batch: EditBatch, hparams, reference: Optional[torch.Tensor], weight: float,
-               result: "TrainResult") -> torch.Tensor:
-    """The loss of one step (the paper's, plus the locality term when ``reference`` is given); logs it in ``result``."""
-    if reference is None:
+def _step_loss(model: nn.Module, batch: EditBatch, hparams, result: "TrainResult",
+               locality: Optional[LocalityTerm] = None) -> torch.Tensor:
+    """The loss of one step, logged in ``result``.
+
+    The paper's loss, plus ``locality``'s term when one is given (not in the paper).
+    """
+    if locality is None:
         lp_new, lp_true = target_logprobs(model, batch)
     else:
         lp_new, lp_true, loc = logprobs_with_locality(model, batch)
-        kl = locality_kl(reference, loc)
-        result.locality_kl.append(float(kl.detach()))
     p_true = lp_true.exp()
     loss = hparams.new_loss_weight * (-lp_new) + hparams.true_loss_weight * p_true
-    if reference is not None:
-        loss = loss + weight * kl
+    if locality is not None:
+        loss = loss + locality.loss(loc, result)
     result.losses.append(float(loss.detach()))
     result.p_new.append(float(lp_new.detach().exp()))
     result.p_true.append(float(p_true.detach()))
@@ -291,10 +323,9 @@ def train_masked_lora(
     label: str = "",
     locality_prompts: Optional[list[str]] = None,
 ) -> TrainResult:
-    """Train ``lora``'s A/B matrices so the model prefers ``target_new`` after ``prompt``
-    (put in ``hparams.prompt_format`` first, :mod:`memla_plugin.prompt_format`).
+    """Train ``lora``'s A/B matrices so the model prefers ``target_new`` after ``prompt``.
 
-    The hooks are attached for the duration and detached afterwards (merging is the
+    The prompt is put in ``hparams.prompt_format`` first (:mod:`memla_plugin.prompt_format`). The hooks are attached for the duration and detached afterwards (merging is the
     caller's business). Raises :class:`NaNLossError` on a non-finite loss; the model's
     weights are never written here, so the model is unchanged when that happens.
     With ``locality_prompts`` and ``hparams.locality_weight > 0`` (not in the paper) the loss
@@ -303,10 +334,7 @@ def train_masked_lora(
     t0 = time.perf_counter()
     prompt = format_prompt(tok, prompt, getattr(hparams, "prompt_format", "bare"))  # as attribution and scoring put it
     batch = encode_edit(tok, prompt, target_new, target_true, lang, model_device(model), label=label)
-    weight = float(getattr(hparams, "locality_weight", 0.0) or 0.0)
-    if locality_prompts and weight > 0:
-        fmt = getattr(hparams, "prompt_format", "bare")
-        batch = add_locality_rows(batch, tok, [format_prompt(tok, p, fmt) for p in locality_prompts])
+    batch, locality = with_locality(batch, tok, hparams, locality_prompts)
     result = TrainResult()
     params = list(lora.parameters())
     frozen = [(p, p.requires_grad) for p in model.parameters()]
@@ -322,15 +350,13 @@ def train_masked_lora(
             cache = LowerLayerCache(model, layers, lowest)
             cache.record(batch)
             result.reused_lower_layers = True
-        reference = None
-        if batch.loc_last:  # the unedited model's distributions, before the editors are attached
-            with torch.no_grad():
-                reference = logprobs_with_locality(model, batch)[2]
+        if locality is not None:  # the unedited model's distributions, before the editors are attached
+            locality.record(model, batch)
         lora.attach()
         opt = torch.optim.Adam(params, lr=hparams.lr)
         while True:
             with torch.enable_grad():
-                loss = _step_loss(model, batch, hparams, reference, weight, result)
+                loss = _step_loss(model, batch, hparams, result, locality=locality)
             if not math.isfinite(result.losses[-1]):
                 raise NaNLossError(
                     f"MEMLA loss became {result.losses[-1]} after {result.steps} step(s)"

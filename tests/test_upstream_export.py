@@ -241,3 +241,68 @@ def test_strip_removes_a_stripped_option_from_a_literal_not_the_whole_statement(
     assert "locality" not in out and '"lr"' in out and '"steps"' in out and '"seed"' in out
     assert "return [getattr(h, n) for n in FLOATS + INTS]" in out
     ast.parse(out)
+
+
+def test_core_is_sized_like_a_method_pull_request(series):
+    """Recent method pull requests landed as 13-22 files; core stays within that file count and
+    does not grow back past what it was cut to (the plugin's extras are stripped by name)."""
+    core = dict((name, size) for name, _, size in series)["core"]
+    assert core["files"] <= 22
+    assert core["added"] <= 1550, core
+
+
+def test_merged_modules_share_one_file_with_one_import_block():
+    from tools.upstream.merge import merge_modules
+
+    a = ('"""Module a."""\nfrom __future__ import annotations\n\nfrom typing import Optional\n\nimport torch\n\n'
+         "from .errors import Boom\n\nLIMIT = 3\n\n\ndef f(x: Optional[int]):\n    return torch.tensor(x)\n")
+    b = ('"""Module b."""\nfrom __future__ import annotations\n\nfrom typing import Iterable, Optional\n\n'
+         "from .both import f\nfrom .errors import Boom\n\nLIMIT = 3\n\n\ndef g(xs: Iterable[int]):\n"
+         "    from .both import LIMIT\n    return [f(x) for x in xs][:LIMIT]\n")
+    out = merge_modules("pkg/both.py", "pkg.both", [("p.a", a), ("p.b", b)])
+    ast.parse(out)
+    assert out.startswith('"""Module a."""') and "Module b" not in out
+    assert out.count("from __future__") == 1 and "from typing import Iterable, Optional" in out
+    assert out.count("from .errors import Boom") == 1 and "from .both" not in out
+    assert out.count("LIMIT = 3") == 1 and "def f" in out and "def g" in out
+    with pytest.raises(ExportError, match="defined by both"):
+        merge_modules("pkg/both.py", "pkg.both", [("p.a", a), ("p.b", b.replace("LIMIT = 3", "LIMIT = 4"))])
+
+
+def test_strip_treats_a_stripped_option_as_unset():
+    src = (
+        "from helpers import fast, log, plain, reference, settings, wide\n"
+        "def f(model, batch, result, report, locality=None):\n"
+        "    if locality is None:\n"
+        "        lp = plain(model, batch)\n"
+        "    else:\n"
+        "        lp, loc = wide(model, batch)\n"
+        "    loss = -lp\n"
+        "    if locality is not None:\n"
+        "        loss = loss + locality.term(loc)\n"
+        "    if settings.implementation == 'fast':\n"
+        "        fn = fast\n"
+        "    else:\n"
+        "        fn = reference\n"
+        "    log(result, report)\n"
+        "    return fn(loss), report\n"
+        "def g(model) -> tuple[int, Report]:\n"
+        "    updates, report = f(model, 1, 2)\n"
+        "    return updates\n"
+    )
+    out = strip_names(src, {"locality", "implementation", "report", "Report"})
+    ast.parse(out)
+    assert "lp = plain(model, batch)" in out and "wide(" not in out and "locality" not in out
+    assert "fn = reference" in out and "fn = fast" not in out
+    assert "return fn(loss)\n" in out and "log(result)" in out
+    assert "def g(model):" in out and "updates = f(model, 1, 2)" in out and "report" not in out
+
+
+def test_core_training_has_the_paper_loss_only():
+    core, _ = method_files(("core",))
+    training = core[f"{layout.METHOD_DIR}/training.py"]
+    assert "locality" not in training and "logits_to_keep" not in training
+    assert "lp_new, lp_true = target_logprobs(model, batch)" in training
+    full, _ = method_files(("core", "speed", "mkeb"))
+    assert "locality" not in full[f"{layout.METHOD_DIR}/training.py"]
+    assert "edit_report" not in "".join(full) and "EditReport" not in "".join(full.values())

@@ -18,6 +18,7 @@ from typing import Optional
 from . import layout
 from .host_fixes import FIXES, fixed_files
 from .layout import METHOD_DIR, PR_ORDER, ROOTS, Row
+from .merge import merge_modules
 from .source import (
     ExportError,
     apply_subs,
@@ -85,10 +86,13 @@ def _prepared(row: Row, core: bool) -> str:
     text = apply_subs(text, row.subs + (row.core_subs if core else ()), path)
     names = set(row.strip) | (set(row.core_strip) if core else set())
     text = strip_names(text, names, path)
+    for name in sorted(names):  # a stripped name listed among others in a docstring or comment
+        text = re.sub(rf"``{re.escape(name)}``, |, ``{re.escape(name)}``(?=[,)])", "", text)
     text = drop_defs(text, row.drop, path)
     if not path.endswith("__init__.py"):
         text = drop_all_lists(text, path)
     text = short_docstrings(text, path)
+    text = re.sub(r"(?m)^[ \t]*# -{20,}.*\n", "", text)  # section rulers
     if row.doc:
         text = replace_docstring(text, row.doc, path)
     return text
@@ -110,21 +114,29 @@ def method_files(prs: tuple[str, ...]) -> tuple[dict[str, str], list[str]]:
     names = closure(roots, [r for r in rows if r.plugin in texts], texts)
     mapping = {n: upstream_name(layout.row(n).upstream) for n in names}
     mapping["memla_plugin"] = METHOD_DIR.replace("/", ".")
-    files: dict[str, str] = {}
+    parts: dict[str, list[tuple[str, str]]] = {}
     for name in names:
         r = layout.row(name)
-        text = rewrite_imports(module_file(name), texts[name], mapping)
+        text = rewrite_imports(module_file(name), texts[name], mapping, r.upstream.endswith("__init__.py"))
         text = clean_references(text, mapping)
         if name == "memla_plugin.hparams":
             text = easyedit_hparams(text, r.upstream)
         if name == "memla_plugin.memla_main":
             text = per_request_failures(text, r.upstream)
-        files[r.upstream] = re.sub(r"[ \t]+\n", "\n", text)  # what a removed item left at a line end
+        parts.setdefault(r.upstream, []).append((name, re.sub(r"[ \t]+\n", "\n", text)))  # what a removed item left
+    files: dict[str, str] = {}
+    for path, texts_here in parts.items():  # several plugin modules in one upstream file: joined in table order
+        order = [r.plugin for r in rows]
+        texts_here.sort(key=lambda item: order.index(item[0]))
+        files[path] = texts_here[0][1] if len(texts_here) == 1 else merge_modules(path, upstream_name(path), texts_here)
     files[f"{METHOD_DIR}/__init__.py"] = package_init(files)
     for tmpl, (dest, pr) in PACKAGE_TEMPLATES.items():
         if pr in prs:
             files[dest] = _template(tmpl)
     files, removed = shake(files, layout.PUBLIC)
+    # inside a class, a removed method leaves two blank lines where one belongs
+    files = {p: re.sub(r"\n{3,}(?=[ \t]+\S)", "\n\n", t).rstrip("\n") + "\n" if p.endswith(".py") else t
+             for p, t in files.items()}
     return files, removed
 
 
@@ -153,7 +165,7 @@ def easyedit_hparams(text: str, path: str) -> str:
     new_loader = (
         "    @classmethod\n"
         '    def from_hparams(cls, hparams_name_or_path: str) -> "MEMLAHyperParams":\n'
-        '        """Read a YAML/JSON file with EasyEdit\'s loader; unknown keys and bad values are refused."""\n'
+        '        """Read a YAML/JSON file with EasyEdit\'s loader (an unknown key is a TypeError)."""\n'
         "        config = normalize_alg_name(load_hparams_config(hparams_name_or_path), ALG_NAME)\n"
         f"        return {build}\n"
     )
@@ -174,46 +186,31 @@ def easyedit_hparams(text: str, path: str) -> str:
     return out
 
 
-PER_REQUEST = '''
-
-def apply_memla_to_model(model, tok, requests, hparams, copy=False, return_orig_weights=False,
-                         keep_original_weight=False, **kwargs):
-    """EasyEdit's apply function: edit the requests one after the other.
-
-    A request whose fact has no knowledge neurons (``NoNeuronsError``) is not edited: it is
-    logged with the reason and the other requests go on, so one such fact does not end an
-    ``edit_requests`` run. The returned originals cover every parameter any request changed.
-    """
-    if isinstance(requests, dict):
-        requests = [requests]
-    if copy:
-        model = deepcopy(model)
-    originals = {}
-    for request in requests:
-        try:
-            model, changed = _edit_all(model, tok, [request], hparams, return_orig_weights=True, **kwargs)
-        except NoNeuronsError as exc:
-            LOG.error("MEMLA: request %r not edited: %s", request.get("prompt"), exc)
-            continue
-        for name, value in changed.items():
-            originals.setdefault(name, value)
-    return model, (originals if return_orig_weights else {})
-'''
-
-
 def per_request_failures(text: str, path: str) -> str:
-    """Rename the plugin's apply function and wrap it so a request without neurons fails alone."""
-    if text.count("def apply_memla_to_model(") != 1:
-        raise ExportError(f"{path}: expected one `def apply_memla_to_model(`")
-    text = text.replace("def apply_memla_to_model(", "def _edit_all(")
-    for needed, line in (("NoNeuronsError", "from .errors import NoNeuronsError\n"),
-                         ("deepcopy", "from copy import deepcopy\n"),
-                         ("LOG", "import logging\n")):
-        if not re.search(rf"^(from .* import .*\b{needed}\b|{needed} = )", text, re.M):
-            text = _add_import(text, line)
-    if not re.search(r"^LOG = ", text, re.M):
-        text = _add_import(text, "\nLOG = logging.getLogger(__name__)\n", after_all=True)
-    return text.rstrip("\n") + "\n" + PER_REQUEST
+    """A request without knowledge neurons fails alone: ``execute_memla``'s call in the apply
+    function's loop catches ``NoNeuronsError``, logs it and goes on with the next request (the
+    plugin's own apply function stops the run there)."""
+    tree = ast.parse(text)
+    apply = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "apply_memla_to_model"]
+    calls = [n for n in ast.walk(apply[0]) if isinstance(n, ast.Assign) and isinstance(n.value, ast.Call)
+             and getattr(n.value.func, "id", None) == "execute_memla"] if apply else []
+    if len(calls) != 1:
+        raise ExportError(f"{path}: expected one `... = execute_memla(...)` in apply_memla_to_model")
+    stmt = calls[0]
+    lines = text.splitlines(keepends=True)
+    pad = " " * stmt.col_offset
+    call = "".join(lines[stmt.lineno - 1: stmt.end_lineno])
+    lines[stmt.lineno - 1: stmt.end_lineno] = [
+        f"{pad}try:\n",
+        "".join("    " + l if l.strip() else l for l in call.splitlines(keepends=True)),
+        f"{pad}except NoNeuronsError as exc:  # this request is not edited; the others go on\n",
+        f'{pad}    LOG.error("MEMLA: request %r not edited: %s", request.get("prompt"), exc)\n',
+        f"{pad}    continue\n",
+    ]
+    text = "".join(lines)
+    if not re.search(r"^from .* import .*\bNoNeuronsError\b", text, re.M):
+        text = _add_import(text, "from .errors import NoNeuronsError\n")
+    return text
 
 
 def _add_import(text: str, line: str, after_all: bool = False) -> str:
@@ -312,7 +309,7 @@ def yaml_files(stripped: set[str]) -> dict[str, str]:
             if not m:
                 continue  # comments and continuation lines of the plugin's file
             key, value, comment = m.groups()
-            if key in stripped:
+            if key in stripped or key in layout.YAML_DEFAULTED:
                 continue
             if key == "model_name":
                 value, comment = f"./hugging_cache/{hub.split('/')[-1]}", f"# {hub} from the Hugging Face hub"
@@ -384,9 +381,28 @@ def build_series(easyedit_root: Path, upto: str = "mkeb") -> list[PullRequest]:
     ours = (METHOD_DIR, layout.DATASET_DIR, layout.EVAL_DIR, "examples/", "tests/")
     broken = [p for pr in series if pr.name != "host-fixes" for path, text in pr.files.items()
               if path.endswith(".py") and path.startswith(ours) for p in check_sound(path, text)]
+    broken += missing_method_modules(series)
     if broken:
         raise ExportError("the transformed code is broken:\n  " + "\n  ".join(broken[:20]))
     return series
+
+
+def missing_method_modules(series: list[PullRequest]) -> list[str]:
+    """``path: imports X, which no pull request writes`` for absolute imports of the method package."""
+    written: set[str] = set()
+    problems = []
+    prefix = METHOD_DIR.replace("/", ".")
+    for pr in series:
+        written |= set(pr.files)
+        for path, text in pr.files.items():
+            if not path.endswith(".py") or pr.name == "host-fixes":
+                continue
+            for node in ast.walk(ast.parse(text)):
+                if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith(prefix):
+                    base = node.module.replace(".", "/")
+                    if f"{base}.py" not in written and f"{base}/__init__.py" not in written:
+                        problems.append(f"{path}: imports {node.module}, which no pull request up to {pr.name} writes")
+    return problems
 
 
 def edit_dataset_init(text: str) -> str:
@@ -471,7 +487,8 @@ reviewed (or declined) on their own:
   too much trust in decoder internals, making them opt-in is a one-line change
   each (AttributionSettings.implementation, reuse_lower_layers).
 - training.py: layers below the lowest edited one are run once and their output
-  replayed during the LoRA steps.
+  replayed during the LoRA steps, and models that accept `logits_to_keep` compute
+  logits only for the positions the loss reads.
 - neurons/cache.py: `neuron_cache_dir` keeps each fact's selected neurons on
   disk per model, attribution settings and language, in the MEMLA authors' JSON
   format (one file per language), so a fact is attributed once across runs.

@@ -62,54 +62,67 @@ BEYOND_PAPER = ("likn_min_langs", "min_langs", "background_dir", "generic_max_sh
                 "generic_dropped_per_lang", "attr_target_form", "target_form", "attribution_target", "Background",
                 "_validate_switches")
 
-#: the plugin's "report of the last call" (read by its CLI): upstream callers get the report from execute_memla
-LAST_REPORT = ("_set_last", "_last", "last_edit_report", "total", "reports")
+#: the plugin's locality term in training (not in the paper): a switch upstream does not have is off,
+#: so ``if locality is None:`` keeps its body and everything else that names these goes
+LOCALITY_TERM = ("locality", "LocalityTerm", "with_locality", "logprobs_with_locality", "loc_last",
+                 "add_locality_rows")
+
+#: what EasyEdit's own loader does upstream (scientific-notation floats) or what a plain dataclass call does
+#: (unknown keys refused): the plugin's own loading and coercion go
+EASYEDIT_LOADS = ("_coerce", "construct_float_from_scientific_notation", "from_dict", "_validate", "__post_init__")
+
+#: the choice between the fast and the reference implementation of integrated gradients: the speed pull
+#: request's (core has the reference alone)
+IMPLEMENTATION = ("implementation", "IMPLEMENTATIONS")
+
+#: the plugin's one-pass attribution patching ("atp"), an alternative to the paper's integrated gradients
+ONE_PASS = ("attribute_onepass", "attr_method", "_ATTR_METHODS")
+
+#: the plugin's edit report (timings, counts, traces; the last call's is read by its CLI): bookkeeping, not the
+#: method. Upstream, execute_memla returns the updates alone.
+LAST_REPORT = ("_set_last", "_last", "last_edit_report", "total", "reports", "report", "EditReport",
+               "_record_training", "hits")
 
 MODULES: tuple[Row, ...] = (
     Row("memla_plugin.errors", f"{METHOD_DIR}/errors.py",
         doc="Errors MEMLA raises on bad input or on an edit it cannot make."),
     Row("memla_plugin.hparams", f"{METHOD_DIR}/memla_hparams.py", core_strip=("neuron_cache_dir",),
         strip=("dtype", "_DTYPES", "MKEB_LANGS", "_validate_device", "parse_device", "DEVICE_HELP")
-        + ADAPTERS + PROMPT_FORMAT + BEYOND_PAPER, drop=("MEMLAHyperParams.from_json", "MEMLAHyperParams.replace"),
-        doc="MEMLA hyperparameters: EasyEdit's ``HyperParams`` with MEMLA's fields and range checks."),
+        + ADAPTERS + PROMPT_FORMAT + BEYOND_PAPER + ONE_PASS + EASYEDIT_LOADS, drop=("MEMLAHyperParams.from_json", "MEMLAHyperParams.replace"),
+        doc="MEMLA hyperparameters: EasyEdit's ``HyperParams`` with MEMLA's settings and the paper's values."),
     Row("memla_plugin.memla_main", f"{METHOD_DIR}/memla_main.py",
-        core_strip=("reuse_lower_layers", "reused_lower_layers", "_open_cache", "_cache_id", "cache", "cache_hits"),
-        strip=ADAPTERS + BEYOND_PAPER + LAST_REPORT,
-        subs=(("target = settings.attribution_target(target_true, lang, tok)", "target = target_true"),),
+        core_strip=("reuse_lower_layers", "reused_lower_layers", "_open_cache", "_cache_id", "cache", "settings"),
+        strip=ADAPTERS + BEYOND_PAPER + LAST_REPORT + ("lang_seconds", "_check_targets"),
         core_subs=(("missing from the request and the neuron cache;", "missing from the request;"),)),
-    Row("memla_plugin.architectures", f"{METHOD_DIR}/architectures.py"),
+    Row("memla_plugin.architectures", f"{METHOD_DIR}/architectures.py", strip=("_check_template",),
+        core_strip=("final_norm", "rotary", "ffn_norm")),
+    Row("memla_plugin.devices", f"{METHOD_DIR}/architectures.py"),
     Row("memla_plugin.training", f"{METHOD_DIR}/training.py",
-        core_strip=("reuse_lower_layers", "reused_lower_layers", "LowerLayerCache", "layer_list"),
-        strip=PROMPT_FORMAT + BEYOND_PAPER + ("loc_last", "logprobs_with_locality"),
-        subs=(("""    if reference is None:
-        lp_new, lp_true = target_logprobs(model, batch)
-    else:
-        lp_new, lp_true, loc = logprobs_with_locality(model, batch)
-        kl = locality_kl(reference, loc)
-        result.locality_kl.append(float(kl.detach()))
-""", """    lp_new, lp_true = target_logprobs(model, batch)
-"""),
-              ("""    if reference is not None:
-        loss = loss + weight * kl
-""", ""),
-              ("reference: Optional[torch.Tensor], weight: float,\n               result", "result"),
-              (" (the paper's, plus the locality term when ``reference`` is given)", ""),
-              ("_step_loss(model, batch, hparams, reference, weight, result)", "_step_loss(model, batch, hparams, result)"),
-              ("first = min([self.prompt_len - 1, *self.loc_last])", "first = self.prompt_len - 1"),
-              (" (0 without locality rows)", ""),
-              ("        reference = None\n", "")),
+        core_strip=("reuse_lower_layers", "reused_lower_layers", "LowerLayerCache", "layer_list", "_accepts_logits_to_keep"),
+        strip=PROMPT_FORMAT + BEYOND_PAPER + LOCALITY_TERM + ("final_loss", "final_p_new", "final_p_true", "seconds", "LOG"),
         doc="Training the masked dual LoRA on the edit prompt (MEMLA paper, section 3.4)."),
-    Row("memla_plugin.masked_lora", f"{METHOD_DIR}/masked_lora/__init__.py"),
-    Row("memla_plugin.masked_lora.config", f"{METHOD_DIR}/masked_lora/config.py"),
-    Row("memla_plugin.masked_lora.layer", f"{METHOD_DIR}/masked_lora/layer.py"),
-    Row("memla_plugin.masked_lora.model", f"{METHOD_DIR}/masked_lora/model.py"),
+    # the masked LoRA package is one module upstream (rows sharing a path are joined in this order)
+    Row("memla_plugin.masked_lora", f"{METHOD_DIR}/masked_lora.py"),
+    Row("memla_plugin.masked_lora.config", f"{METHOD_DIR}/masked_lora.py", strip=("init", "INITS")),
+    Row("memla_plugin.masked_lora.layer", f"{METHOD_DIR}/masked_lora.py", drop=("MaskedDualLoRA.mask",)),
+    Row("memla_plugin.masked_lora.model", f"{METHOD_DIR}/masked_lora.py",
+        drop=("MaskedLoRAModel.__enter__", "MaskedLoRAModel.__exit__")),
     Row("memla_plugin.neurons", f"{METHOD_DIR}/neurons/__init__.py", text="neurons_init.py",
         core_strip=("attribute_fast", "NeuronCache", "neuron_bounds")),
     Row("memla_plugin.neurons.cache", f"{METHOD_DIR}/neurons/cache.py", pr="speed"),
-    Row("memla_plugin.neurons.inputs", f"{METHOD_DIR}/neurons/inputs.py"),
-    Row("memla_plugin.neurons.integrated", f"{METHOD_DIR}/neurons/integrated.py"),
-    Row("memla_plugin.neurons.reference", f"{METHOD_DIR}/neurons/reference.py"),
-    Row("memla_plugin.neurons.sets", f"{METHOD_DIR}/neurons/sets.py", strip=BEYOND_PAPER,
+    # upstream, neurons/ holds attribution.py (settings, inputs, integrated gradients, the reference
+    # implementation) and selection.py (thresholding, LIKN/LSKN); the speed pull request adds its modules
+    Row("memla_plugin.neurons.inputs", f"{METHOD_DIR}/neurons/attribution.py",
+        doc="Integrated-gradients attribution of FFN neurons (MEMLA paper, arXiv 2406.11566, §3.1)."),
+    Row("memla_plugin.neurons.settings", f"{METHOD_DIR}/neurons/attribution.py",
+        core_strip=("cache_key",) + IMPLEMENTATION, strip=PROMPT_FORMAT + BEYOND_PAPER + ONE_PASS + ("method", "METHODS"),
+        subs=(('return key if self.prompt_format == "bare" else f"{key}-{self.prompt_format}"', "return key"),)),
+    Row("memla_plugin.neurons.integrated", f"{METHOD_DIR}/neurons/attribution.py"),
+    Row("memla_plugin.neurons.reference", f"{METHOD_DIR}/neurons/attribution.py"),
+    Row("memla_plugin.neurons.selection", f"{METHOD_DIR}/neurons/selection.py",
+        core_strip=("attribute_fast", "method") + IMPLEMENTATION, strip=PROMPT_FORMAT + ONE_PASS,
+        subs=((" (the prompt put in ``settings.prompt_format``)", ""),)),
+    Row("memla_plugin.neurons.sets", f"{METHOD_DIR}/neurons/selection.py", strip=BEYOND_PAPER,
         subs=(("""    elif min_langs is None:
         likn = set.intersection(*(sets[l] for l in id_langs))
     else:
@@ -117,26 +130,14 @@ MODULES: tuple[Row, ...] = (
 """, """    else:
         likn = set.intersection(*(sets[l] for l in id_langs))
 """),)),
-    Row("memla_plugin.neurons.selection", f"{METHOD_DIR}/neurons/selection.py",
-        core_strip=("attribute_fast",), strip=PROMPT_FORMAT,
-        subs=((" (the prompt put in ``settings.prompt_format``)", ""),),
-        core_subs=(('method: str = "fast"', 'method: str = "reference"'),)),
-    Row("memla_plugin.neurons.settings", f"{METHOD_DIR}/neurons/settings.py", core_strip=("cache_key",),
-        strip=PROMPT_FORMAT + BEYOND_PAPER,
-        subs=(('return key if self.prompt_format == "bare" else f"{key}-{self.prompt_format}"', "return key"),),
-        core_subs=(('implementation: str = "fast"', 'implementation: str = "reference"'),
-              ('IMPLEMENTATIONS = ("fast", "reference")', 'IMPLEMENTATIONS = ("reference",)'))),
     Row("memla_plugin.neurons.fast", f"{METHOD_DIR}/neurons/fast.py", pr="speed"),
     Row("memla_plugin.neurons.stack", f"{METHOD_DIR}/neurons/stack.py", pr="speed"),
-    Row("memla_plugin.request", f"{METHOD_DIR}/request.py"),
-    Row("memla_plugin.edit_report", f"{METHOD_DIR}/edit_report.py", core_strip=("cache_hits",),
-        strip=ADAPTERS + BEYOND_PAPER),
-    Row("memla_plugin.languages", f"{METHOD_DIR}/languages.py",
-        doc="Language codes, and the script facts tokenisation relies on."),
+    Row("memla_plugin.request", f"{METHOD_DIR}/request.py", strip=("extra", "FACT_KEYS"), core_strip=("relation",)),
+    Row("memla_plugin.languages", f"{METHOD_DIR}/tokenisation.py",
+        doc="How prompts and answer targets become token ids, for editing and for scoring alike."),
     Row("memla_plugin.tokenisation", f"{METHOD_DIR}/tokenisation.py"),
     Row("memla_plugin.locking", f"{METHOD_DIR}/locking.py", pr="speed",
         doc="An inter-process file lock, so concurrent writers of the neuron cache never leave a half-written file."),
-    Row("memla_plugin.devices", f"{METHOD_DIR}/devices.py"),
     # MKEB: records, loading and the converter beside EasyEdit's other datasets; scoring in evaluate/
     Row("memla_plugin.mkeb", f"{DATASET_DIR}/__init__.py", pr="mkeb", text="mkeb_dataset_init.py"),
     Row("memla_plugin.mkeb.schema", f"{DATASET_DIR}/schema.py", pr="mkeb"),
@@ -200,6 +201,12 @@ YAMLS = {
     "mgpt.yaml": ("mgpt-1.3b.yaml", "ai-forever/mGPT", 0, "the paper's multilingual GPT-2 model"),
     "llama3-8b.yaml": ("llama3-8b.yaml", "meta-llama/Meta-Llama-3-8B", 0, "the paper's Llama model (gated on the hub)"),
 }
+
+
+#: keys the upstream YAMLs leave at MEMLAHyperParams' defaults: EasyEdit plumbing that every model runs with,
+#: module names resolved from the model type, and the ablation switches (examples/MEMLA.md names them)
+YAML_DEFAULTED = ("model_parallel", "max_length", "batch_size", "fp16", "attr_module_tmp", "edit_module_tmp",
+                  "use_masks", "use_language_specific", "use_language_independent")
 
 
 def row(plugin: str) -> Row:

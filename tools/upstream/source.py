@@ -223,17 +223,22 @@ def _item_span(text: str, a: int, b: int) -> tuple[int, int]:
 
 
 # ---------------------------------------------------------------------------- strip
-def _refs(node: ast.AST, names: Optional[set] = None) -> set[str]:
+def _refs(node: ast.AST, names: Optional[set] = None, positional: frozenset = frozenset()) -> set[str]:
     """Every identifier a node mentions: names, attributes, keywords, parameters, imports.
 
     With ``names``, keyword arguments and dict entries that mention them are left out: the
-    strip removes those items, not the statement around them.
+    strip removes those items, not the statement around them; so are positional arguments
+    that are a bare name of ``positional`` (the parameter they fill is stripped too).
     """
     out: set[str] = set()
     stack = [node]
     while stack:
         n = stack.pop()
         if names is not None and _removable_item(n, names):
+            continue
+        if positional and isinstance(n, ast.Call):
+            stack.extend([n.func] + [a for a in n.args if not (isinstance(a, ast.Name) and a.id in positional)]
+                         + list(n.keywords))
             continue
         if names is not None and isinstance(n, (ast.Tuple, ast.List, ast.Set)):
             # a string naming a stripped option is an item of the literal: the item goes, not the statement
@@ -328,6 +333,7 @@ def _module_names(tree: ast.Module) -> set[str]:
 
 def _strip_pass(text: str, tree: ast.Module, names: set[str], path: str) -> str:
     ed = _Edits(text)
+    stripped = names
     builtin_names = set(dir(builtins)) | {"__name__", "__file__", "__package__"}
     module_level = _module_names(tree)
 
@@ -335,13 +341,28 @@ def _strip_pass(text: str, tree: ast.Module, names: set[str], path: str) -> str:
         """Mark removals in ``body``; True when every statement of it goes."""
         removed = 0
         for stmt in body:
+            items = _stripped_tuple_items(stmt, names)
+            if items:  # `return x, <stripped>` -> `return x`; `x, <stripped> = f()` -> `x = f()`
+                for e in items:
+                    ed.span(*_item_span(text, ed.off(e.lineno, e.col_offset), ed.off(e.end_lineno, e.end_col_offset)))
+                continue  # the rest of the statement goes through the next pass
             head = set()
             for h in _header_nodes(stmt):
-                head |= _refs(h, names)
+                head |= _refs(h, names, names)
             gone = names | scope_unbound
             loads = set()
             for h in _header_nodes(stmt):
-                loads |= _refs(h, gone)
+                loads |= _refs(h, gone, names)
+            is_none = _none_test(stmt, names) if isinstance(stmt, ast.If) else None
+            if is_none is not None:
+                # a stripped option is off (None) upstream: `if x is None: A else: B` keeps A, `is not None` B
+                kept = stmt.body if is_none else stmt.orelse
+                if kept:
+                    ed.lines(stmt.lineno, stmt.end_lineno, _dedented(text, stmt, kept))
+                else:
+                    ed.lines(_leading_comments(text, stmt.lineno), stmt.end_lineno)
+                    removed += 1
+                continue  # what the kept branch itself names goes in the next pass
             if head & names or loads & scope_unbound:
                 ed.lines(_leading_comments(text, stmt.lineno if not getattr(stmt, "decorator_list", None)
                                            else min(d.lineno for d in stmt.decorator_list)), stmt.end_lineno)
@@ -349,6 +370,12 @@ def _strip_pass(text: str, tree: ast.Module, names: set[str], path: str) -> str:
                 continue
             if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 visit_args(stmt)
+                if stmt.returns is not None and _refs(stmt.returns) & names:  # the annotation goes, not the def
+                    a = ed.off(stmt.returns.lineno, stmt.returns.col_offset)
+                    arrow = text.rfind("->", 0, a)
+                    while text[arrow - 1] in " \t":
+                        arrow -= 1
+                    ed.span(arrow, ed.off(stmt.returns.end_lineno, stmt.returns.end_col_offset))
                 loaded = {n.id for n in ast.walk(stmt) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
                 bound = _bound_names(stmt)
                 # names of enclosing functions are bound for a nested one (closures)
@@ -365,9 +392,9 @@ def _strip_pass(text: str, tree: ast.Module, names: set[str], path: str) -> str:
                         if not line.lstrip().startswith("elif"):
                             raise ExportError(f"{path}:{stmt.lineno}: cannot promote the else branch")
                         ed.lines(stmt.lineno, nxt.lineno, line.replace("elif", "if", 1))
-                        visit_body(nxt.body, scope_unbound, enclosing)
-                        for b in _bodies(nxt)[1:]:
-                            visit_body(b, scope_unbound, enclosing)
+                        if not _emptied(nxt.body, scope_unbound):  # else the next pass promotes again
+                            for b in _bodies(nxt):
+                                visit_body(b, scope_unbound, enclosing)
                         continue
                     if not stmt.orelse:
                         ed.lines(stmt.lineno, stmt.end_lineno)
@@ -416,6 +443,10 @@ def _strip_pass(text: str, tree: ast.Module, names: set[str], path: str) -> str:
     def visit_calls(stmt, names=names) -> None:
         for n in ast.walk(stmt):
             if isinstance(n, ast.Call):
+                for arg in n.args:
+                    if isinstance(arg, ast.Name) and arg.id in stripped:
+                        s = ed.off(arg.lineno, arg.col_offset)
+                        ed.span(*_item_span(text, s, ed.off(arg.end_lineno, arg.end_col_offset)))
                 for kw in n.keywords:
                     if kw.arg in names or (_refs(kw.value) & names):
                         s = ed.off(kw.lineno, kw.col_offset)
@@ -434,6 +465,61 @@ def _strip_pass(text: str, tree: ast.Module, names: set[str], path: str) -> str:
 
     visit_body(tree.body, set())
     return ed.apply()
+
+
+def _stripped_tuple_items(stmt: ast.stmt, names: set[str]) -> list[ast.expr]:
+    """Bare stripped names in a returned tuple or a tuple assigned to, when nothing else in the
+    statement names a stripped name and some element stays."""
+    if isinstance(stmt, ast.Return) and isinstance(stmt.value, ast.Tuple):
+        tup, rest = stmt.value, []
+    elif isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Tuple):
+        tup, rest = stmt.targets[0], [stmt.value]
+    else:
+        return []
+    gone = [e for e in tup.elts if isinstance(e, ast.Name) and e.id in names]
+    kept = [e for e in tup.elts if not (isinstance(e, ast.Name) and e.id in names)]
+    if not gone or not kept or any(_refs(x) & names for x in kept + rest):
+        return []
+    return gone
+
+
+def _none_test(stmt: ast.If, names: set[str]) -> Optional[bool]:
+    """The value of an ``if`` test on a stripped option, which upstream is never set, else None.
+
+    ``<option> is None``, ``!= x`` and ``not in xs`` are true; ``is not None``, ``== x``, ``in xs`` and
+    the option itself are false; ``not`` inverts. A test that reads anything else stripped is unknown.
+    """
+    test, negate = stmt.test, False
+    while isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
+        test, negate = test.operand, not negate
+    if isinstance(test, ast.Compare) and len(test.ops) == 1:
+        left, op, right = test.left, test.ops[0], test.comparators[0]
+        if _refs(right) & names:
+            return None
+        if isinstance(op, (ast.Is, ast.IsNot)) and not (isinstance(right, ast.Constant) and right.value is None):
+            return None
+        value = isinstance(op, (ast.Is, ast.NotEq, ast.NotIn)) if isinstance(
+            op, (ast.Is, ast.IsNot, ast.Eq, ast.NotEq, ast.In, ast.NotIn)) else None
+    else:
+        left, value = test, False
+    named = left.id if isinstance(left, ast.Name) else left.attr if isinstance(left, ast.Attribute) else None
+    if value is None or named not in names:
+        return None
+    if isinstance(left, ast.Attribute) and _refs(left.value) & names:
+        return None
+    return value != negate
+
+
+def _dedented(text: str, stmt: ast.If, kept: list[ast.stmt]) -> str:
+    """The lines of ``kept`` (a branch of ``stmt``) at the indentation of ``stmt`` (an ``elif`` becomes ``if``)."""
+    src = text.splitlines(keepends=True)
+    first = min([kept[0].lineno] + [d.lineno for d in getattr(kept[0], "decorator_list", [])])
+    lines = src[first - 1: kept[-1].end_lineno]
+    depth = len(src[stmt.lineno - 1]) - len(src[stmt.lineno - 1].lstrip())
+    if len(kept) == 1 and isinstance(kept[0], ast.If) and lines[0].lstrip().startswith("elif"):
+        return " " * depth + lines[0].lstrip().replace("elif", "if", 1) + "".join(lines[1:])
+    cut = len(lines[0]) - len(lines[0].lstrip()) - depth
+    return "".join(l[cut:] if l[:cut].strip() == "" else l for l in lines)
 
 
 def strip_names(text: str, names: Iterable[str], path: str = "<module>") -> str:
@@ -474,6 +560,8 @@ def _drop_unread_locals(text: str, path: str) -> str:
                 if any(isinstance(c, ast.Call) and not (isinstance(c.func, ast.Name) and c.func.id in _PURE_CALLS)
                        and not (isinstance(c.func, ast.Attribute) and c.func.attr in _PURE_METHODS)
                        for c in calls):
+                    if isinstance(stmt, ast.Assign) and isinstance(value, ast.Call):  # `x = f(...)` -> `f(...)`
+                        ed.span(ed.off(stmt.lineno, stmt.col_offset), ed.off(value.lineno, value.col_offset))
                     continue
                 ed.lines(stmt.lineno, stmt.end_lineno)
     return ed.apply()
@@ -549,11 +637,17 @@ def relative_spec(from_package: str, target: str) -> str:
     return "." * (len(here) - common + 1) + ".".join(there[common:])
 
 
-def rewrite_imports(module: SourceModule, text: str, mapping: dict[str, str]) -> str:
-    """Plugin imports -> relative imports at the upstream places given by ``mapping``."""
+def rewrite_imports(module: SourceModule, text: str, mapping: dict[str, str],
+                    up_is_package: Optional[bool] = None) -> str:
+    """Plugin imports -> relative imports at the upstream places given by ``mapping``.
+
+    ``up_is_package``: whether the module's upstream file is a package ``__init__`` (default:
+    as in the plugin; a plugin package merged into one upstream module is not).
+    """
     tree = _parse(text, str(module.path))
     up_self = mapping[module.name]
-    up_package = up_self if module.is_package else up_self.rpartition(".")[0]
+    up_package = up_self if (module.is_package if up_is_package is None else up_is_package) \
+        else up_self.rpartition(".")[0]
     tokens = [t for t in tokenize.generate_tokens(io.StringIO(text).readline)
               if t.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.COMMENT, tokenize.INDENT, tokenize.DEDENT)]
     ed = _Edits(text)

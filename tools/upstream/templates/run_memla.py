@@ -1,9 +1,9 @@
 """Edit one fact with MEMLA through BaseEditor and print EasyEdit's metrics.
 
-    python examples/run_memla.py --hparams ./hparams/MEMLA/qwen2.5-coder-0.5b-instruct.yaml
+    python examples/run_memla.py --hparams ./hparams/MEMLA/qwen2.5-coder-0.5b-instruct.yaml [--edit_lang zh]
 
-The fact is given in English, Chinese and French (MEMLA's default identification
-languages), so both the language-independent and the language-specific editor are trained.
+The fact comes in MEMLA's default identification languages (en, zh, fr), so both the
+language-independent and the language-specific update are trained.
 """
 import argparse
 import json
@@ -17,9 +17,8 @@ from easyeditor import BaseEditor, MEMLAHyperParams  # noqa: E402
 FACT = {
     "en": {"prompt": "The capital of France is", "subject": "France", "target_new": "Rome", "target_true": "Paris",
            "paraphrases": ["France's capital city is"]},
-    "zh": {"prompt": "法国的首都是", "subject": "法国", "target_new": "罗马", "target_true": "巴黎", "paraphrases": []},
-    "fr": {"prompt": "La capitale de la France est", "subject": "France", "target_new": "Rome",
-           "target_true": "Paris", "paraphrases": []},
+    "zh": {"prompt": "法国的首都是", "subject": "法国", "target_new": "罗马", "target_true": "巴黎"},
+    "fr": {"prompt": "La capitale de la France est", "subject": "France", "target_new": "Rome", "target_true": "Paris"},
 }
 
 
@@ -28,14 +27,11 @@ def main(argv=None):
     parser.add_argument("--hparams", required=True, help="a hparams/MEMLA/*.yaml file")
     parser.add_argument("--edit_lang", default="en", choices=sorted(FACT))
     args = parser.parse_args(argv)
-
     editor = BaseEditor.from_hparams(MEMLAHyperParams.from_hparams(args.hparams))
     fact = FACT[args.edit_lang]
-    request = {
-        "prompt": fact["prompt"], "subject": fact["subject"], "target_new": fact["target_new"],
-        "ground_truth": fact["target_true"], "rephrase_prompt": fact["paraphrases"][0] if fact["paraphrases"] else None,
-        "locality": {}, "portability": {}, "edit_lang": args.edit_lang, "languages": FACT,
-    }
+    request = {"prompt": fact["prompt"], "subject": fact["subject"], "target_new": fact["target_new"],
+               "ground_truth": fact["target_true"], "locality": {}, "portability": {},
+               "edit_lang": args.edit_lang, "languages": FACT}
     metrics, _, _ = editor.edit_requests([request], sequential_edit=False)
     print(json.dumps(metrics, indent=2, ensure_ascii=False, default=str))
     return metrics
