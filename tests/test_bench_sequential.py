@@ -228,3 +228,14 @@ def test_report_of_a_sequence_only_run_dir(bench_env, tmp_path):
     run_benchmark(compose(bench_env.overrides("data.limit=2", "sequential.n=2", "methods=[memla]")))
     md = write_report([bench_env.run_dir], tmp_path / "r.md", n_boot=20, plots=False).read_text(encoding="utf-8")
     assert "## Sequential retention" in md and "| memla | 1 | 2/0/0 |" in md
+
+
+def test_shards_split_whole_sequences(bench_env):
+    """Planning only (no model): shard.count splits the sequences, never a sequence."""
+    from memla_mkeb.planning import plan_run
+
+    plans = [plan_run(compose(bench_env.overrides(*SEQ, "shard.count=2", f"shard.index={i}"))) for i in (0, 1)]
+    assert [[[str(r.example_id) for r in q] for q in p.sequences] for p in plans] == [[["100", "101"]],
+                                                                                      [["102", "103"]]]
+    assert [len(p.sequence_keys()) for p in plans] == [1, 1] and plans[1].tag == ".shard1of2"
+    assert [[m.name for m, _, _ in p.keys()] for p in plans] == [["unedited"] * 2, ["unedited"] * 2]
