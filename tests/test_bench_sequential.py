@@ -37,6 +37,7 @@ def test_sequence_rows(seq_run):
     # single-edit rows: only the unedited reference
     assert {r["key"] for r in read_rows(env.run_dir)} == {f"unedited|en|{i}" for i in (100, 101, 102, 103)}
     assert summary.written == 6 and summary.restore_checks == 2
+    assert not (env.run_dir / "neurons").exists()  # attribution on the edited model, never from the shared cache
 
 
 def test_first_edit_of_a_sequence_scores_as_a_single_edit(seq_run, tmp_path, bench_model_dir):
