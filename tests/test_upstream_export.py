@@ -243,7 +243,7 @@ def test_strip_removes_a_stripped_option_from_a_literal_not_the_whole_statement(
     ast.parse(out)
 
 
-def test_core_is_sized_like_a_method_pull_request(series):
+def test_core_keeps_a_method_pr_file_count_and_its_current_size(series):
     """Recent method pull requests landed as 13-22 files; core stays within that file count and
     does not grow back past what it was cut to (the plugin's extras are stripped by name)."""
     core = dict((name, size) for name, _, size in series)["core"]
