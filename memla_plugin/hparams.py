@@ -43,6 +43,8 @@ _INT_FIELDS = (
     "locality_prompts",
 )
 _TARGET_FORMS = ("unspaced", "scored")
+#: how one call edits several requests (memla_plugin.batch)
+BATCH_MODES = ("sequential", "joint")
 _BOOL_FIELDS = ("model_parallel", "fp16", "use_masks", "use_language_specific", "use_language_independent")
 
 
@@ -107,6 +109,10 @@ class MEMLAHyperParams:
     #: bare (the paper's code: the question as it is), chat (the tokenizer's chat template) or preamble;
     #: attribution and training both read it, and scoring should use the same
     prompt_format: str = "bare"
+    # --- several requests in one call (EasyEdit's batch_edit) ------------------------------
+    #: sequential: each request is edited on the model the previous ones left (one training and merge each);
+    #: joint: one training over all requests' neurons, each fact through its own masked editors, one merge
+    batch_mode: str = "sequential"
     # --- output ----------------------------------------------------------------------
     #: also save each edit call as a peft LoRA adapter in a new subdirectory of this one
     save_adapter_dir: Optional[str] = None
@@ -303,6 +309,8 @@ class MEMLAHyperParams:
             self.save_adapter_dir = str(self.save_adapter_dir)
         if self.prompt_format not in PROMPT_FORMATS:
             raise HParamsError(f"prompt_format={self.prompt_format!r}; choose one of {', '.join(PROMPT_FORMATS)}")
+        if self.batch_mode not in BATCH_MODES:
+            raise HParamsError(f"batch_mode={self.batch_mode!r}; choose one of {', '.join(BATCH_MODES)}")
         if self.lr <= 0:
             raise HParamsError(f"lr must be positive, got {self.lr}")
         if self.apply_scale <= 0:  # W += gamma * Delta: 0 applies nothing, a negative gamma reverses the edit

@@ -270,6 +270,15 @@ def _merge(model: nn.Module, updates: dict[str, torch.Tensor], originals: dict[s
             merge_update(weight, upd)
 
 
+def _joint_edit(hparams: MEMLAHyperParams):
+    """The joint batch edit of :mod:`memla_plugin.batch` when ``batch_mode`` asks for it, else None."""
+    if getattr(hparams, "batch_mode", "sequential") != "joint":
+        return None
+    from .batch import apply_joint  # lazy: the module exists for batch calls alone
+
+    return apply_joint
+
+
 def apply_memla_to_model(
     model: nn.Module,
     tok,
@@ -281,6 +290,9 @@ def apply_memla_to_model(
     **kwargs: Any,
 ) -> tuple[nn.Module, dict[str, torch.Tensor]]:
     """Edit ``model`` with MEMLA, one request after the other (EasyEdit's apply contract).
+
+    With ``hparams.batch_mode == "joint"`` the requests are edited together instead
+    (:mod:`memla_plugin.batch`: one training over all facts' neurons, one merge).
 
     ``copy=True`` edits a deep copy. With ``return_orig_weights`` the second value maps
     the full name of every changed parameter to a clone of its value before the first
@@ -305,14 +317,18 @@ def apply_memla_to_model(
         from .adapters.export import AdapterCapture  # lazy: peft only when adapters are wanted
 
         capture = kwargs["on_trained"] = AdapterCapture(model, hparams)
+    joint = _joint_edit(hparams)
     try:
-        for request in requests:
-            updates, report = execute_memla(model, tok, request, hparams, **kwargs)
-            t_merge = time.perf_counter()
-            _merge(model, updates, originals)
-            report.merge_s = time.perf_counter() - t_merge
-            report.changed_params = sorted(updates)
-            reports.append(report)
+        if joint is None:
+            for request in requests:
+                updates, report = execute_memla(model, tok, request, hparams, **kwargs)
+                t_merge = time.perf_counter()
+                _merge(model, updates, originals)
+                report.merge_s = time.perf_counter() - t_merge
+                report.changed_params = sorted(updates)
+                reports.append(report)
+        else:
+            reports.append(joint(model, tok, requests, hparams, originals, **kwargs))
         if capture is not None:  # inside the try: a failed save undoes the edit like any failure
             from .adapters.export import unique_dir
 
@@ -325,7 +341,7 @@ def apply_memla_to_model(
         raise
     if reports:  # the call's report: the last request's, with the totals of the call
         total = dataclasses.replace(reports[-1], n_requests=len(requests), apply_s=time.perf_counter() - t0,
-                                    per_request=reports if len(reports) > 1 else [],
+                                    per_request=reports if len(reports) > 1 else reports[-1].per_request,
                                     adapter_dir=adapter_dir)
         _set_last(total)
     return model, (originals if return_orig_weights else {})

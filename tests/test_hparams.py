@@ -23,6 +23,7 @@ PAPER_DEFAULTS = dict(
     attr_target_form="unspaced", likn_min_langs=None, background_dir=None, generic_max_share=None,
     locality_weight=0.0, locality_prompts=8,
     prompt_format="bare",  # how prompts are put to the model (memla_plugin.prompt_format): the paper's code asks bare
+    batch_mode="sequential",  # several requests in one call: one after another, as the paper edits (memla_plugin.batch)
     save_adapter_dir=None,  # output switch, not a method constant
 )
 
