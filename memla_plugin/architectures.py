@@ -111,7 +111,7 @@ def layer_list(model, edit_module_tmp: str):
     return layers if isinstance(layers, nn.ModuleList) else None
 
 
-def _count_layers(model, path: Optional[str], attr_tmp: str) -> int:
+def _count_layers(model, attr_tmp: str, path: Optional[str] = None) -> int:
     if path is not None:
         try:
             return len(model.get_submodule(path))
@@ -153,19 +153,22 @@ def resolve_architecture(
     config = getattr(model, "config", None)
     model_type = str(getattr(config, "model_type", type(model).__name__))
     known = KNOWN_ARCHITECTURES.get(model_type)
-    attr_tmp = attr_module_tmp or (known.attr_module_tmp if known else None)
-    edit_tmp = edit_module_tmp or (known.edit_module_tmp if known else None)
-    if attr_tmp is None or edit_tmp is None:
+    if known is not None:  # the table fills what the hparams leave unset
+        if attr_module_tmp is None and num_layers is None:
+            num_layers = _count_layers(model, known.attr_module_tmp, known.layers)
+        attr_module_tmp = attr_module_tmp or known.attr_module_tmp
+        edit_module_tmp = edit_module_tmp or known.edit_module_tmp
+    if attr_module_tmp is None or edit_module_tmp is None:
         raise UnknownArchitectureError(
             f"architecture {model_type!r} has no known FFN module names "
             f"(known: {', '.join(sorted(KNOWN_ARCHITECTURES))}); set attr_module_tmp and "
             f"edit_module_tmp in the hparams, e.g. 'model.layers.{{}}.mlp.gate_proj' and "
             f"'model.layers.{{}}.mlp.down_proj'"
         )
-    counted_by = known.layers if known is not None and attr_module_tmp is None else None
-    n = num_layers if num_layers is not None else _count_layers(model, counted_by, attr_tmp)
-    _check_template(model, attr_tmp, "attr_module_tmp", model_type, n)
-    _check_template(model, edit_tmp, "edit_module_tmp", model_type, n)
+    n = num_layers if num_layers is not None else _count_layers(model, attr_module_tmp)
+    _check_template(model, attr_module_tmp, "attr_module_tmp", model_type, n)
+    _check_template(model, edit_module_tmp, "edit_module_tmp", model_type, n)
     if n == 0:
-        raise UnknownArchitectureError(f"no transformer layers found in {model_type!r} model via {attr_tmp!r}")
-    return ArchSpec(model_type=model_type, num_layers=n, attr_module_tmp=attr_tmp, edit_module_tmp=edit_tmp)
+        raise UnknownArchitectureError(f"no transformer layers found in {model_type!r} model via {attr_module_tmp!r}")
+    return ArchSpec(model_type=model_type, num_layers=n, attr_module_tmp=attr_module_tmp,
+                    edit_module_tmp=edit_module_tmp)

@@ -19,6 +19,7 @@ from . import layout
 from .host_fixes import FIXES, fixed_files
 from .layout import METHOD_DIR, PR_ORDER, ROOTS, Row
 from .merge import merge_modules
+from .reflow import pack_lists
 from .source import (
     ExportError,
     apply_subs,
@@ -135,7 +136,7 @@ def method_files(prs: tuple[str, ...]) -> tuple[dict[str, str], list[str]]:
             files[dest] = _template(tmpl)
     files, removed = shake(files, layout.PUBLIC)
     # inside a class, a removed method leaves two blank lines where one belongs
-    files = {p: re.sub(r"\n{3,}(?=[ \t]+\S)", "\n\n", t).rstrip("\n") + "\n" if p.endswith(".py") else t
+    files = {p: pack_lists(re.sub(r"\n{3,}(?=[ \t]+\S)", "\n\n", t).rstrip("\n") + "\n") if p.endswith(".py") else t
              for p, t in files.items()}
     return files, removed
 
@@ -296,7 +297,8 @@ def yaml_files(stripped: set[str]) -> dict[str, str]:
 
     src_dir = plugin_root().parent / "hparams" / "MEMLA"
     out = {}
-    for name, (source, hub, device, note) in layout.YAMLS.items():
+    for name, (source, hub, device, note, model_type) in layout.YAMLS.items():
+        templates = _module_templates(model_type)
         path = src_dir / source
         if not path.is_file():
             raise ExportError(f"{path} is missing (tools/upstream/layout.py YAMLS names it)")
@@ -315,6 +317,9 @@ def yaml_files(stripped: set[str]) -> dict[str, str]:
                 value, comment = f"./hugging_cache/{hub.split('/')[-1]}", f"# {hub} from the Hugging Face hub"
             elif key == "device":
                 value, comment = str(device), None
+            elif key in templates:
+                value, comment = f'"{templates[key]}"', None
+                config[key] = templates[key]
             if comment and check_vocabulary(name, comment):
                 comment = None
             lines.append(f"{key}: {value}" + (f"   {comment}" if comment else ""))
@@ -326,6 +331,14 @@ def yaml_files(stripped: set[str]) -> dict[str, str]:
             raise ExportError(f"{path}: the upstream YAML changed a method value")
         out[f"{HPARAMS_DIR}/{name}"] = text
     return out
+
+
+def _module_templates(model_type: str) -> dict[str, str]:
+    """``attr_module_tmp``/``edit_module_tmp`` of a model type, from the plugin's architecture table."""
+    from memla_plugin.architectures import KNOWN_ARCHITECTURES
+
+    known = KNOWN_ARCHITECTURES[model_type]
+    return {"attr_module_tmp": known.attr_module_tmp, "edit_module_tmp": known.edit_module_tmp}
 
 
 # ---------------------------------------------------------------------------- the series

@@ -78,6 +78,10 @@ IMPLEMENTATION = ("implementation", "IMPLEMENTATIONS")
 #: the plugin's one-pass attribution patching ("atp"), an alternative to the paper's integrated gradients
 ONE_PASS = ("attribute_onepass", "attr_method", "_ATTR_METHODS")
 
+#: the plugin's per-architecture table of module names: upstream, core reads the templates from its YAMLs
+ARCH_TABLE = ("ArchLayout", "_GPT2", "_LLAMA", "_GEMMA", "_GEMMA3_MM", "KNOWN_ARCHITECTURES", "layout_of",
+              "layers_path", "known", "path")
+
 #: the plugin's edit report (timings, counts, traces; the last call's is read by its CLI): bookkeeping, not the
 #: method. Upstream, execute_memla returns the updates alone.
 LAST_REPORT = ("_set_last", "_last", "last_edit_report", "total", "reports", "report", "EditReport",
@@ -89,13 +93,23 @@ MODULES: tuple[Row, ...] = (
     Row("memla_plugin.hparams", f"{METHOD_DIR}/memla_hparams.py", core_strip=("neuron_cache_dir",),
         strip=("dtype", "_DTYPES", "MKEB_LANGS", "_validate_device", "parse_device", "DEVICE_HELP")
         + ADAPTERS + PROMPT_FORMAT + BEYOND_PAPER + ONE_PASS + EASYEDIT_LOADS, drop=("MEMLAHyperParams.from_json", "MEMLAHyperParams.replace"),
+        core_subs=(("(None: taken from memla_plugin.architectures)", "(``{}`` is the layer; every YAML names them)"),),
         doc="MEMLA hyperparameters: EasyEdit's ``HyperParams`` with MEMLA's settings and the paper's values."),
     Row("memla_plugin.memla_main", f"{METHOD_DIR}/memla_main.py",
         core_strip=("reuse_lower_layers", "reused_lower_layers", "_open_cache", "_cache_id", "cache", "settings"),
         strip=ADAPTERS + BEYOND_PAPER + LAST_REPORT + ("lang_seconds", "_check_targets"),
         core_subs=(("missing from the request and the neuron cache;", "missing from the request;"),)),
+    # core reads the module templates from its YAMLs (as ROME's and MEMIT's do); the speed pull request
+    # brings the per-architecture table back for the fast attribution's decoder internals
     Row("memla_plugin.architectures", f"{METHOD_DIR}/architectures.py", strip=("_check_template",),
-        core_strip=("final_norm", "rotary", "ffn_norm")),
+        core_strip=("final_norm", "rotary", "ffn_norm") + ARCH_TABLE,
+        core_subs=(("    num_layers: Optional[int] = None,\n", ""),
+                   ("n = num_layers if num_layers is not None else _count_layers(", "n = _count_layers("),
+                   ("""f"architecture {model_type!r} has no known FFN module names "
+            f"(known: {', '.join(sorted(KNOWN_ARCHITECTURES))}); set attr_module_tmp and \"""",
+                    """f"no FFN module names for this {model_type!r} model: set attr_module_tmp and \"""")),
+        drop=("ArchSpec.edit_module",),
+        doc="The FFN modules MEMLA attributes and edits, named by the hparams' ``attr_module_tmp``/``edit_module_tmp``."),
     Row("memla_plugin.devices", f"{METHOD_DIR}/architectures.py"),
     Row("memla_plugin.training", f"{METHOD_DIR}/training.py",
         core_strip=("reuse_lower_layers", "reused_lower_layers", "LowerLayerCache", "layer_list", "_accepts_logits_to_keep"),
@@ -117,12 +131,20 @@ MODULES: tuple[Row, ...] = (
     Row("memla_plugin.neurons.settings", f"{METHOD_DIR}/neurons/attribution.py",
         core_strip=("cache_key",) + IMPLEMENTATION, strip=PROMPT_FORMAT + BEYOND_PAPER + ONE_PASS + ("method", "METHODS"),
         subs=(('return key if self.prompt_format == "bare" else f"{key}-{self.prompt_format}"', "return key"),)),
-    Row("memla_plugin.neurons.integrated", f"{METHOD_DIR}/neurons/attribution.py"),
+    # the hand-written backward of P(target) saves memory: the speed pull request's; core lets autograd do it
+    Row("memla_plugin.neurons.integrated", f"{METHOD_DIR}/neurons/attribution.py",
+        core_subs=(("    return _TargetProbability.apply(logits, idx)\n",
+                    "    z = logits.to(torch.promote_types(logits.dtype, torch.float32))\n"
+                    "    return (z.gather(-1, idx) - torch.logsumexp(z, dim=-1, keepdim=True)).exp().squeeze(-1)\n"),)),
     Row("memla_plugin.neurons.reference", f"{METHOD_DIR}/neurons/attribution.py"),
     Row("memla_plugin.neurons.selection", f"{METHOD_DIR}/neurons/selection.py",
         core_strip=("attribute_fast", "method") + IMPLEMENTATION, strip=PROMPT_FORMAT + ONE_PASS,
-        subs=((" (the prompt put in ``settings.prompt_format``)", ""),)),
+        subs=((" (the prompt put in ``settings.prompt_format``)", ""),),
+        core_subs=(("from .settings import AttributionSettings\n",
+                    "from .reference import attribute_reference\nfrom .settings import AttributionSettings\n"),
+                   ("scores = score_prompt(", "scores = attribute_reference("))),
     Row("memla_plugin.neurons.sets", f"{METHOD_DIR}/neurons/selection.py", strip=BEYOND_PAPER,
+        drop=("NeuronSets.layers", "NeuronSets.is_empty"),
         subs=(("""    elif min_langs is None:
         likn = set.intersection(*(sets[l] for l in id_langs))
     else:
@@ -132,10 +154,15 @@ MODULES: tuple[Row, ...] = (
 """),)),
     Row("memla_plugin.neurons.fast", f"{METHOD_DIR}/neurons/fast.py", pr="speed"),
     Row("memla_plugin.neurons.stack", f"{METHOD_DIR}/neurons/stack.py", pr="speed"),
-    Row("memla_plugin.request", f"{METHOD_DIR}/request.py", strip=("extra", "FACT_KEYS"), core_strip=("relation",)),
+    # the request MEMLA parses from EasyEdit's dict lives beside the apply function that parses it
+    Row("memla_plugin.request", f"{METHOD_DIR}/memla_main.py", strip=("extra", "FACT_KEYS"), core_strip=("relation",)),
     Row("memla_plugin.languages", f"{METHOD_DIR}/tokenisation.py",
         doc="How prompts and answer targets become token ids, for editing and for scoring alike."),
-    Row("memla_plugin.tokenisation", f"{METHOD_DIR}/tokenisation.py"),
+    # the plugin remembers its two tokenizer probes per tokenizer; upstream asks the tokenizer each time
+    Row("memla_plugin.tokenisation", f"{METHOD_DIR}/tokenisation.py",
+        subs=(('return _probe(tok, "marks_word_start", _first_piece_marked)', "return _first_piece_marked(tok)"),
+              ('return _probe(tok, "uses_space_prefix", lambda t: _space_changes_ids(t) and not marks_word_start(t))',
+               "return _space_changes_ids(tok) and not marks_word_start(tok)"))),
     Row("memla_plugin.locking", f"{METHOD_DIR}/locking.py", pr="speed",
         doc="An inter-process file lock, so concurrent writers of the neuron cache never leave a half-written file."),
     # MKEB: records, loading and the converter beside EasyEdit's other datasets; scoring in evaluate/
@@ -194,19 +221,21 @@ ROOTS = {
 PUBLIC = ("MEMLAHyperParams", "apply_memla_to_model", "execute_memla", "from_hparams", "attribute_fast",
           "attribute_reference", "main", "requests")
 
-#: YAMLs upstream: file name -> (plugin YAML, Hugging Face id, device, one-line note)
+#: YAMLs upstream: file name -> (plugin YAML, Hugging Face id, device, one-line note, model_type); the module
+#: templates (``attr_module_tmp``/``edit_module_tmp``) are the plugin's table entry of the model type
 YAMLS = {
     "qwen2.5-coder-0.5b-instruct.yaml": ("qwen2.5-0.5b.yaml", "Qwen/Qwen2.5-Coder-0.5B-Instruct", "cpu",
-                                         "a small model that edits on a CPU in minutes"),
-    "mgpt.yaml": ("mgpt-1.3b.yaml", "ai-forever/mGPT", 0, "the paper's multilingual GPT-2 model"),
-    "llama3-8b.yaml": ("llama3-8b.yaml", "meta-llama/Meta-Llama-3-8B", 0, "the paper's Llama model (gated on the hub)"),
+                                         "a small model that edits on a CPU in minutes", "qwen2"),
+    "mgpt.yaml": ("mgpt-1.3b.yaml", "ai-forever/mGPT", 0, "the paper's multilingual GPT-2 model", "gpt2"),
+    "llama3-8b.yaml": ("llama3-8b.yaml", "meta-llama/Meta-Llama-3-8B", 0, "the paper's Llama model (gated on the hub)",
+                       "llama"),
 }
 
 
-#: keys the upstream YAMLs leave at MEMLAHyperParams' defaults: EasyEdit plumbing that every model runs with,
-#: module names resolved from the model type, and the ablation switches (examples/MEMLA.md names them)
-YAML_DEFAULTED = ("model_parallel", "max_length", "batch_size", "fp16", "attr_module_tmp", "edit_module_tmp",
-                  "use_masks", "use_language_specific", "use_language_independent")
+#: keys the upstream YAMLs leave at MEMLAHyperParams' defaults: EasyEdit plumbing that every model runs with
+#: and the ablation switches (examples/MEMLA.md names them)
+YAML_DEFAULTED = ("model_parallel", "max_length", "batch_size", "fp16", "use_masks", "use_language_specific",
+                  "use_language_independent")
 
 
 def row(plugin: str) -> Row:
