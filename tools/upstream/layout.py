@@ -87,6 +87,14 @@ ARCH_TABLE = ("ArchLayout", "_GPT2", "_LLAMA", "_GEMMA", "_GEMMA3_MM", "KNOWN_AR
 LAST_REPORT = ("_set_last", "_last", "last_edit_report", "total", "reports", "report", "EditReport",
                "_record_training", "hits")
 
+#: the body of the plugin's ``_first_piece_marked``, which upstream is ``marks_word_start`` itself (no memo)
+FIRST_PIECE_MARKED = """    try:
+        pieces = tok.convert_ids_to_tokens(_ids(tok, "x", False))
+        return bool(pieces) and str(pieces[0]).startswith("\\u2581")
+    except Exception:  # an exotic tokenizer: treat it as one that does not mark word starts
+        return False
+"""
+
 MODULES: tuple[Row, ...] = (
     Row("memla_plugin.errors", f"{METHOD_DIR}/errors.py",
         doc="Errors MEMLA raises on bad input or on an edit it cannot make."),
@@ -114,6 +122,16 @@ MODULES: tuple[Row, ...] = (
     Row("memla_plugin.training", f"{METHOD_DIR}/training.py",
         core_strip=("reuse_lower_layers", "reused_lower_layers", "LowerLayerCache", "layer_list", "_accepts_logits_to_keep"),
         strip=PROMPT_FORMAT + BEYOND_PAPER + LOCALITY_TERM + ("final_loss", "final_p_new", "final_p_true", "seconds", "LOG"),
+        # without logits_to_keep, every position's logits are computed: the loss reads them at the prompt's end
+        core_subs=(("    #: the first position whose logits the loss reads\n    first_read: int\n", ""),
+                   ("new_ids, true_ids, len(prompt_ids) - 1)", "new_ids, true_ids)"),
+                   ("    return logits[:, -keep:]\n", "    return logits\n"),
+                   ("off = batch.edit_offset  # kept position off + k", "off = batch.prompt_len - 1  # position off + k"),
+                   ("def _target_logprobs(logits: torch.Tensor, batch: EditBatch) -> tuple[torch.Tensor, torch.Tensor]:\n",
+                    "def _target_logprobs(model: nn.Module, batch: EditBatch) -> tuple[torch.Tensor, torch.Tensor]:\n"
+                    '    """Summed log-probabilities of the new (row 0) and true (row 1) targets after the prompt."""\n'
+                    "    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False).logits\n"),
+                   ("lp_new, lp_true = target_logprobs(model, batch)", "lp_new, lp_true = _target_logprobs(model, batch)")),
         doc="Training the masked dual LoRA on the edit prompt (MEMLA paper, section 3.4)."),
     # the masked LoRA package is one module upstream (rows sharing a path are joined in this order)
     Row("memla_plugin.masked_lora", f"{METHOD_DIR}/masked_lora.py"),
@@ -130,7 +148,8 @@ MODULES: tuple[Row, ...] = (
         doc="Integrated-gradients attribution of FFN neurons (MEMLA paper, arXiv 2406.11566, §3.1)."),
     Row("memla_plugin.neurons.settings", f"{METHOD_DIR}/neurons/attribution.py",
         core_strip=("cache_key",) + IMPLEMENTATION, strip=PROMPT_FORMAT + BEYOND_PAPER + ONE_PASS + ("method", "METHODS"),
-        subs=(('return key if self.prompt_format == "bare" else f"{key}-{self.prompt_format}"', "return key"),)),
+        subs=(('return key if self.prompt_format == "bare" else f"{key}-{self.prompt_format}"', "return key"),),
+        core_subs=(("        if isinstance(hparams, cls):\n            return hparams\n", ""),)),
     # the hand-written backward of P(target) saves memory: the speed pull request's; core lets autograd do it
     Row("memla_plugin.neurons.integrated", f"{METHOD_DIR}/neurons/attribution.py",
         core_subs=(("    return _TargetProbability.apply(logits, idx)\n",
@@ -155,14 +174,16 @@ MODULES: tuple[Row, ...] = (
     Row("memla_plugin.neurons.fast", f"{METHOD_DIR}/neurons/fast.py", pr="speed"),
     Row("memla_plugin.neurons.stack", f"{METHOD_DIR}/neurons/stack.py", pr="speed"),
     # the request MEMLA parses from EasyEdit's dict lives beside the apply function that parses it
-    Row("memla_plugin.request", f"{METHOD_DIR}/memla_main.py", strip=("extra", "FACT_KEYS"), core_strip=("relation",)),
+    Row("memla_plugin.request", f"{METHOD_DIR}/memla_main.py", strip=("extra", "FACT_KEYS"), core_strip=("relation",),
+        core_subs=(('    target_new: str = ""\n', ""), ('            target_new=str(data.get("target_new") or ""),\n', ""))),
     Row("memla_plugin.languages", f"{METHOD_DIR}/tokenisation.py",
         doc="How prompts and answer targets become token ids, for editing and for scoring alike."),
     # the plugin remembers its two tokenizer probes per tokenizer; upstream asks the tokenizer each time
     Row("memla_plugin.tokenisation", f"{METHOD_DIR}/tokenisation.py",
-        subs=(('return _probe(tok, "marks_word_start", _first_piece_marked)', "return _first_piece_marked(tok)"),
+        subs=(("    return _probe(tok, \"marks_word_start\", _first_piece_marked)\n", FIRST_PIECE_MARKED),
               ('return _probe(tok, "uses_space_prefix", lambda t: _space_changes_ids(t) and not marks_word_start(t))',
-               "return _space_changes_ids(tok) and not marks_word_start(tok)"))),
+               'return _ids(tok, "x", False) != _ids(tok, " x", False) and not marks_word_start(tok)')),
+        drop=("_first_piece_marked",)),
     Row("memla_plugin.locking", f"{METHOD_DIR}/locking.py", pr="speed",
         doc="An inter-process file lock, so concurrent writers of the neuron cache never leave a half-written file."),
     # MKEB: records, loading and the converter beside EasyEdit's other datasets; scoring in evaluate/

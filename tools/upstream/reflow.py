@@ -4,7 +4,8 @@ The plugin lays out long signatures and calls with one argument a line; upstream
 items are packed into lines of at most :data:`WIDTH` columns (the whole call on one line when
 it fits). Only a bracket whose opening line ends with it and whose closing line starts with it
 is packed, and only when every line between holds whole items ending with a comma: no
-comments, no strings or brackets spanning lines, no single item. Nothing else changes.
+comments, no strings or brackets spanning lines; a single item only when the whole fits on one
+line. Nothing else changes.
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def _groups(text: str) -> list[tuple[int, int]]:
             opener_last = j + 1 < len(real) and real[j + 1].start[0] > first
             closer_first = real[i - 1].end[0] < last
             inner = range(first + 1, last)
-            if (opener_last and closer_first and len(inner) >= 2
+            if (opener_last and closer_first and len(inner) >= 1
                     and not (set(range(first, last + 1)) & (spanning | comments))
                     and all(starts.get(l) == len(stack) + 1 and ends.get(l) == len(stack) + 1 for l in inner)):
                 out.append((first, last))
@@ -53,6 +54,8 @@ def _packed(lines: list[str], first: int, last: int) -> list[str] | None:
     one = opener + " ".join(items) + closer
     if len(one) <= WIDTH:
         return [one + "\n"]
+    if len(items) < 2:
+        return None
     indent = lines[first].rstrip("\n")[: len(lines[first]) - len(lines[first].lstrip())]
     packed, current = [], ""
     for item in items:
