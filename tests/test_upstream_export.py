@@ -302,7 +302,7 @@ def test_core_training_has_the_paper_loss_only():
     core, _ = method_files(("core",))
     training = core[f"{layout.METHOD_DIR}/training.py"]
     assert "locality" not in training and "logits_to_keep" not in training
-    assert "lp_new, lp_true = target_logprobs(model, batch)" in training
+    assert "lp_new, lp_true = _target_logprobs(model, batch)" in training
     full, _ = method_files(("core", "speed", "mkeb"))
     assert "locality" not in full[f"{layout.METHOD_DIR}/training.py"]
     assert "edit_report" not in "".join(full) and "EditReport" not in "".join(full.values())
