@@ -303,14 +303,16 @@ def yaml_files(stripped: set[str]) -> dict[str, str]:
         if not path.is_file():
             raise ExportError(f"{path} is missing (tools/upstream/layout.py YAMLS names it)")
         config = yaml.safe_load(path.read_text(encoding="utf-8"))
-        lines = [f"# MEMLA on {hub.split('/')[-1]} ({hub}): {note}.",
-                 "# Method values are the MEMLA paper's (arXiv 2406.11566); model_name and device are this file's."]
+        lines = [f"# MEMLA on {hub.split('/')[-1]} ({hub}), {note}; method values of the paper (arXiv 2406.11566)."]
         expected = {}
-        for raw in path.read_text(encoding="utf-8").splitlines():
+        raws = path.read_text(encoding="utf-8").splitlines() + [""]
+        for raw, after in zip(raws, raws[1:]):
             m = re.match(r"^(\w+)\s*:\s*([^#]*?)\s*(#.*)?$", raw)
             if not m:
                 continue  # comments and continuation lines of the plugin's file
             key, value, comment = m.groups()
+            if comment and re.match(r"\s+#", after):  # a comment continued below: its first sentence alone
+                comment = comment.split(". ")[0].rstrip(".") + "." if ". " in comment else None
             if key in stripped or key in layout.YAML_DEFAULTED:
                 continue
             if key == "model_name":

@@ -142,8 +142,8 @@ MODULES: tuple[Row, ...] = (
     Row("memla_plugin.neurons", f"{METHOD_DIR}/neurons/__init__.py", text="neurons_init.py",
         core_strip=("attribute_fast", "NeuronCache", "neuron_bounds")),
     Row("memla_plugin.neurons.cache", f"{METHOD_DIR}/neurons/cache.py", pr="speed"),
-    # upstream, neurons/ holds attribution.py (settings, inputs, integrated gradients, the reference
-    # implementation) and selection.py (thresholding, LIKN/LSKN); the speed pull request adds its modules
+    # upstream, neurons/attribution.py holds settings, inputs, integrated gradients, the reference implementation,
+    # thresholding and LIKN/LSKN; the speed pull request adds its modules beside it
     Row("memla_plugin.neurons.inputs", f"{METHOD_DIR}/neurons/attribution.py",
         doc="Integrated-gradients attribution of FFN neurons (MEMLA paper, arXiv 2406.11566, §3.1)."),
     Row("memla_plugin.neurons.settings", f"{METHOD_DIR}/neurons/attribution.py",
@@ -156,13 +156,13 @@ MODULES: tuple[Row, ...] = (
                     "    z = logits.to(torch.promote_types(logits.dtype, torch.float32))\n"
                     "    return (z.gather(-1, idx) - torch.logsumexp(z, dim=-1, keepdim=True)).exp().squeeze(-1)\n"),)),
     Row("memla_plugin.neurons.reference", f"{METHOD_DIR}/neurons/attribution.py"),
-    Row("memla_plugin.neurons.selection", f"{METHOD_DIR}/neurons/selection.py",
+    Row("memla_plugin.neurons.selection", f"{METHOD_DIR}/neurons/attribution.py",
         core_strip=("attribute_fast", "method") + IMPLEMENTATION, strip=PROMPT_FORMAT + ONE_PASS,
         subs=((" (the prompt put in ``settings.prompt_format``)", ""),),
         core_subs=(("from .settings import AttributionSettings\n",
                     "from .reference import attribute_reference\nfrom .settings import AttributionSettings\n"),
                    ("scores = score_prompt(", "scores = attribute_reference("))),
-    Row("memla_plugin.neurons.sets", f"{METHOD_DIR}/neurons/selection.py", strip=BEYOND_PAPER,
+    Row("memla_plugin.neurons.sets", f"{METHOD_DIR}/neurons/attribution.py", strip=BEYOND_PAPER,
         drop=("NeuronSets.layers", "NeuronSets.is_empty"),
         subs=(("""    elif min_langs is None:
         likn = set.intersection(*(sets[l] for l in id_langs))
@@ -253,10 +253,10 @@ YAMLS = {
 }
 
 
-#: keys the upstream YAMLs leave at MEMLAHyperParams' defaults: EasyEdit plumbing that every model runs with
-#: and the ablation switches (examples/MEMLA.md names them)
-YAML_DEFAULTED = ("model_parallel", "max_length", "batch_size", "fp16", "use_masks", "use_language_specific",
-                  "use_language_independent")
+#: keys the upstream YAMLs leave at MEMLAHyperParams' defaults: EasyEdit plumbing that every model runs with,
+#: the attribution's batch size (speed and memory only) and the ablation switches (examples/MEMLA.md names them)
+YAML_DEFAULTED = ("model_parallel", "max_length", "batch_size", "fp16", "attr_batch_size", "use_masks",
+                  "use_language_specific", "use_language_independent")
 
 
 def row(plugin: str) -> Row:

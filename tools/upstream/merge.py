@@ -41,12 +41,13 @@ def _defined(stmt: ast.stmt) -> list[str]:
 
 
 def _self_imports(tree: ast.Module, package: str, module: str, path: str) -> list[ast.ImportFrom]:
-    """``from .<this file> import x`` statements anywhere in ``tree`` (each name must keep its own name)."""
+    """``from .<this file> import x`` statements anywhere in ``tree`` (at module level, each name must keep its own
+    name; inside a function, ``import x as y`` becomes ``y = x``)."""
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and _resolve(package, node.level, node.module) == module:
             renamed = [a for a in node.names if a.asname and a.asname != a.name]
-            if renamed:
+            if renamed and node.col_offset == 0:
                 raise ExportError(f"{path}:{node.lineno}: `import {renamed[0].name} as {renamed[0].asname}` "
                                   "from a module merged into the same file")
             found.append(node)
@@ -73,7 +74,9 @@ def merge_modules(path: str, module: str, texts: Sequence[tuple[str, str]]) -> s
         for node in _self_imports(tree, package, module, path):
             indent = len(lines[node.lineno - 1]) - len(lines[node.lineno - 1].lstrip())
             if indent:  # a lazy import inside a function: the names are the file's own now
-                lines[node.lineno - 1] = " " * indent + "pass\n" if _only_statement(tree, node) else ""
+                renamed = [f"{a.asname} = {a.name}" for a in node.names if a.asname and a.asname != a.name]
+                keep = "; ".join(renamed) or ("pass" if _only_statement(tree, node) else "")
+                lines[node.lineno - 1] = " " * indent + keep + "\n" if keep else ""
                 for i in range(node.lineno + 1, node.end_lineno + 1):
                     lines[i - 1] = ""
             else:

@@ -1,82 +1,117 @@
-"""Pack argument and item lists written one item a line into as few lines as fit.
+"""Pack argument and item lists spread over several lines into as few lines as fit.
 
-The plugin lays out long signatures and calls with one argument a line; upstream, the same
-items are packed into lines of at most :data:`WIDTH` columns (the whole call on one line when
-it fits). Only a bracket whose opening line ends with it and whose closing line starts with it
-is packed, and only when every line between holds whole items ending with a comma: no
-comments, no strings or brackets spanning lines; a single item only when the whole fits on one
-line. Nothing else changes.
+The plugin often lays out long signatures and calls with one argument a line; upstream, the
+same items are packed into lines of at most :data:`WIDTH` columns: the whole bracket on one
+line when it fits, else with continuation lines aligned with the opening bracket (PEP 8), or
+indented one level when that bracket sits too far right. A bracket is packed only when every
+item in it is on one line, no comment is inside, and packing saves lines; a trailing comma
+goes unless it makes a one-item tuple. Nothing but whitespace and that comma changes.
 """
 from __future__ import annotations
 
 import io
 import tokenize
+from dataclasses import dataclass
 
 WIDTH = 120
-_SKIP = (tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT, tokenize.ENDMARKER)
+#: an opening bracket further right than this gets continuation lines indented one level instead
+MAX_ALIGN = 48
+_LAYOUT = (tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT, tokenize.ENDMARKER, tokenize.COMMENT)
 
 
-def _groups(text: str) -> list[tuple[int, int]]:
-    """(opening line, closing line) of every bracket that is packable (1-based)."""
+@dataclass
+class _Group:
+    first: int  # line of the opening bracket (1-based)
+    last: int  # line of the closing bracket
+    col: int  # column just after the opening bracket
+    end_col: int  # column of the closing bracket
+    items: list[str]
+    tuple_comma: bool  # a one-item tuple written with its comma
+
+
+def _groups(text: str) -> list[_Group]:
+    """Every multi-line bracket whose items each sit on one line, with no comment inside."""
     tokens = list(tokenize.generate_tokens(io.StringIO(text).readline))
-    spanning = {l for t in tokens if t.start[0] != t.end[0] for l in range(t.start[0], t.end[0] + 1)}
     comments = {t.start[0] for t in tokens if t.type == tokenize.COMMENT}
-    starts: dict[int, int] = {}  # line -> bracket depth at its first token
-    ends: dict[int, int] = {}  # line -> bracket depth after its last token
-    stack: list[int] = []
-    out = []
-    real = [t for t in tokens if t.type not in _SKIP and t.type != tokenize.COMMENT]
+    real = [t for t in tokens if t.type not in _LAYOUT]
+    lines = text.splitlines(keepends=True)
+    out, stack = [], []
     for i, t in enumerate(real):
-        line = t.start[0]
-        starts.setdefault(line, len(stack))
         if t.type == tokenize.OP and t.string in "([{":
             stack.append(i)
         elif t.type == tokenize.OP and t.string in ")]}" and stack:
             j = stack.pop()
-            first, last = real[j].start[0], line
-            opener_last = j + 1 < len(real) and real[j + 1].start[0] > first
-            closer_first = real[i - 1].end[0] < last
-            inner = range(first + 1, last)
-            if (opener_last and closer_first and len(inner) >= 1
-                    and not (set(range(first, last + 1)) & (spanning | comments))
-                    and all(starts.get(l) == len(stack) + 1 and ends.get(l) == len(stack) + 1 for l in inner)):
-                out.append((first, last))
-        ends[t.end[0]] = len(stack)
+            first, last = real[j].start[0], t.start[0]
+            if first == last or comments & set(range(first, last + 1)) or i == j + 1:
+                continue
+            group = _items(real, j, i, lines)
+            if group is not None:
+                out.append(group)
     return out
 
 
-def _packed(lines: list[str], first: int, last: int) -> list[str] | None:
-    items = [lines[l - 1].strip() for l in range(first + 1, last)]
-    if not all(item.endswith(",") for item in items[:-1]):
-        return None
-    items[-1] = items[-1].rstrip(",")
-    opener, closer = lines[first - 1].rstrip("\n"), lines[last - 1].strip()
-    one = opener + " ".join(items) + closer
+def _items(real: list, j: int, i: int, lines: list[str]):
+    """The items of the bracket from token ``j`` to its closing token ``i``, or None."""
+    depth, cuts = 0, [j]
+    for k in range(j + 1, i):
+        s = real[k].string if real[k].type == tokenize.OP else ""
+        depth += (s in "([{") - (s in ")]}")
+        if depth == 0 and s == ",":
+            cuts.append(k)
+    cuts.append(i)
+    items = []
+    for a, b in zip(cuts, cuts[1:]):
+        if b == a + 1:
+            continue  # the empty place after a trailing comma
+        start, end = real[a + 1].start, real[b - 1].end
+        if start[0] != end[0]:
+            return None  # an item spanning lines
+        items.append(lines[start[0] - 1][start[1]: end[1]])
+    trailing = real[i - 1].string == ","
+    tuple_comma = trailing and len(items) == 1 and real[j].string == "("
+    return _Group(real[j].start[0], real[i].start[0], real[j].end[1], real[i].start[1], items, tuple_comma)
+
+
+def _layout(group: _Group, lines: list[str]) -> list[str] | None:
+    """The packed lines of ``group``, or None when they would not fit."""
+    first = lines[group.first - 1]
+    head = first[: group.col]
+    tail = lines[group.last - 1][group.end_col:].rstrip("\n")
+    parts = [item + "," for item in group.items]
+    if not group.tuple_comma:
+        parts[-1] = parts[-1][:-1]
+    one = head + " ".join(parts) + tail
     if len(one) <= WIDTH:
         return [one + "\n"]
-    if len(items) < 2:
-        return None
-    indent = lines[first].rstrip("\n")[: len(lines[first]) - len(lines[first].lstrip())]
-    packed, current = [], ""
-    for item in items:
-        candidate = f"{current} {item}" if current else item
-        if current and len(indent) + len(candidate) > WIDTH:
-            packed.append(indent + current + "\n")
-            candidate = item
-        current = candidate
-    packed.append(indent + current + "\n")
-    return [opener + "\n"] + packed + [lines[last - 1]]
+    if group.col <= MAX_ALIGN:  # continuation lines aligned with the opening bracket, closed on the last
+        out, current, indent = [], head, " " * group.col
+        parts[-1] += tail
+    else:  # the bracket opens a line of its own items, indented one level, and closes on a line of its own
+        base = " " * (len(first) - len(first.lstrip()))
+        out, current, indent = [head + "\n"], "", base + "    "
+    for part in parts:
+        if current in ("", head):
+            current = (current or indent) + part
+        elif len(current) + 1 + len(part) <= WIDTH:
+            current += " " + part
+        else:
+            out.append(current + "\n")
+            current = indent + part
+    out.append(current + "\n")
+    if group.col > MAX_ALIGN:
+        out.append(base + tail.lstrip() + "\n")
+    return None if any(len(l) > WIDTH + 1 for l in out) else out
 
 
 def pack_lists(text: str) -> str:
-    """``text`` with its one-item-a-line lists packed (to a fixed point)."""
+    """``text`` with its bracketed lists packed (to a fixed point)."""
     for _ in range(5):
         lines = text.splitlines(keepends=True)
         changed = False
-        for first, last in sorted(_groups(text), reverse=True):
-            new = _packed(lines, first, last)
-            if new is not None and len(new) < last - first + 1:
-                lines[first - 1: last] = new
+        for group in sorted(_groups(text), key=lambda g: g.first, reverse=True):
+            new = _layout(group, lines)
+            if new is not None and len(new) < group.last - group.first + 1:
+                lines[group.first - 1: group.last] = new
                 changed = True
         text = "".join(lines)
         if not changed:

@@ -7,7 +7,7 @@ transformers = pytest.importorskip("transformers")
 from easyeditor.models.memla.architectures import resolve_architecture  # noqa: E402
 from easyeditor.models.memla.neurons.attribution import AttributionSettings, attribute_reference  # noqa: E402
 from easyeditor.models.memla.neurons.fast import attribute_fast  # noqa: E402
-from easyeditor.models.memla.neurons.selection import select_neurons  # noqa: E402
+from easyeditor.models.memla.neurons.attribution import select_neurons  # noqa: E402
 from easyeditor.models.memla.neurons.stack import resolve_stack  # noqa: E402
 
 
