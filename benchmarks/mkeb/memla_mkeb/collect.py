@@ -41,6 +41,8 @@ class Collected:
     left_out: int = 0
     #: sequence rows (``sequences*.jsonl``, sequential.n) by key
     sequences: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: batch rows (``batches*.jsonl``, batch.size) by key
+    batches: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def _result_files(run_dir: Path) -> list[Path]:
@@ -97,6 +99,17 @@ def _add_sequences(out: Collected, run_dir: Path) -> None:
             out.sequences.setdefault(row["key"], row)
 
 
+def _add_batches(out: Collected, run_dir: Path) -> None:
+    """The batch rows of ``run_dir`` (a key seen twice must carry the same scores)."""
+    for path in store.iter_files(run_dir, store.BATCHES_GLOB):
+        for row in store.read_jsonl(path, ("key", "method", "source")):
+            seen = out.batches.get(row["key"])
+            same = lambda r: json.dumps([r.get("statuses"), r.get("scores")], sort_keys=True)  # noqa: E731
+            if seen is not None and same(seen) != same(row):
+                raise ReportError(f"conflicting batch results for {row['key']} in {path}; remove one of them")
+            out.batches.setdefault(row["key"], row)
+
+
 def collect(run_dirs: Sequence[Path], *, common_records: bool = False) -> Collected:
     """Read and merge the rows of ``run_dirs`` (dedupe by key; conflicting duplicates are errors).
 
@@ -144,6 +157,7 @@ def collect(run_dirs: Sequence[Path], *, common_records: bool = False) -> Collec
             out.envs.append(json.loads(p.read_text(encoding="utf-8")))
         out.restore_failures += store.read_jsonl(d / store.RESTORE_FAILURES)
         _add_sequences(out, d)
+        _add_batches(out, d)
         for p in store.iter_files(d, store.UNEDITED_GLOB):
             out.unedited += [{"record_id": r.get("record_id"), "eval_s": r.get("eval_s")} for r in store.read_jsonl(p)
                              if not common_records or str(r.get("record_id")) in kept_ids]

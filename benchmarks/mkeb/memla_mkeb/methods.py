@@ -95,6 +95,15 @@ class Editor:
             weights_copy = {}
         return out_model, weights_copy if callable(weights_copy) else dict(weights_copy), self.last_stats()
 
+    def edit_many(self, model: Any, tok: Any, requests: list[dict[str, Any]]) -> tuple[Any, Any, dict[str, Any]]:
+        """Several facts in one call of the apply function (:mod:`.batch`), as EasyEdit's batch_edit calls it."""
+        assert self.apply_fn is not None
+        out_model, weights_copy = self.apply_fn(
+            model, tok, list(requests), self.hparams, copy=False, return_orig_weights=True, keep_original_weight=False
+        )
+        weights_copy = {} if weights_copy is None else weights_copy
+        return out_model, weights_copy if callable(weights_copy) else dict(weights_copy), self.last_stats()
+
     def last_stats(self) -> dict[str, Any]:
         return {}
 
@@ -158,6 +167,11 @@ class EasyEditEditor(Editor):
         from memla_plugin.easyedit.formatting import format_request
 
         return super().edit(model, tok, format_request(request, tok, self.prompt_format))
+
+    def edit_many(self, model: Any, tok: Any, requests: list[dict[str, Any]]) -> tuple[Any, Any, dict[str, Any]]:
+        from memla_plugin.easyedit.formatting import format_request
+
+        return super().edit_many(model, tok, [format_request(r, tok, self.prompt_format) for r in requests])
 
 
 def _memla_hparams(spec: MethodSpec, device: str, neuron_cache_dir: Optional[str], prompt_format: str) -> Any:

@@ -22,6 +22,7 @@ from .settings import (
     MKEB_LANGS,
     BenchConfigError,
     MethodSpec,
+    check_batch,
     check_counts,
     check_gen_format,
     check_drop_embedding_pages,
@@ -102,10 +103,13 @@ class Plan:
     sequential_n: Optional[int] = None  # sequential.n (None: single edits)
     sequences: list[list[Any]] = field(default_factory=list)  # this shard's sequences of records
     heldout: Optional[HeldOut] = None  # perplexity texts (None: perplexity.enabled is false)
+    batch_n: Optional[int] = None  # batch.size (None: single edits)
+    batches: list[list[Any]] = field(default_factory=list)  # this shard's batches of records
 
     def keys(self) -> list[tuple[MethodSpec, str, Any]]:
-        """Single-edit rows; in a sequential run only the unedited reference has them."""
-        methods = [m for m in self.methods if self.sequential_n is None or m.kind == "unedited"]
+        """Single-edit rows; in a sequential or batch run only the unedited reference has them."""
+        grouped = self.sequential_n is not None or self.batch_n is not None
+        methods = [m for m in self.methods if not grouped or m.kind == "unedited"]
         return [(m, s, r) for m in methods for s in self.sources for r in self.records]
 
     def pending(self, done: dict[str, dict[str, Any]]) -> list[tuple[MethodSpec, str, Any]]:
@@ -123,6 +127,16 @@ class Plan:
         """The sequences no sequences file holds yet (an interrupted one is redone from its first edit)."""
         return [(m, s, q) for (m, s, q) in self.sequence_keys()
                 if store.sequence_key(len(q), m.name, s, q[0].example_id) not in done]
+
+    def batch_keys(self) -> list[tuple[MethodSpec, str, list[Any]]]:
+        """(method, source, records of one batch) for every editing method of a batch run."""
+        return [(m, s, b) for m in self.methods if m.kind != "unedited" for s in self.sources
+                for b in self.batches] if self.batch_n is not None else []
+
+    def pending_batches(self, done: dict[str, dict[str, Any]]) -> list[tuple[MethodSpec, str, list[Any]]]:
+        """The batches no batches file holds yet (an interrupted one is redone whole)."""
+        return [(m, s, b) for (m, s, b) in self.batch_keys()
+                if store.batch_key(len(b), m.name, s, b[0].example_id) not in done]
 
 
 def _hparams_sha(spec: MethodSpec) -> Optional[str]:
@@ -212,22 +226,30 @@ def plan_run(cfg: Any) -> Plan:
     check_prompt_lengths(records, checked(cfg, "data")["max_prompt_chars"], f"MKEB file {data_path}",
                          "data.max_prompt_chars")
     seq_n = check_sequential(cfg, len(records))
+    batch_n = check_batch(cfg, len(records), seq_n)
+    if batch_n is not None:
+        from .batch import check_batch_methods
+
+        check_batch_methods(methods)
     heldout, ppl_identity = _heldout(cfg, data_path, records)
-    extra = {**({"sequential": {"n": seq_n}} if seq_n else {}), **ppl_identity}
+    extra = {**({"sequential": {"n": seq_n}} if seq_n else {}), **({"batch": {"size": batch_n}} if batch_n else {}),
+             **ppl_identity}
     base, method_settings = _identity(cfg, methods, eval_langs, data_path, seed, prompt_format, extra)
     base_id = stable_hash(base)
-    sequences = shard_slice([records[i:i + seq_n] for i in range(0, len(records), seq_n)], *shard) if seq_n else []
+    group = seq_n or batch_n
+    groups = shard_slice([records[i:i + group] for i in range(0, len(records), group)], *shard) if group else []
     run_dir = resolve_run_dir(cfg)
     return Plan(
         cfg=cfg, run_dir=run_dir, tag=shard_tag(shard[0], shard[1]), methods=methods, sources=sources,
-        eval_langs=eval_langs, records=[r for q in sequences for r in q] if seq_n else shard_slice(records, *shard),
+        eval_langs=eval_langs, records=[r for q in groups for r in q] if group else shard_slice(records, *shard),
         all_ids=[str(r.example_id) for r in records],
         data_path=data_path, ids=ids, shard=shard, seed=seed, device=str(cfg.model.get("device") or "cpu"),
         restore_mode=restore_mode, on_edit_error=on_edit_error, mmap_threshold=mmap_threshold,
         drop_embedding_pages=drop_pages, prompt_format=prompt_format, base_id=base_id,
         method_ids={m.name: stable_hash({"base": base_id, "method": method_settings[m.name]}) for m in methods},
         settings={"base": base, "methods": method_settings}, options=_run_options(cfg, run_dir),
-        sequential_n=seq_n, sequences=sequences, heldout=heldout,
+        sequential_n=seq_n, sequences=groups if seq_n else [], heldout=heldout,
+        batch_n=batch_n, batches=groups if batch_n else [],
     )
 
 

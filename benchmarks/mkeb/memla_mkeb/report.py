@@ -33,6 +33,7 @@ from . import grid_sections
 from . import format_sections
 from . import gen_sections
 from . import seq_sections
+from . import batch_sections
 from . import composite_sections
 from .collect import Collected, ReportError, collect
 from .invocation import DEFAULT_BOOT, DEFAULT_SEED, Invocation, parse_args
@@ -53,6 +54,7 @@ SECTIONS: tuple[Callable[[ReportData, dict[str, bytes]], list[str]], ...] = (
     sections.edit_languages,
     gen_sections.generation,
     seq_sections.retention,
+    batch_sections.batch_size,
     seq_sections.perplexity,
     cost_sections.wall_time,
     cost_sections.memory,

@@ -24,6 +24,7 @@ from memla_plugin.errors import RestoreMismatchError
 from memla_plugin.prompt_format import prompt_template
 
 from . import downstream, envinfo, pages, protocol, store
+from .batch import BatchRun, batch_hparams
 from .methods import Editor, build_hparams, jsonable, make_editor
 from .planning import Plan, check_resume, plan_run, save_run_files
 from .restore import ModelFlags, ParamSnapshot, undo
@@ -337,6 +338,8 @@ def run_benchmark(
     hparams = {m.name: build_hparams(m, plan.device, plan.options.neuron_dir, plan.prompt_format) for m in plan.methods}
     if plan.sequential_n is not None:
         hparams = {m.name: sequence_hparams(m, hparams[m.name]) for m in plan.methods}
+    if plan.batch_n is not None:
+        hparams = {m.name: batch_hparams(m, hparams[m.name]) for m in plan.methods}
     plan.run_dir.mkdir(parents=True, exist_ok=True)
     with store.run_lock(plan.run_dir, plan.tag):
         return _run_locked(plan, hparams, model, tok, hooks, t_start)
@@ -346,10 +349,11 @@ def _run_locked(plan: Plan, hparams: dict[str, Any], model: Any, tok: Any, hooks
                 t_start: float) -> RunSummary:
     """What :func:`run_benchmark` does once it holds the run dir: resume checks, model, rows."""
     cfg = plan.cfg
-    done, done_seq = store.done_keys(plan.run_dir), store.done_sequences(plan.run_dir)
+    done = store.done_keys(plan.run_dir)
+    done_seq = {**store.done_sequences(plan.run_dir), **store.done_sequences(plan.run_dir, store.BATCHES_GLOB)}
     check_resume(plan, {**done, **done_seq}, store.load_cache(plan.run_dir))
-    todo = plan.pending(done) + plan.pending_sequences(done_seq)
-    total = len(plan.keys()) + len(plan.sequence_keys())
+    todo = plan.pending(done) + plan.pending_sequences(done_seq) + plan.pending_batches(done_seq)
+    total = len(plan.keys()) + len(plan.sequence_keys()) + len(plan.batch_keys())
     summary = RunSummary(plan.run_dir, total, total - len(todo), 0, 0, 0, 0, 0.0,
                          plan.run_dir / f"results{plan.tag}.jsonl")
     say = print if plan.options.progress else (lambda *a, **k: None)
@@ -404,9 +408,10 @@ def _run(plan: Plan, model: Any, tok: Any, snapshot: ParamSnapshot, hooks: Hooks
         seq_writer: list[store.JsonlWriter] = []
 
         def seq_out() -> store.JsonlWriter:
-            """sequences*.jsonl, opened (and locked) when the first sequence row is written."""
+            """sequences*.jsonl (batches*.jsonl), opened (and locked) when the first sequence (batch) row is written."""
             if not seq_writer:
-                seq_writer.append(store.JsonlWriter(plan.run_dir / f"sequences{plan.tag}.jsonl").open())
+                name = "batches" if plan.batch_n is not None else "sequences"
+                seq_writer.append(store.JsonlWriter(plan.run_dir / f"{name}{plan.tag}.jsonl").open())
             return seq_writer[0]
 
         try:
@@ -417,9 +422,11 @@ def _run(plan: Plan, model: Any, tok: Any, snapshot: ParamSnapshot, hooks: Hooks
                 bar.set_description(f"{spec.name}: preparing")
                 editor = sitting.editor(spec)
                 for source, work_item in work:
-                    if isinstance(work_item, list):  # a sequence of records (sequential.n)
-                        bar.set_description(f"{spec.name} {source} sequence from #{work_item[0].example_id}")
-                        row = SequenceRun(sitting, spec, editor, source, work_item).run()
+                    if isinstance(work_item, list):  # a sequence (sequential.n) or a batch (batch.size) of records
+                        what = "batch" if plan.batch_n is not None else "sequence"
+                        bar.set_description(f"{spec.name} {source} {what} from #{work_item[0].example_id}")
+                        group = BatchRun if plan.batch_n is not None else SequenceRun
+                        row = group(sitting, spec, editor, source, work_item).run()
                         seq_out().append(row)
                         summary.count_sequence(row)
                     else:

@@ -2,7 +2,7 @@
 
 ``conf/config.yaml`` holds the defaults and explains them; these dataclasses say what type each
 ``shard.*``, ``eval.*``, ``data.*``, ``run.*``,
-``sequential.*`` and ``perplexity.*`` value must have and which words a choice takes.
+``sequential.*``, ``batch.*`` and ``perplexity.*`` value must have and which words a choice takes.
 OmegaConf (Hydra's config library) checks and converts the values against them in
 :func:`.settings.checked`. That happens when a run is planned, not while Hydra composes the
 config: Hydra reports a compose error as several lines with exit status 1, while a bad setting
@@ -82,6 +82,12 @@ class SequentialSchema:
 
 
 @dataclass
+class BatchSchema:
+    #: facts per batch edit, each method editing them in one go (null: single edits)
+    size: Optional[int] = _hint(None, "give an integer (facts per batch edit) or null (single edits)")
+
+
+@dataclass
 class PerplexitySchema:
     #: measure held-out perplexity before and after every edit (memla_plugin.mkeb.perplexity)
     enabled: bool = _hint(False, "give true or false")
@@ -94,7 +100,7 @@ class PerplexitySchema:
 
 #: config section -> its schema
 SECTIONS: dict[str, type] = {"shard": ShardSchema, "eval": EvalSchema, "data": DataSchema, "run": RunSchema,
-                             "sequential": SequentialSchema, "perplexity": PerplexitySchema}
+                             "sequential": SequentialSchema, "perplexity": PerplexitySchema, "batch": BatchSchema}
 
 
 def problem(section: str, key: str, value: Any) -> str:
@@ -115,5 +121,5 @@ def plain(value: Any) -> Any:
     return value.name if isinstance(value, Enum) else value
 
 
-__all__ = ["DataSchema", "EvalSchema", "PerplexitySchema", "RunSchema", "SECTIONS", "SequentialSchema", "ShardSchema",
+__all__ = ["BatchSchema", "DataSchema", "EvalSchema", "PerplexitySchema", "RunSchema", "SECTIONS", "SequentialSchema", "ShardSchema",
            "plain", "problem"]

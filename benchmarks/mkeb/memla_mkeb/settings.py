@@ -280,6 +280,9 @@ def run_dir_name(cfg: Any) -> str:
     seq = (_plain(cfg.get("sequential")) or {}).get("n")
     if seq:
         name += f"-seq{seq}"
+    size = (_plain(cfg.get("batch")) or {}).get("size")
+    if size:
+        name += f"-batch{size}"
     if (_plain(cfg.get("perplexity")) or {}).get("enabled") is True:
         name += "-ppl"
     return str(Path("runs") / str(cfg.model.get("name")) / name)
@@ -345,6 +348,21 @@ def check_sequential(cfg: Any, n_records: int) -> Optional[int]:
     return n
 
 
+def check_batch(cfg: Any, n_records: int, sequential_n: Optional[int]) -> Optional[int]:
+    """batch.size: null (single edits) or facts per batch edit, dividing the selected records; not with sequential.n."""
+    size = checked(cfg, "batch")["size"]
+    if size is None:
+        return None
+    if size < 1:
+        raise BenchConfigError(f"batch.size={size} must be at least 1 (or null for single edits)")
+    if sequential_n is not None:
+        raise BenchConfigError(f"batch.size={size} and sequential.n={sequential_n} are separate runs; set one of them")
+    if size > n_records or n_records % size:
+        raise BenchConfigError(f"batch.size={size} must divide the {n_records} selected record(s) into whole batches; "
+                               f"set data.limit to a multiple of {size}")
+    return size
+
+
 def check_perplexity(cfg: Any) -> Optional[dict[str, Any]]:
     """perplexity.*: None when off, else the checked section (its data file and ids resolved)."""
     from memla_plugin.mkeb.loader import ID_SETS, resolve_data_path
@@ -376,6 +394,7 @@ __all__ = [
     "MethodSpec",
     "check_drop_embedding_pages",
     "checked",
+    "check_batch",
     "check_langs",
     "check_limit",
     "check_mmap_threshold",

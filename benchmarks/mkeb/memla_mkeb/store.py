@@ -19,6 +19,7 @@ from .settings import BenchConfigError
 
 RESULTS_GLOB = "results*.jsonl"
 SEQUENCES_GLOB = "sequences*.jsonl"
+BATCHES_GLOB = "batches*.jsonl"
 UNEDITED_GLOB = "unedited_cache*.jsonl"
 RESTORE_FAILURES = "restore_failures.jsonl"
 
@@ -35,6 +36,11 @@ def row_key(method: str, source: str, record_id: Any) -> str:
 def sequence_key(n: int, method: str, source: str, first_record_id: Any) -> str:
     """The identity of one sequence row: its length, method, source and first record (never a single-edit key)."""
     return f"seq{n}|{method}|{source}|{first_record_id}"
+
+
+def batch_key(n: int, method: str, source: str, first_record_id: Any) -> str:
+    """The identity of one batch row (batch.size): its size, method, source and first record."""
+    return f"batch{n}|{method}|{source}|{first_record_id}"
 
 
 def _parse_line(path: Path, n: int, line: bytes, required: Sequence[str]) -> dict[str, Any]:
@@ -172,10 +178,10 @@ def done_keys(run_dir: Path) -> dict[str, dict[str, Any]]:
     return out
 
 
-def done_sequences(run_dir: Path) -> dict[str, dict[str, Any]]:
-    """Every sequence row already in any sequences file of ``run_dir`` (all shards), by key."""
+def done_sequences(run_dir: Path, pattern: str = SEQUENCES_GLOB) -> dict[str, dict[str, Any]]:
+    """Every sequence row (``pattern=BATCHES_GLOB``: batch row) already in ``run_dir`` (all shards), by key."""
     out: dict[str, dict[str, Any]] = {}
-    for path in iter_files(run_dir, SEQUENCES_GLOB):
+    for path in iter_files(run_dir, pattern):
         for row in read_jsonl(path, ROW_KEYS[:3]):
             out.setdefault(row["key"], row)
     return out
@@ -221,12 +227,14 @@ def rows_of(paths: Iterable[Path]) -> Iterator[tuple[Path, dict[str, Any]]]:
 
 
 __all__ = [
+    "BATCHES_GLOB",
     "CorruptResultsError",
     "JsonlWriter",
     "RESTORE_FAILURES",
     "RESULTS_GLOB",
     "SEQUENCES_GLOB",
     "UNEDITED_GLOB",
+    "batch_key",
     "done_keys",
     "done_sequences",
     "iter_files",

@@ -1,0 +1,79 @@
+"""Report section for batch editing (``batch.size``): mean scores and edit time per fact, per method and batch size.
+
+It appears only when a run dir holds batch rows (``batches*.jsonl``), so reports of runs without
+them, docs/RESULTS.md among them, keep their bytes.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any, Optional, Sequence
+
+from .markdown import csv_bytes, md_table, num, secs
+from .report_data import ReportData, method_order
+from .seq_sections import view_value
+from .stats import pct
+
+Files = dict[str, bytes]
+#: (metric, view) columns: "e2e" the edit language, "others" the mean over the other languages
+COLUMNS = (("ES", "e2e"), ("ES", "others"), ("PS", "e2e"), ("PS", "others"), ("NS_cf", "e2e"), ("NS_cf", "others"))
+
+
+def _mean(values: Sequence[Optional[float]]) -> Optional[float]:
+    vals = [v for v in values if v is not None]
+    return sum(vals) / len(vals) if vals else None
+
+
+def batch_means(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Means over the successfully edited facts of ``rows`` (one method, batch size and source)."""
+    counts = [sum(r["counts"][k] for r in rows) for k in ("ok", "error", "skipped")]
+    ok = [(r["source"], sc) for r in rows for sc, st in zip(r["scores"], r["statuses"]) if st == "ok"]
+    means = {f"{m}/{v}": _mean([view_value(sc, src, m, v) for src, sc in ok]) for m, v in COLUMNS}
+    edited = sum(counts[:2])
+    per_fact = sum(r.get("edit_s") or 0.0 for r in rows) / edited if edited else None
+    return {"batches": len(rows), "counts": counts, "means": means, "edit_s_per_fact": per_fact,
+            "restore_checks": sum(bool(r["restore"].get("checked")) for r in rows)}
+
+
+def _groups(d: ReportData) -> dict[str, dict[tuple[str, int], list[dict[str, Any]]]]:
+    """edit language -> (method, batch size) -> its batch rows."""
+    out: dict[str, dict[tuple[str, int], list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    for key in sorted(d.c.batches):
+        row = d.c.batches[key]
+        out[str(row["source"])][(row["method"], int(row["n"]))].append(row)
+    return out
+
+
+def batch_size(d: ReportData, files: Files) -> list[str]:
+    """Batch editing: each fact of a batch scored on the model holding the whole batch."""
+    groups = _groups(d)
+    if not groups:
+        return []
+    md = ["## Batch editing\n",
+          "Runs with `batch.size=B` edit B facts at once (the records in order, B at a time): MEMLA in one joint "
+          "edit (one training over the facts' neurons, each fact through its own masked editors, one merge), MEMIT "
+          "and every method EasyEdit's `batch_edit` accepts in one call with the list, ROME one fact after the other "
+          "as a reference. Every fact is then scored on the model holding the whole batch, the weights are restored "
+          "and checked bit for bit. Means over the facts edited without error, %; NS_cf is each record's "
+          "neighbourhood (locality); edit s/fact is the batch's edit time over its facts.\n"]
+    csv_rows: list[list[Any]] = []
+    for source, by_key in sorted(groups.items()):
+        order = {m: i for i, m in enumerate(method_order(sorted({m for m, _ in by_key}), d.kinds))}
+        table = []
+        for method, size in sorted(by_key, key=lambda k: (order[k[0]], k[1])):
+            s = batch_means(by_key[(method, size)])
+            table.append([method, str(size), str(s["batches"]), "/".join(map(str, s["counts"]))]
+                         + [pct(s["means"][f"{m}/{v}"]) for m, v in COLUMNS]
+                         + [secs(s["edit_s_per_fact"]), str(s["restore_checks"])])
+            csv_rows.append([method, size, source, s["batches"], *s["counts"]]
+                            + [num(s["means"][f"{m}/{v}"]) for m, v in COLUMNS] + [num(s["edit_s_per_fact"])])
+        md += [f"### Edited in {source}\n",
+               md_table(["method", "batch size", "batches", "facts ok/failed/skipped"]
+                        + [f"{m} {'edit lang' if v == 'e2e' else 'others'}" for m, v in COLUMNS]
+                        + ["edit s/fact", "restore checks passed"], table), ""]
+    files[f"{d.files_dir}/batch.csv"] = csv_bytes(
+        ["method", "batch_size", "source", "batches", "facts_ok", "facts_failed", "facts_skipped"]
+        + [f"{m}_{v}" for m, v in COLUMNS] + ["edit_s_per_fact"], csv_rows)
+    return md
+
+
+__all__ = ["COLUMNS", "batch_means", "batch_size"]

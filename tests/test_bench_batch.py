@@ -1,0 +1,181 @@
+"""Batch editing in the harness (batch.size): rows, batch of one, restore, resume, settings, host methods, report."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from conftest_bench import bench_env, bench_model_dir, compose, make_bench_env, read_rows  # noqa: F401
+from memla_mkeb import store
+from memla_mkeb.runner import Hooks, run_benchmark
+
+
+def read_batches(run_dir: Path) -> dict[str, dict]:
+    return {r["key"]: r for p in store.iter_files(Path(run_dir), store.BATCHES_GLOB) for r in store.read_jsonl(p)}
+
+
+BATCH = ("data.limit=4", "batch.size=2")
+
+
+@pytest.fixture(scope="module")
+def batch_run(tmp_path_factory, bench_model_dir):
+    env = make_bench_env(tmp_path_factory.mktemp("bench_batch"), bench_model_dir)
+    summary = run_benchmark(compose(env.overrides(*BATCH)))
+    return env, summary, read_batches(env.run_dir)
+
+
+def test_batch_rows(batch_run):
+    env, summary, rows = batch_run
+    assert set(rows) == {"batch2|memla|en|100", "batch2|memla|en|102"}
+    row = rows["batch2|memla|en|100"]
+    assert row["record_ids"] == ["100", "101"] and row["n"] == 2 and row["status"] == "ok"
+    assert row["statuses"] == ["ok", "ok"] and row["counts"] == {"ok": 2, "error": 0, "skipped": 0}
+    assert len(row["scores"]) == 2 and all(set(sc) == {"en", "zh", "fr"} for sc in row["scores"])
+    assert row["applied"] == "one call" and row["edit_s_per_fact"] == pytest.approx(row["edit_s"] / 2)
+    stats = row["edit_stats"]  # one joint MEMLA edit of both facts
+    assert stats["n_requests"] == 2 and [r["case_id"] for r in stats["per_request"]] == [100, 101]
+    assert "loss_trace" not in stats and all("loss_trace" not in r for r in stats["per_request"])
+    assert row["restore"]["checked"] > 0 and row["restore"]["restored"] > 0
+    assert {r["key"] for r in read_rows(env.run_dir)} == {f"unedited|en|{i}" for i in (100, 101, 102, 103)}
+    assert summary.written == 6 and summary.restore_checks == 2
+    assert (env.run_dir / "neurons").is_dir()  # a joint edit attributes on the unedited model: the cache is shared
+    assert env.run_dir.name == "run" and not list(env.run_dir.glob("sequences*.jsonl"))
+
+
+def test_batch_of_one_scores_as_the_single_edit(tmp_path, bench_model_dir):
+    """batch.size=1: MEMLA's joint edit of one fact is the single edit, so the scores are the single rows'."""
+    single, batched = make_bench_env(tmp_path / "s", bench_model_dir), make_bench_env(tmp_path / "b", bench_model_dir)
+    run_benchmark(compose(single.overrides("data.limit=2")))
+    run_benchmark(compose(batched.overrides("data.limit=2", "batch.size=1")))
+    singles = {r["key"]: r for r in read_rows(single.run_dir)}
+    got = read_batches(batched.run_dir)
+    assert set(got) == {"batch1|memla|en|100", "batch1|memla|en|101"}
+    for rid in ("100", "101"):
+        assert got[f"batch1|memla|en|{rid}"]["scores"] == [singles[f"memla|en|{rid}"]["scores"]], rid
+
+
+def test_interrupted_batch_is_redone_whole(batch_run, tmp_path, bench_model_dir):
+    _, _, ref = batch_run
+    env = make_bench_env(tmp_path, bench_model_dir)
+
+    def crash(spec, source, record):
+        if str(record.example_id) == "103":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_benchmark(compose(env.overrides(*BATCH)), hooks=Hooks(before_edit=crash))
+    assert set(read_batches(env.run_dir)) == {"batch2|memla|en|100"}
+    summary = run_benchmark(compose(env.overrides(*BATCH)))
+    assert summary.written == 1 and summary.already_done == 5
+    got = read_batches(env.run_dir)
+    assert set(got) == set(ref) and all(got[k]["scores"] == ref[k]["scores"] for k in ref)
+
+
+def test_a_failed_batch_is_scored_unedited_and_restored(bench_env, monkeypatch):
+    import memla_plugin.memla_main as mm
+
+    real = mm._find_neurons
+    monkeypatch.setattr(mm, "_find_neurons", lambda m, t, prompts, target, a, h: set()
+                        if "Germany" in prompts[0] or "德国" in prompts[0] or "Allemagne" in prompts[0]
+                        else real(m, t, prompts, target, a, h))
+    summary = run_benchmark(compose(bench_env.overrides("data.limit=2", "batch.size=2")))
+    row = read_batches(bench_env.run_dir)["batch2|memla|en|100"]
+    assert row["status"] == "error" and row["error"]["type"] == "NoNeuronsError"
+    assert row["statuses"] == ["error", "error"] and summary.errors == 2
+    unedited = {r["record_id"]: r["scores"] for r in read_rows(bench_env.run_dir)}
+    assert row["scores"] == [unedited["100"], unedited["101"]]
+    assert row["restore"]["checked"] > 0
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("batch.size=3", r"batch.size=3 must divide the 4 selected record\(s\) into whole batches; set data.limit"),
+    ("batch.size=0", r"batch.size=0 must be at least 1"),
+    ("batch.size=two", r"batch.size='two': give an integer \(facts per batch edit\) or null"),
+    ("+batch.n=2", r"batch.n is not a setting; batch has size"),
+    ("batch.size=2 sequential.n=2", r"batch.size=2 and sequential.n=2 are separate runs; set one of them"),
+    ("batch.size=2 methods=[unedited,ike]", r"batch.size: ike edits in context"),
+    ("batch.size=2 +catalog.memla_loc={kind:memla,overrides:{locality_weight:0.5,background_dir:bg}} "
+     "methods=[memla_loc]", r"catalog.memla_loc: batch_mode=joint has no locality term"),
+])
+def test_bad_batch_settings_fail_before_the_model_loads(bench_env, capsys, setting, message):
+    from memla_mkeb.app import run_task
+
+    cfg = compose(bench_env.overrides("data.limit=4", *setting.split(" "), "model.name_or_path=/nonexistent/model"))
+    assert run_task(cfg) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("memla-mkeb: error: ")
+    assert re.search(message, err[0]), err[0]
+    assert not bench_env.run_dir.exists()
+
+
+def test_batch_rows_never_mix_with_single_edit_rows(batch_run):
+    env, _, rows = batch_run
+    assert all(k.startswith("batch2|") for k in rows)
+    with pytest.raises(Exception, match="made with other settings"):
+        run_benchmark(compose(env.overrides("data.limit=4")))
+
+
+def test_shards_split_whole_batches(bench_env):
+    from memla_mkeb.planning import plan_run
+
+    plans = [plan_run(compose(bench_env.overrides(*BATCH, "shard.count=2", f"shard.index={i}"))) for i in (0, 1)]
+    assert [[[str(r.example_id) for r in b] for b in p.batches] for p in plans] == [[["100", "101"]], [["102", "103"]]]
+    assert [len(p.batch_keys()) for p in plans] == [1, 1] and not plans[0].sequences
+
+
+def _host_hparams(env) -> None:
+    """ROME and MEMIT hparams for the tiny model (statistics from the local corpus)."""
+    import yaml
+
+    repo = Path(__file__).resolve().parents[1] / "hparams"
+    model = str(env.model_dir)
+    common = dict(model_name=model, v_loss_layer=2, mom2_n_samples=24, stats_dir=str(env.root / "stats"),
+                  context_template_length_params=[[5, 5]])
+    for alg, changes in (("ROME", dict(layers=[1])), ("MEMIT", dict(layers=[0, 1], mom2_update_weight=1))):
+        cfg = yaml.safe_load((repo / alg / "qwen2.5-0.5b.yaml").read_text())
+        cfg.update(common, **changes)
+        cfg = {k: v for k, v in cfg.items() if k != "context_template_length_params" or alg == "ROME"}
+        (env.hparams_dir / alg).mkdir(exist_ok=True)
+        (env.hparams_dir / alg / "tiny.yaml").write_text(yaml.safe_dump(cfg))
+
+
+def test_memit_batches_in_one_call_and_rome_one_by_one(bench_env, monkeypatch):
+    import memla_plugin.easyedit as ee
+
+    _host_hparams(bench_env)
+    calls: list[tuple[str, int]] = []
+    real = ee.get_apply_fn
+
+    def counting(alg):
+        fn = real(alg)
+
+        def apply(model, tok, requests, hparams, **kw):
+            calls.append((alg, len(requests)))
+            return fn(model, tok, requests, hparams, **kw)
+
+        return apply
+
+    monkeypatch.setattr(ee, "get_apply_fn", counting)
+    summary = run_benchmark(compose(bench_env.overrides("data.limit=2", "batch.size=2",
+                                                        "methods=[unedited,memit,rome]")))
+    assert summary.errors == 0 and summary.restore_checks == 2
+    rows = read_batches(bench_env.run_dir)
+    assert rows["batch2|memit|en|100"]["applied"] == "one call" and rows["batch2|rome|en|100"]["applied"] == "one by one"
+    assert calls == [("MEMIT", 2), ("ROME", 1), ("ROME", 1)]
+    for row in rows.values():
+        assert row["counts"] == {"ok": 2, "error": 0, "skipped": 0} and row["restore"]["checked"] > 0
+        assert len(row["scores"]) == 2 and all(row["scores"])
+
+
+def test_report_gains_the_batch_size_table(batch_run, tmp_path):
+    from memla_mkeb.report import write_report
+
+    env, _, _ = batch_run
+    md = write_report([env.run_dir], tmp_path / "rep.md", n_boot=20, plots=False).read_text(encoding="utf-8")
+    assert "## Batch editing" in md
+    table = [line for line in md.splitlines() if line.startswith("| memla | 2 |")]
+    assert len(table) == 1 and "| 2 | 4/0/0 |" in table[0]
+    csv = (tmp_path / "rep_files" / "batch.csv").read_text().splitlines()
+    assert csv[0].startswith("method,batch_size,source,batches,facts_ok") and len(csv) == 2
+    assert "Sequential retention" not in md
