@@ -82,7 +82,7 @@ def test_core_has_reference_attribution_only_and_speed_adds_the_fast_path():
     assert f"{memla}/neurons/cache.py" not in core and f"{memla}/neurons/cache.py" in full
     main_core = core[f"{memla}/memla_main.py"]
     assert "neuron_cache_dir" not in "".join(core.values()) and "cache" not in main_core.replace("use_cache", "")
-    assert "per_lang[lang] = _find_neurons(" in main_core and "_cache_id(" in full[f"{memla}/memla_main.py"]
+    assert "per_lang[lang] = neurons.find_neurons(" in main_core and "_cache_id(" in full[f"{memla}/memla_main.py"]
     for files in (core, full):
         for path, text in files.items():
             ast.parse(text, filename=path)

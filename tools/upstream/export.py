@@ -19,7 +19,7 @@ from . import layout
 from .host_fixes import FIXES, fixed_files
 from .layout import METHOD_DIR, PR_ORDER, ROOTS, Row
 from .merge import merge_modules
-from .reflow import pack_lists
+from .reflow import join_imports, pack_lists
 from .source import (
     ExportError,
     apply_subs,
@@ -136,6 +136,7 @@ def method_files(prs: tuple[str, ...]) -> tuple[dict[str, str], list[str]]:
             files[dest] = _template(tmpl)
     files, removed = shake(files, layout.PUBLIC)
     # inside a class, a removed method leaves two blank lines where one belongs
+    files = {p: join_imports(t) if p.endswith("__init__.py") else t for p, t in files.items()}
     files = {p: pack_lists(re.sub(r"\n{3,}(?=[ \t]+\S)", "\n\n", t).rstrip("\n") + "\n") if p.endswith(".py") else t
              for p, t in files.items()}
     return files, removed
@@ -313,6 +314,9 @@ def yaml_files(stripped: set[str]) -> dict[str, str]:
             key, value, comment = m.groups()
             if comment and re.match(r"\s+#", after):  # a comment continued below: its first sentence alone
                 comment = comment.split(". ")[0].rstrip(".") + "." if ". " in comment else None
+            if key in layout.YAML_DEFAULTED and key != "attr_batch_size" and config[key] != _default(key):
+                raise ExportError(f"{path}: {key}: {config[key]!r} is not MEMLAHyperParams' default, "
+                                  "which the upstream YAML leaves it at (layout.py YAML_DEFAULTED)")
             if key in stripped or key in layout.YAML_DEFAULTED:
                 continue
             if key == "model_name":
@@ -333,6 +337,16 @@ def yaml_files(stripped: set[str]) -> dict[str, str]:
             raise ExportError(f"{path}: the upstream YAML changed a method value")
         out[f"{HPARAMS_DIR}/{name}"] = text
     return out
+
+
+def _default(key: str):
+    """The plugin's MEMLAHyperParams default of ``key``."""
+    import dataclasses
+
+    from memla_plugin.hparams import MEMLAHyperParams
+
+    field = {f.name: f for f in dataclasses.fields(MEMLAHyperParams)}[key]
+    return field.default_factory() if field.default is dataclasses.MISSING else field.default
 
 
 def _module_templates(model_type: str) -> dict[str, str]:

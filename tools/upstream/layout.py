@@ -106,7 +106,8 @@ MODULES: tuple[Row, ...] = (
     Row("memla_plugin.memla_main", f"{METHOD_DIR}/memla_main.py",
         core_strip=("reuse_lower_layers", "reused_lower_layers", "_open_cache", "_cache_id", "cache", "settings"),
         strip=ADAPTERS + BEYOND_PAPER + LAST_REPORT + ("lang_seconds", "_check_targets"),
-        core_subs=(("missing from the request and the neuron cache;", "missing from the request;"),)),
+        core_subs=(("missing from the request and the neuron cache;", "missing from the request;"),
+                   ("per_lang[lang] = _find_neurons(", "per_lang[lang] = neurons.find_neurons("))),
     # core reads the module templates from its YAMLs (as ROME's and MEMIT's do); the speed pull request
     # brings the per-architecture table back for the fast attribution's decoder internals
     Row("memla_plugin.architectures", f"{METHOD_DIR}/architectures.py", strip=("_check_template",),
@@ -149,7 +150,11 @@ MODULES: tuple[Row, ...] = (
     Row("memla_plugin.neurons.settings", f"{METHOD_DIR}/neurons/attribution.py",
         core_strip=("cache_key",) + IMPLEMENTATION, strip=PROMPT_FORMAT + BEYOND_PAPER + ONE_PASS + ("method", "METHODS"),
         subs=(('return key if self.prompt_format == "bare" else f"{key}-{self.prompt_format}"', "return key"),),
-        core_subs=(("        if isinstance(hparams, cls):\n            return hparams\n", ""),)),
+        core_subs=(("        if isinstance(hparams, cls):\n            return hparams\n", ""),
+                   # built by from_hparams alone, which passes a tuple
+                   ("""        if self.layers is not None and not isinstance(self.layers, tuple):
+            object.__setattr__(self, "layers", tuple(self.layers))
+""", ""))),
     # the hand-written backward of P(target) saves memory: the speed pull request's; core lets autograd do it
     Row("memla_plugin.neurons.integrated", f"{METHOD_DIR}/neurons/attribution.py",
         core_subs=(("    return _TargetProbability.apply(logits, idx)\n",
@@ -164,18 +169,21 @@ MODULES: tuple[Row, ...] = (
                    ("scores = score_prompt(", "scores = attribute_reference("))),
     Row("memla_plugin.neurons.sets", f"{METHOD_DIR}/neurons/attribution.py", strip=BEYOND_PAPER,
         drop=("NeuronSets.layers", "NeuronSets.is_empty"),
-        subs=(("""    elif min_langs is None:
+        subs=(("""    if not id_langs:
+        likn: set[Neuron] = set()
+    elif min_langs is None:
         likn = set.intersection(*(sets[l] for l in id_langs))
     else:
         likn = shared_by((sets[l] for l in id_langs), min(int(min_langs), len(id_langs)))
-""", """    else:
-        likn = set.intersection(*(sets[l] for l in id_langs))
+""", """    likn = set.intersection(*(sets[l] for l in id_langs)) if id_langs else set()
 """),)),
     Row("memla_plugin.neurons.fast", f"{METHOD_DIR}/neurons/fast.py", pr="speed"),
     Row("memla_plugin.neurons.stack", f"{METHOD_DIR}/neurons/stack.py", pr="speed"),
     # the request MEMLA parses from EasyEdit's dict lives beside the apply function that parses it
     Row("memla_plugin.request", f"{METHOD_DIR}/memla_main.py", strip=("extra", "FACT_KEYS"), core_strip=("relation",),
-        core_subs=(('    target_new: str = ""\n', ""), ('            target_new=str(data.get("target_new") or ""),\n', ""))),
+        core_subs=(('    target_new: str = ""\n', ""), ('            target_new=str(data.get("target_new") or ""),\n', ""),
+                   ('    target_true: str\n    subject: str = ""\n', "    target_true: str\n"),
+                   ("            subject=str(subject),\n", ""))),
     Row("memla_plugin.languages", f"{METHOD_DIR}/tokenisation.py",
         doc="How prompts and answer targets become token ids, for editing and for scoring alike."),
     # the plugin remembers its two tokenizer probes per tokenizer; upstream asks the tokenizer each time
@@ -254,8 +262,8 @@ YAMLS = {
 
 
 #: keys the upstream YAMLs leave at MEMLAHyperParams' defaults: EasyEdit plumbing that every model runs with,
-#: the attribution's batch size (speed and memory only) and the ablation switches (examples/MEMLA.md names them)
-YAML_DEFAULTED = ("model_parallel", "max_length", "batch_size", "fp16", "attr_batch_size", "use_masks",
+#: every layer attributed, the attribution's batch size (speed and memory only) and the ablation switches
+YAML_DEFAULTED = ("model_parallel", "max_length", "batch_size", "fp16", "layers", "attr_batch_size", "use_masks",
                   "use_language_specific", "use_language_independent")
 
 

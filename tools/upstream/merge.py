@@ -122,7 +122,8 @@ def merge_modules(path: str, module: str, texts: Sequence[tuple[str, str]]) -> s
     other = [l for l in sorted(plain) + sorted(absolute) if _top(l) not in sys.stdlib_module_names]
     blocks = ["\n".join(head), "\n".join(std), "\n".join(other), "\n".join(relative)]
     top = "\n\n".join(b for b in blocks if b)
-    return _drop_repeated_imports(top + "\n\n\n" + "\n\n\n".join(bodies) + "\n", path)
+    gap = "\n\n\n" if bodies and bodies[0].startswith(("def ", "async def ", "class ", "@")) else "\n\n"
+    return _drop_repeated_imports(top + gap + "\n\n\n".join(bodies) + "\n", path)
 
 
 def _drop_repeated_imports(text: str, path: str) -> str:

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 WIDTH = 120
 #: an opening bracket further right than this gets continuation lines indented one level instead
 MAX_ALIGN = 48
+#: separates the pieces of an implicitly joined string in an item: each keeps a line of its own
+_RUN = "\0"
 _LAYOUT = (tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT, tokenize.ENDMARKER, tokenize.COMMENT)
 
 
@@ -64,9 +66,14 @@ def _items(real: list, j: int, i: int, lines: list[str]):
         if b == a + 1:
             continue  # the empty place after a trailing comma
         start, end = real[a + 1].start, real[b - 1].end
-        if start[0] != end[0]:
+        pieces = real[a + 1: b]
+        if start[0] == end[0]:
+            items.append(lines[start[0] - 1][start[1]: end[1]])
+        elif all(t.type == tokenize.STRING and t.start[0] == t.end[0] for t in pieces) \
+                and len({t.start[0] for t in pieces}) == len(pieces):
+            items.append(_RUN.join(t.string for t in pieces))  # implicitly joined strings, one a line
+        else:
             return None  # an item spanning lines
-        items.append(lines[start[0] - 1][start[1]: end[1]])
     trailing = real[i - 1].string == ","
     tuple_comma = trailing and len(items) == 1 and real[j].string == "("
     return _Group(real[j].start[0], real[i].start[0], real[j].end[1], real[i].start[1], items, tuple_comma)
@@ -81,22 +88,28 @@ def _layout(group: _Group, lines: list[str]) -> list[str] | None:
     if not group.tuple_comma:
         parts[-1] = parts[-1][:-1]
     one = head + " ".join(parts) + tail
-    if len(one) <= WIDTH:
+    if len(one) <= WIDTH and _RUN not in one:
         return [one + "\n"]
     if group.col <= MAX_ALIGN:  # continuation lines aligned with the opening bracket, closed on the last
         out, current, indent = [], head, " " * group.col
         parts[-1] += tail
+    elif any(_RUN in part for part in parts):
+        return None
     else:  # the bracket opens a line of its own items, indented one level, and closes on a line of its own
         base = " " * (len(first) - len(first.lstrip()))
         out, current, indent = [head + "\n"], "", base + "    "
     for part in parts:
         if current in ("", head):
             current = (current or indent) + part
-        elif len(current) + 1 + len(part) <= WIDTH:
+        elif len(current) + 1 + len(part) <= WIDTH and _RUN not in part:
             current += " " + part
         else:
             out.append(current + "\n")
             current = indent + part
+        if _RUN in current:
+            *done, current = current.split(_RUN)
+            out += [done[0] + "\n"] + [indent + piece + "\n" for piece in done[1:]]
+            current = indent + current
     out.append(current + "\n")
     if group.col > MAX_ALIGN:
         out.append(base + tail.lstrip() + "\n")
@@ -117,3 +130,18 @@ def pack_lists(text: str) -> str:
         if not changed:
             break
     return text
+
+
+def join_imports(text: str) -> str:
+    """Consecutive one-line ``from X import a`` statements of the same ``X`` as one statement (when it fits)."""
+    out: list[str] = []
+    for line in text.splitlines(keepends=True):
+        prev = out[-1] if out else ""
+        if line.startswith("from ") and prev.startswith("from ") and " import " in line and " import " in prev \
+                and "(" not in line + prev and line.split(" import ")[0] == prev.split(" import ")[0]:
+            joined = f"{prev.rstrip()}, {line.split(' import ', 1)[1]}"
+            if len(joined.rstrip("\n")) <= WIDTH:
+                out[-1] = joined
+                continue
+        out.append(line)
+    return "".join(out)
