@@ -107,7 +107,12 @@ MODULES: tuple[Row, ...] = (
         core_strip=("reuse_lower_layers", "reused_lower_layers", "_open_cache", "_cache_id", "cache", "settings"),
         strip=ADAPTERS + BEYOND_PAPER + LAST_REPORT + ("lang_seconds", "_check_targets"),
         core_subs=(("missing from the request and the neuron cache;", "missing from the request;"),
-                   ("per_lang[lang] = _find_neurons(", "per_lang[lang] = neurons.find_neurons("))),
+                   ("per_lang[lang] = _find_neurons(", "per_lang[lang] = neurons.find_neurons("),
+                   ("    if config.is_empty():\n", "    if not config.layers:\n"),
+                   # without the cache, the edit language is always attributed (or the request fails before)
+                   ("""    if request.edit_lang not in per_lang:
+        raise MissingLanguageError(f"no attribution for the edit language of {request.label}")
+""", ""))),
     # core reads the module templates from its YAMLs (as ROME's and MEMIT's do); the speed pull request
     # brings the per-architecture table back for the fast attribution's decoder internals
     Row("memla_plugin.architectures", f"{METHOD_DIR}/architectures.py", strip=("_check_template",),
@@ -116,7 +121,10 @@ MODULES: tuple[Row, ...] = (
                    ("n = num_layers if num_layers is not None else _count_layers(", "n = _count_layers("),
                    ("""f"architecture {model_type!r} has no known FFN module names "
             f"(known: {', '.join(sorted(KNOWN_ARCHITECTURES))}); set attr_module_tmp and \"""",
-                    """f"no FFN module names for this {model_type!r} model: set attr_module_tmp and \"""")),
+                    """f"no FFN module names for this {model_type!r} model: set attr_module_tmp and \""""),
+                   # the model type picks the fast attribution's decoder layout (speed); core reads it nowhere
+                   ("    model_type: str\n    num_layers: int\n", "    num_layers: int\n"),
+                   ("return ArchSpec(model_type=model_type, num_layers=n,", "return ArchSpec(num_layers=n,")),
         drop=("ArchSpec.edit_module",),
         doc="The FFN modules MEMLA attributes and edits, named by the hparams' ``attr_module_tmp``/``edit_module_tmp``."),
     Row("memla_plugin.devices", f"{METHOD_DIR}/architectures.py"),
@@ -132,14 +140,20 @@ MODULES: tuple[Row, ...] = (
                     "def _target_logprobs(model: nn.Module, batch: EditBatch) -> tuple[torch.Tensor, torch.Tensor]:\n"
                     '    """Summed log-probabilities of the new (row 0) and true (row 1) targets after the prompt."""\n'
                     "    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False).logits\n"),
-                   ("lp_new, lp_true = target_logprobs(model, batch)", "lp_new, lp_true = _target_logprobs(model, batch)")),
+                   ("lp_new, lp_true = target_logprobs(model, batch)", "lp_new, lp_true = _target_logprobs(model, batch)"),
+                   # P(true) per step is the plugin's report (final_p_true); nothing upstream reads it
+                   ("    p_true: list[float] = field(default_factory=list)\n", ""),
+                   ("    result.p_true.append(float(p_true.detach()))\n", ""),
+                   ('    stopped_by: str = "max_steps"  # "loss" | "prob" | "max_steps"\n', ""),
+                   ("                result.stopped_by = stop\n", "")),
         doc="Training the masked dual LoRA on the edit prompt (MEMLA paper, section 3.4)."),
     # the masked LoRA package is one module upstream (rows sharing a path are joined in this order)
     Row("memla_plugin.masked_lora", f"{METHOD_DIR}/masked_lora.py"),
     Row("memla_plugin.masked_lora.config", f"{METHOD_DIR}/masked_lora.py", strip=("init", "INITS")),
     Row("memla_plugin.masked_lora.layer", f"{METHOD_DIR}/masked_lora.py", drop=("MaskedDualLoRA.mask",)),
     Row("memla_plugin.masked_lora.model", f"{METHOD_DIR}/masked_lora.py",
-        drop=("MaskedLoRAModel.__enter__", "MaskedLoRAModel.__exit__")),
+        drop=("MaskedLoRAModel.__enter__", "MaskedLoRAModel.__exit__"),
+        core_subs=(("        self.model = model\n        self.config = config\n", ""),)),
     Row("memla_plugin.neurons", f"{METHOD_DIR}/neurons/__init__.py", text="neurons_init.py",
         core_strip=("attribute_fast", "NeuronCache", "neuron_bounds")),
     Row("memla_plugin.neurons.cache", f"{METHOD_DIR}/neurons/cache.py", pr="speed"),
@@ -160,7 +174,8 @@ MODULES: tuple[Row, ...] = (
         core_subs=(("    return _TargetProbability.apply(logits, idx)\n",
                     "    z = logits.to(torch.promote_types(logits.dtype, torch.float32))\n"
                     "    return (z.gather(-1, idx) - torch.logsumexp(z, dim=-1, keepdim=True)).exp().squeeze(-1)\n"),)),
-    Row("memla_plugin.neurons.reference", f"{METHOD_DIR}/neurons/attribution.py"),
+    Row("memla_plugin.neurons.reference", f"{METHOD_DIR}/neurons/attribution.py",
+        core_subs=(("last, k = fact.last, fact.n_target", "last, k = fact.last, len(fact.target_ids)"),)),
     Row("memla_plugin.neurons.selection", f"{METHOD_DIR}/neurons/attribution.py",
         core_strip=("attribute_fast", "method") + IMPLEMENTATION, strip=PROMPT_FORMAT + ONE_PASS,
         subs=((" (the prompt put in ``settings.prompt_format``)", ""),),
@@ -262,9 +277,9 @@ YAMLS = {
 
 
 #: keys the upstream YAMLs leave at MEMLAHyperParams' defaults: EasyEdit plumbing that every model runs with,
-#: every layer attributed, the attribution's batch size (speed and memory only) and the ablation switches
+#: every layer attributed, the attribution's batch size (speed and memory only), the ablation switches and the seed
 YAML_DEFAULTED = ("model_parallel", "max_length", "batch_size", "fp16", "layers", "attr_batch_size", "use_masks",
-                  "use_language_specific", "use_language_independent")
+                  "use_language_specific", "use_language_independent", "seed")
 
 
 def row(plugin: str) -> Row:
