@@ -156,7 +156,7 @@ def test_register_is_idempotent(ee):
     assert not getattr(init.__wrapped__, "__memla_model_names__", False)  # wrapped once, not twice
     from easyeditor.editors.batch_editor import BatchEditor
 
-    assert not BatchEditor.is_batchable_method("MEMLA")  # MEMLA edits requests sequentially
+    assert BatchEditor.is_batchable_method("MEMLA")  # batch_edit hands a chunk to MEMLA (batch_mode: joint edits it at once)
     from easyeditor.util.alg_dict import DS_DICT
 
     from memla_plugin.mkeb import MKEBDataset

@@ -11,7 +11,8 @@ from memla_plugin.batch import JointHooks, _kept_logits, fact_logprobs, join_row
 from memla_plugin.errors import HParamsError, NoNeuronsError
 from memla_plugin.hparams import MEMLAHyperParams
 from memla_plugin.memla_main import apply_memla_to_model, execute_memla, last_edit_report
-from memla_plugin.training import target_logprobs, encode_edit
+from memla_plugin.training import encode_edit, target_logprobs
+from conftest_bench import bench_model_dir  # noqa: F401  (a tiny Qwen2 saved as a model directory)
 
 
 def second_fact(fact_request: dict) -> dict:
@@ -167,3 +168,28 @@ def test_execute_memla_unchanged_by_the_new_field(qwen2_model, tiny_tok, fact_re
     a, _ = execute_memla(qwen2_model, tiny_tok, fact_request, hp())
     b, _ = execute_memla(qwen2_model, tiny_tok, fact_request, hp(batch_mode="joint"))
     assert sorted(a) == sorted(b) and all(torch.equal(a[n], b[n]) for n in a)
+
+
+def test_easyedit_batch_edit_hands_memla_a_chunk_it_edits_jointly(bench_model_dir, fact_request):
+    """BaseEditor.batch_edit accepts MEMLA; with batch_mode joint a chunk of batch_size facts is one edit."""
+    from memla_plugin import easyedit as ee
+
+    ee.register()
+    from easyeditor import BaseEditor
+    from easyeditor.editors.batch_editor import BatchEditor
+
+    assert BatchEditor.is_batchable_method("MEMLA") and BatchEditor.is_batchable_method("MEMIT")
+    assert not BatchEditor.is_batchable_method("ROME")
+    facts = [fact_request, second_fact(fact_request)]
+    h = MEMLAHyperParams(model_name=str(bench_model_dir), attr_threshold=0.1, attr_steps=4, max_steps=5,
+                         batch_size=2, batch_mode="joint")
+    editor = BaseEditor.from_hparams(h)
+    before = params_of(editor.model)
+    metrics, _, _ = editor.batch_edit(
+        prompts=[f["prompt"] for f in facts], target_new=[f["target_new"] for f in facts],
+        ground_truth=[f["ground_truth"] for f in facts], subject=[f["subject"] for f in facts],
+        languages=[f["languages"] for f in facts], edit_lang="en", case_id=[7, 8], verbose=False)
+    report = last_edit_report()
+    assert report.n_requests == 2 and [r.case_id for r in report.per_request] == [7, 8]
+    assert len(metrics) == 2 and all("rewrite_acc" in m["post"] for m in metrics)
+    assert all(torch.equal(before[n], p) for n, p in editor.model.named_parameters())  # batch_edit restored it

@@ -7,10 +7,11 @@ and the host fixes of :mod:`.patches`), once per process. The host's own editors
 ``ALG_DICT`` are wrapped by :func:`.targets.with_scored_targets`, so a request that says its
 ``edit_lang`` is edited on the target ids the MKEB scorer scores.
 
-MEMLA is *not* added to batch editing: ``apply_memla_to_model`` edits the requests of a call
-one after the other (attribution and a masked-LoRA fit per fact), which is what EasyEdit's
-single ``edit()`` loop already does; calling it through ``batch_edit`` would only pretend to
-batch. ``BaseEditor.batch_edit`` therefore refuses MEMLA as it refuses ROME.
+MEMLA is added to batch editing (``BatchEditor.is_batchable_method`` answers yes for it):
+``BaseEditor.batch_edit`` hands each chunk of ``hparams.batch_size`` requests to
+``apply_memla_to_model`` in one call, which edits them jointly under ``batch_mode: joint``
+(:mod:`memla_plugin.batch`: one training, one merge) and one after the other under the default
+``batch_mode: sequential``.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ LOG = logging.getLogger(__name__)
 
 ALG_NAME = "MEMLA"
 DATASET_NAME = "mkeb"
-MEMLA_SUPPORTS_BATCH = False
+MEMLA_SUPPORTS_BATCH = True
 
 _STATE = {"registered": False}
 
@@ -63,6 +64,7 @@ def register() -> None:
     dataset_cls = _mkeb_dataset_cls()
     if dataset_cls is not None and DS_DICT.get(DATASET_NAME) is not dataset_cls:
         DS_DICT[DATASET_NAME] = dataset_cls
+    _allow_batch_edit()
     editor_module = host_module("easyeditor.editors.editor")
     loader.install(editor_module)
     requests.install(editor_module)
@@ -72,8 +74,23 @@ def register() -> None:
             "memla_plugin registered %s in EasyEdit (ALG_DICT%s; batch editing: %s)",
             ALG_NAME,
             f", DS_DICT[{DATASET_NAME!r}]" if dataset_cls is not None else "",
-            "yes" if MEMLA_SUPPORTS_BATCH else "no, MEMLA edits requests sequentially",
+            "yes (batch_mode: joint edits a chunk at once)" if MEMLA_SUPPORTS_BATCH else "no",
         )
+
+
+def _allow_batch_edit() -> None:
+    """Make ``BatchEditor.is_batchable_method("MEMLA")`` true, the host's own answers unchanged (idempotent)."""
+    from easyeditor.editors.batch_editor import BatchEditor
+
+    original = BatchEditor.is_batchable_method
+    if not MEMLA_SUPPORTS_BATCH or getattr(original, "__memla__", False):
+        return
+
+    def is_batchable_method(alg_name: str) -> bool:
+        return alg_name == ALG_NAME or original(alg_name)
+
+    is_batchable_method.__memla__ = True  # type: ignore[attr-defined]
+    BatchEditor.is_batchable_method = staticmethod(is_batchable_method)
 
 
 def is_registered() -> bool:
