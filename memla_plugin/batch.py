@@ -155,6 +155,7 @@ class JointHooks:
         self._handles: list = []
 
     def attach(self) -> None:
+        """One hook per layer that any fact edits (the hooks add up every fact editing that layer)."""
         layers = sorted({layer for f in self.facts for layer in f.lora.layers})
         for layer in layers:
             module = next(f.lora.targets[layer] for f in self.facts if layer in f.lora.targets)
@@ -176,6 +177,7 @@ class JointHooks:
         return hook
 
     def detach(self) -> None:
+        """Remove the hooks (training is over or failed)."""
         for h in self._handles:
             h.remove()
         self._handles = []
