@@ -13,7 +13,7 @@ import ast
 import sys
 from typing import Sequence
 
-from .source import ExportError, _parse
+from .textedit import ExportError, parse as _parse
 
 
 def _docstring(tree: ast.Module):
