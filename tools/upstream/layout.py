@@ -82,6 +82,10 @@ ONE_PASS = ("attribute_onepass", "attr_method", "_ATTR_METHODS")
 ARCH_TABLE = ("ArchLayout", "_GPT2", "_LLAMA", "_GEMMA", "_GEMMA3_MM", "KNOWN_ARCHITECTURES", "layout_of",
               "layers_path", "known", "path")
 
+#: the plugin's joint batch edit (one training over several facts' neurons): not in the paper; upstream edits the
+#: requests of a call one after the other
+JOINT_BATCH = ("batch_mode", "BATCH_MODES", "_joint_edit", "joint", "apply_joint")
+
 #: the plugin's edit report (timings, counts, traces; the last call's is read by its CLI): bookkeeping, not the
 #: method. Upstream, execute_memla returns the updates alone.
 LAST_REPORT = ("_set_last", "_last", "last_edit_report", "total", "reports", "report", "EditReport",
@@ -100,12 +104,12 @@ MODULES: tuple[Row, ...] = (
         doc="Errors MEMLA raises on bad input or on an edit it cannot make."),
     Row("memla_plugin.hparams", f"{METHOD_DIR}/memla_hparams.py", core_strip=("neuron_cache_dir",),
         strip=("dtype", "_DTYPES", "MKEB_LANGS", "_validate_device", "parse_device", "DEVICE_HELP")
-        + ADAPTERS + PROMPT_FORMAT + BEYOND_PAPER + ONE_PASS + EASYEDIT_LOADS, drop=("MEMLAHyperParams.from_json", "MEMLAHyperParams.replace"),
+        + ADAPTERS + PROMPT_FORMAT + BEYOND_PAPER + ONE_PASS + EASYEDIT_LOADS + JOINT_BATCH, drop=("MEMLAHyperParams.from_json", "MEMLAHyperParams.replace"),
         core_subs=(("(None: taken from memla_plugin.architectures)", "(``{}`` is the layer; every YAML names them)"),),
         doc="MEMLA hyperparameters: EasyEdit's ``HyperParams`` with MEMLA's settings and the paper's values."),
     Row("memla_plugin.memla_main", f"{METHOD_DIR}/memla_main.py",
         core_strip=("reuse_lower_layers", "reused_lower_layers", "_open_cache", "_cache_id", "cache", "settings"),
-        strip=ADAPTERS + BEYOND_PAPER + LAST_REPORT + ("lang_seconds", "_check_targets"),
+        strip=ADAPTERS + BEYOND_PAPER + LAST_REPORT + JOINT_BATCH + ("lang_seconds", "_check_targets"),
         core_subs=(("missing from the request and the neuron cache;", "missing from the request;"),
                    ("per_lang[lang] = _find_neurons(", "per_lang[lang] = neurons.find_neurons("),
                    ("    if config.is_empty():\n", "    if not config.layers:\n"),
