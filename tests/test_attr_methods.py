@@ -172,3 +172,13 @@ def test_yaml_attr_method_round_trip(tmp_path):
     path.write_text("alg_name: MEMLA\nmodel_name: tiny\nattr_method: nope\n")
     with pytest.raises(HParamsError, match="attr_method"):
         MEMLAHyperParams.from_hparams(path)
+
+
+def test_ig5_preset_differs_from_the_papers_file_only_in_steps():
+    from pathlib import Path
+
+    hp_dir = Path(__file__).resolve().parents[1] / "hparams" / "MEMLA"
+    paper = MEMLAHyperParams.from_hparams(hp_dir / "qwen2.5-0.5b.yaml").to_dict()
+    quick = MEMLAHyperParams.from_hparams(hp_dir / "qwen2.5-0.5b-ig5.yaml").to_dict()
+    assert paper["attr_steps"] == 20 and paper["attr_method"] == "ig"
+    assert {k: quick[k] for k in quick if quick[k] != paper[k]} == {"attr_steps": 5}
