@@ -10,6 +10,7 @@ undone and checked bit for bit. Prints per record and the means, and MEMLA / ROM
 
     python benchmarks/perf/edit_cost.py --records 3 --cheap atp
     python benchmarks/perf/edit_cost.py --records 3 --cheap ig5 --eval-langs en,zh,fr
+    python benchmarks/perf/edit_cost.py --from-json rows.json      # the means of a run stopped early
 """
 from __future__ import annotations
 
@@ -104,8 +105,10 @@ def report(rows: list[dict], names: list[str], cheap: str) -> None:
     means = {}
     for name in names:
         rs = [r for r in rows if r["method"] == name]
-        m = {k: (sum(r[k] for r in rs if r[k] is not None) / max(1, sum(r[k] is not None for r in rs)))
-             for k in rs[0] if k not in ("method", "record")}
+        m = {}
+        for k in (k for k in rs[0] if k not in ("method", "record")):
+            vals = [r[k] for r in rs if r[k] is not None]
+            m[k] = sum(vals) / len(vals) if vals else None
         m.update(method=name, record="mean")
         means[name] = m
         print(fmt_row(m))
@@ -122,8 +125,14 @@ def main(argv=None) -> int:
     ap.add_argument("--cheap", default="atp", help="atp or ig<steps>")
     ap.add_argument("--eval-langs", default=None, help="comma-separated (default: all 12)")
     ap.add_argument("--prompt-format", default="bare")
-    ap.add_argument("--out", default=None, help="write the rows as JSON here")
+    ap.add_argument("--out", default=None, help="write the rows as JSON here (after every record)")
+    ap.add_argument("--from-json", default=None, help="only print the means of rows a (stopped) run saved with --out")
     args = ap.parse_args(argv)
+    if args.from_json:
+        rows = json.loads(Path(args.from_json).read_text())
+        names = list(dict.fromkeys(r["method"] for r in rows))
+        report(rows, names, names[1].split("_", 1)[1])
+        return 0
     import torch
     from memla_mkeb.restore import ParamSnapshot
 
