@@ -121,15 +121,16 @@ def report(rows: list[dict], names: list[str], cheap: str) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--records", type=int, default=3, help="first N shipped dev records")
+    ap.add_argument("--skip", type=int, default=0, help="leave out the first K of them (to add records to a run)")
     ap.add_argument("--source", default="en")
     ap.add_argument("--cheap", default="atp", help="atp or ig<steps>")
     ap.add_argument("--eval-langs", default=None, help="comma-separated (default: all 12)")
     ap.add_argument("--prompt-format", default="bare")
     ap.add_argument("--out", default=None, help="write the rows as JSON here (after every record)")
-    ap.add_argument("--from-json", default=None, help="only print the means of rows a (stopped) run saved with --out")
+    ap.add_argument("--from-json", default=None, help="only print the means of rows (stopped) runs saved with --out (comma-separated files)")
     args = ap.parse_args(argv)
     if args.from_json:
-        rows = json.loads(Path(args.from_json).read_text())
+        rows = [r for f in args.from_json.split(",") for r in json.loads(Path(f).read_text())]
         names = list(dict.fromkeys(r["method"] for r in rows))
         report(rows, names, names[1].split("_", 1)[1])
         return 0
@@ -144,7 +145,7 @@ def main(argv=None) -> int:
     model, tok = load_model("default")
     snapshot = ParamSnapshot(model, "sha256")
     template = prompt_template(tok, args.prompt_format)
-    ids = read_test_ids("dev")[: args.records]
+    ids = read_test_ids("dev")[args.skip : args.records]
     records = {str(r.example_id): r for r in load_mkeb(None, test_ids=ids)}
     langs = args.eval_langs.split(",") if args.eval_langs else None
     editors = make_editors(model, tok, args.cheap, args.prompt_format)
