@@ -89,3 +89,17 @@ def test_ike_through_the_harness(bench_env, tmp_path, monkeypatch):
     pools = list((tmp_path / "ike").iterdir())
     assert len(pools) == 1 and pools[0].name.startswith("en-")
     assert json.loads((bench_env.run_dir / "plan.json").read_text())["selected_ids"] == [str(target.example_id)]
+
+
+def test_new_fact_states_the_target_as_it_is_scored():
+    """en keeps EasyEdit's space between prompt and target; zh/ja/th join them as the scorer does."""
+    from memla_plugin.easyedit.ike import ike_context, new_fact_line
+    from memla_plugin.tokenisation import target_with_space
+
+    en = {"prompt": "The capital of France is", "target_new": "Rome", "edit_lang": "en"}
+    zh = {"prompt": "法国的首都是", "target_new": "罗马", "edit_lang": "zh"}
+    assert new_fact_line(en) == "New Fact: The capital of France is Rome\n"  # EasyEdit's own form
+    assert new_fact_line(zh) == "New Fact: 法国的首都是罗马\n"
+    for req in (en, zh):  # the stated fact ends with exactly the text the scorer appends to the prompt
+        assert new_fact_line(req) == f"New Fact: {req['prompt']}{target_with_space(req['target_new'], req['edit_lang'])}\n"
+    assert ike_context(["demo\n"], zh) == "demo\nNew Fact: 法国的首都是罗马\nPrompt: "

