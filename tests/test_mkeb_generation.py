@@ -74,6 +74,15 @@ def test_bounded_length_decides_what_the_answer_contains():
     assert off["ES"] == short["ES"]  # the other metrics do not depend on the answers
 
 
+def test_answer_is_the_first_non_empty_line():
+    from memla_plugin.mkeb.generation import first_line
+
+    # under the preamble format the model answers, then asks itself the next question
+    assert first_line(" Paris\nQ: What is the capital of Italy?\nA: Rome") == "Paris"
+    assert first_line("\n\n  罗马。 \n下一个") == "罗马。"
+    assert first_line("") == first_line("\n \n") == ""
+
+
 def test_answer_stops_at_a_special_token():
     tok = word_tok()
     ids = tok("A B x C")["input_ids"]  # "x" is the unknown token, a special token of this tokenizer

@@ -3,7 +3,9 @@
 ES and PS compare teacher-forced probabilities: an edit can lift P(target_new) above
 P(target_true) while the model's own greedy answer still names neither. These metrics read
 the greedy answer itself, bounded to :data:`GEN_MAX_NEW_TOKENS` tokens (a scoring option)
-and cut at the first special token (end of turn):
+and cut at the first special token (end of turn); the answer is its first non-empty line
+(:func:`first_line`: under the ``preamble`` format the model goes on with a new ``Q:`` after its
+answer, and under any format later lines are not the answer to this question):
 
 * ``gen_ES`` / ``gen_PS``: the answer to the edit question / to each paraphrase (mean)
   contains ``target_new``;
@@ -31,6 +33,7 @@ __all__ = [
     "GenAnswers",
     "answer_text",
     "contains_answer",
+    "first_line",
     "gen_neighbourhood_kept",
     "gen_says",
     "normalise_answer",
@@ -76,8 +79,9 @@ def which_target(answer: str, target_new: Optional[str], target_true: Optional[s
 
 
 def same_answer(a: str, b: str, lang: str) -> bool:
-    """Whether two answers are equal after normalisation."""
-    return normalise_answer(a, lang) == normalise_answer(b, lang)
+    """Whether two answers (their first lines: a reference cached whole compares the same way) are equal
+    after normalisation."""
+    return normalise_answer(first_line(a), lang) == normalise_answer(first_line(b), lang)
 
 
 def stop_ids(tok: Any) -> set[int]:
@@ -94,15 +98,20 @@ def stop_ids(tok: Any) -> set[int]:
     return ids
 
 
+def first_line(text: str) -> str:
+    """The first non-empty line of ``text``, stripped ("" when there is none)."""
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+
 def answer_text(tok: Any, ids: Sequence[int], stops: Optional[set[int]] = None) -> str:
-    """The greedy tokens up to the first special token, decoded without special tokens."""
+    """The greedy tokens up to the first special token, decoded without special tokens: its first line."""
     stops = stop_ids(tok) if stops is None else stops
     cut = []
     for t in ids:
         if int(t) in stops:
             break
         cut.append(int(t))
-    return tok.decode(cut, skip_special_tokens=True).strip() if cut else ""
+    return first_line(tok.decode(cut, skip_special_tokens=True)) if cut else ""
 
 
 @dataclass
