@@ -43,6 +43,16 @@ def test_catalog_has_every_method_of_the_issue():
     assert {specs[n].kind for n in ("rome", "memit", "mend", "ft_l", "ft_m", "lora")} == {"easyedit"}
 
 
+def test_ig5_entry_is_the_paper_file_with_five_steps():
+    """memla_ig5 (benchmarks/perf/README.md) = the faithful hparams with attr_steps 5, as the shipped preset file says."""
+    cfg = compose(["methods=[memla,memla_ig5]"])
+    specs = {s.name: s for s in settings.resolve_methods(cfg)}
+    assert specs["memla_ig5"].hparams == specs["memla"].hparams and specs["memla_ig5"].overrides == {"attr_steps": 5}
+    preset_file = Path(__file__).resolve().parents[1] / "hparams" / "MEMLA" / "qwen2.5-0.5b-ig5.yaml"
+    preset = yaml.safe_load(preset_file.read_text(encoding="utf-8"))
+    assert preset["attr_steps"] == 5
+
+
 def test_memla_ablation_overrides_reach_the_hparams(bench_env):
     from memla_mkeb.methods import build_hparams
 
