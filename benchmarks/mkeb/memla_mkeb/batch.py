@@ -19,12 +19,12 @@ from __future__ import annotations
 import time
 from typing import Any, Optional
 
-from memla_plugin.errors import HParamsError, RestoreMismatchError
+from memla_plugin.errors import HParamsError
 
 from . import envinfo, store
 from .methods import Editor, jsonable
 from .restore import ModelFlags
-from .sequential import BULKY_STATS, Undo, _row_head
+from .sequential import BULKY_STATS, Undo, _row_head, undo_and_verify
 from .settings import BenchConfigError, MethodSpec
 
 #: what a batch edit of MEMLA is unless the catalog entry's overrides say otherwise
@@ -175,19 +175,6 @@ class BatchRun:
         return out
 
     def _restore(self, row: dict[str, Any], flags: ModelFlags, check: bool) -> dict[str, Any]:
-        """Undo the batch and prove it bit for bit (not checked while an exception unwinds)."""
-        s, t0 = self.s, time.perf_counter()
-        restored = self.undo.run(s.model, flags)
-        if not check:
-            return {"checked": 0, "restored": restored}
-        where = f"batch {row['key']} (method {row['method']}, source {row['source']})"
-        try:
-            checked = s.snapshot.verify(s.model, where)
-        except RestoreMismatchError as exc:
-            with store.JsonlWriter(s.plan.run_dir / store.RESTORE_FAILURES, wait=120) as fw:
-                fw.append({"key": row["key"], "message": str(exc)})
-            raise
-        return {"checked": checked, "restored": restored, "s": time.perf_counter() - t0}
-
+        return undo_and_verify(self.s, self.undo, row, flags, check, "batch")
 
 __all__ = ["BatchRun", "MEMLA_BATCH_MODE", "batch_hparams", "check_batch_methods", "host_batches"]

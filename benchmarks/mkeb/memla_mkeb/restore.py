@@ -8,6 +8,7 @@ not report, is caught on the record where it happens.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Optional
 
 from memla_plugin.errors import RestoreMismatchError
@@ -97,6 +98,18 @@ class ParamSnapshot:
         return len(self.names)
 
 
+def verify_or_log(snapshot: "ParamSnapshot", model: Any, where: str, run_dir: Path, key: str) -> int:
+    """``snapshot.verify``; a mismatch is first appended to the run dir's restore-failure log, then raised."""
+    try:
+        return snapshot.verify(model, where)
+    except RestoreMismatchError as exc:
+        from . import store
+
+        with store.JsonlWriter(run_dir / store.RESTORE_FAILURES, wait=120) as fw:
+            fw.append({"key": key, "message": str(exc)})
+        raise
+
+
 def restore(model: Any, weights_copy: dict[str, Any]) -> int:
     """Write ``weights_copy`` (EasyEdit's {param name: original}) back; returns how many."""
     import torch
@@ -164,4 +177,4 @@ def undo(model: Any, out_model: Any, weights_copy: Any, flags: ModelFlags) -> in
     return n
 
 
-__all__ = ["MODES", "ModelFlags", "ParamSnapshot", "restore", "undo"]
+__all__ = ["MODES", "ModelFlags", "ParamSnapshot", "restore", "undo", "verify_or_log"]

@@ -27,7 +27,7 @@ from . import downstream, envinfo, pages, protocol, store
 from .batch import BatchRun, batch_hparams
 from .methods import Editor, build_hparams, jsonable, make_editor
 from .planning import Plan, check_resume, plan_run, save_run_files
-from .restore import ModelFlags, ParamSnapshot, undo
+from .restore import ModelFlags, ParamSnapshot, undo, verify_or_log
 from .sequential import SequenceRun, sequence_hparams
 from .settings import BenchConfigError, MethodSpec
 
@@ -310,12 +310,7 @@ class _Sitting:
         t0 = time.perf_counter()
         restored = undo(self.model, out_model, weights_copy, flags)
         where = f"record {row['record_id']} (method {row['method']}, source {row['source']})"
-        try:
-            checked = self.snapshot.verify(self.model, where)
-        except RestoreMismatchError as exc:
-            with store.JsonlWriter(self.plan.run_dir / store.RESTORE_FAILURES, wait=120) as fw:
-                fw.append({"key": row["key"], "message": str(exc)})
-            raise
+        checked = verify_or_log(self.snapshot, self.model, where, self.plan.run_dir, row["key"])
         if self.embedding is not None:  # the check read all of it; a forward reads a few rows
             pages.drop_file_pages(self.embedding)
         return {"checked": checked, "restored": restored, "s": time.perf_counter() - t0}

@@ -22,11 +22,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-from memla_plugin.errors import RestoreMismatchError
-
 from . import envinfo, protocol, store
 from .methods import Editor, jsonable
-from .restore import ModelFlags, restore
+from .restore import ModelFlags, restore, verify_or_log
 from .settings import MethodSpec
 
 #: edit statistics too long to repeat N times in one row
@@ -72,6 +70,18 @@ class Undo:
         n += restore(model, self.originals)
         flags.put_back(model)
         return n
+
+
+def undo_and_verify(sitting: Any, undo: Undo, row: dict[str, Any], flags: ModelFlags, check: bool,
+                    unit: str) -> dict[str, Any]:
+    """Undo a sequence or batch (``unit``) and prove it bit for bit (not checked while an exception unwinds)."""
+    t0 = time.perf_counter()
+    restored = undo.run(sitting.model, flags)
+    if not check:
+        return {"checked": 0, "restored": restored}
+    where = f"{unit} {row['key']} (method {row['method']}, source {row['source']})"
+    checked = verify_or_log(sitting.snapshot, sitting.model, where, sitting.plan.run_dir, row["key"])
+    return {"checked": checked, "restored": restored, "s": time.perf_counter() - t0}
 
 
 def _stats(stats: dict[str, Any]) -> dict[str, Any]:
@@ -170,19 +180,7 @@ class SequenceRun:
         return {"scores": scores, "eval_s": time.perf_counter() - t0}
 
     def _restore(self, row: dict[str, Any], flags: ModelFlags, check: bool) -> dict[str, Any]:
-        """Undo the sequence and prove it bit for bit (not checked while an exception unwinds)."""
-        s, t0 = self.s, time.perf_counter()
-        restored = self.undo.run(s.model, flags)
-        if not check:
-            return {"checked": 0, "restored": restored}
-        where = f"sequence {row['key']} (method {row['method']}, source {row['source']})"
-        try:
-            checked = s.snapshot.verify(s.model, where)
-        except RestoreMismatchError as exc:
-            with store.JsonlWriter(s.plan.run_dir / store.RESTORE_FAILURES, wait=120) as fw:
-                fw.append({"key": row["key"], "message": str(exc)})
-            raise
-        return {"checked": checked, "restored": restored, "s": time.perf_counter() - t0}
+        return undo_and_verify(self.s, self.undo, row, flags, check, "sequence")
 
 
-__all__ = ["BULKY_STATS", "SequenceRun", "Undo", "sequence_hparams"]
+__all__ = ["BULKY_STATS", "SequenceRun", "Undo", "sequence_hparams", "undo_and_verify"]
