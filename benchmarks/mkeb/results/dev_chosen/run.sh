@@ -35,25 +35,6 @@ METHODS="${ONLY:-unedited,memla,rome,memit,ft_l,ft_m,lora,ike,mend}"
 COMMON=(data=dev "source_langs=[en]" "methods=[$METHODS]" "run_dir=$R" "run.neuron_dir=$R/neurons"
         "hparams_dir=$R/hparams" prompt_format=preamble)
 
-lane() {  # lane INDEX: the records of strided shard INDEX of LANES, one record per sitting
-    local i="$1" n
-    for n in $(seq 1 "$N"); do
-        if [ "$LANES" -eq 1 ]; then
-            "$PY" -m memla_mkeb.app "${COMMON[@]}" "data.limit=$n"
-        elif [ $(( (n - 1) % LANES )) -eq "$i" ]; then
-            "$PY" -m memla_mkeb.app "${COMMON[@]}" "data.limit=$n" "shard.count=$LANES" "shard.index=$i" \
-                shard.mode=strided run.threads=1
-        fi
-    done
-}
+source benchmarks/mkeb/results/lanes.sh
 
-if [ "$LANES" -eq 1 ]; then
-    lane 0
-elif [ -n "${LANE:-}" ]; then   # only this lane (e.g. one lane per terminal, or one started later)
-    export OMP_WAIT_POLICY=PASSIVE
-    lane "$LANE"
-else
-    export OMP_WAIT_POLICY=PASSIVE
-    for i in $(seq 0 $(( LANES - 1 ))); do lane "$i" & done
-    wait
-fi
+run_lanes

@@ -46,30 +46,13 @@ METHODS="unedited,$POINTS"
 COMMON=(data=dev "source_langs=[en]" "methods=[$METHODS]" "run_dir=$R" "run.neuron_dir=$R/neurons"
         "hparams_dir=$R/hparams" prompt_format=preamble eval.gen_max_new_tokens=0)
 
-lane() {  # lane INDEX: the records of strided shard INDEX of LANES, one record per sitting
-    local i="$1" n
-    for n in $(seq 1 "$N"); do
-        if [ "$LANES" -eq 1 ]; then
-            "$PY" -m memla_mkeb.app "${COMMON[@]}" "data.limit=$n"
-        elif [ $(( (n - 1) % LANES )) -eq "$i" ]; then
-            "$PY" -m memla_mkeb.app "${COMMON[@]}" "data.limit=$n" "shard.count=$LANES" "shard.index=$i" \
-                shard.mode=strided run.threads=1
-        fi
-    done
-}
+source benchmarks/mkeb/results/lanes.sh
 
 if [ "${1:-}" = mend ]; then  # MEND has no grid; its rows are the evidence `status` reads
     LANES=1
     COMMON=(data=dev "source_langs=[en]" "methods=[unedited,mend]" "run_dir=$R" "hparams_dir=$R/hparams"
             prompt_format=preamble eval.gen_max_new_tokens=0)
     lane 0
-elif [ "$LANES" -eq 1 ]; then
-    lane 0
-elif [ -n "${LANE:-}" ]; then   # only this lane (e.g. one lane per terminal, or one started later)
-    export OMP_WAIT_POLICY=PASSIVE
-    lane "$LANE"
 else
-    export OMP_WAIT_POLICY=PASSIVE
-    for i in $(seq 0 $(( LANES - 1 ))); do lane "$i" & done
-    wait
+    run_lanes
 fi
