@@ -88,26 +88,18 @@ def _one_protocol(rows: dict[str, dict[str, Any]], origin: dict[str, Path]) -> N
         raise ReportError(f"rows of different evaluation protocols ({listed}); report them separately")
 
 
-def _add_sequences(out: Collected, run_dir: Path) -> None:
-    """The sequence rows of ``run_dir`` (a key seen twice must carry the same scores)."""
-    for path in store.iter_files(run_dir, store.SEQUENCES_GLOB):
-        for row in store.read_jsonl(path, ("key", "method", "source")):
-            seen = out.sequences.get(row["key"])
-            same = lambda r: json.dumps([r.get("steps"), r.get("final")], sort_keys=True)  # noqa: E731
-            if seen is not None and same(seen) != same(row):
-                raise ReportError(f"conflicting sequence results for {row['key']} in {path}; remove one of them")
-            out.sequences.setdefault(row["key"], row)
+def _add_grouped(into: dict[str, dict[str, Any]], run_dir: Path, pattern: str, scored: tuple[str, str],
+                 what: str) -> None:
+    """The sequence or batch rows of ``run_dir`` (``pattern``); a key seen twice must carry the same ``scored`` fields."""
+    def same(r: dict[str, Any]) -> str:
+        return json.dumps([r.get(f) for f in scored], sort_keys=True)
 
-
-def _add_batches(out: Collected, run_dir: Path) -> None:
-    """The batch rows of ``run_dir`` (a key seen twice must carry the same scores)."""
-    for path in store.iter_files(run_dir, store.BATCHES_GLOB):
+    for path in store.iter_files(run_dir, pattern):
         for row in store.read_jsonl(path, ("key", "method", "source")):
-            seen = out.batches.get(row["key"])
-            same = lambda r: json.dumps([r.get("statuses"), r.get("scores")], sort_keys=True)  # noqa: E731
+            seen = into.get(row["key"])
             if seen is not None and same(seen) != same(row):
-                raise ReportError(f"conflicting batch results for {row['key']} in {path}; remove one of them")
-            out.batches.setdefault(row["key"], row)
+                raise ReportError(f"conflicting {what} results for {row['key']} in {path}; remove one of them")
+            into.setdefault(row["key"], row)
 
 
 def collect(run_dirs: Sequence[Path], *, common_records: bool = False) -> Collected:
@@ -156,8 +148,8 @@ def collect(run_dirs: Sequence[Path], *, common_records: bool = False) -> Collec
         for p in sorted(d.glob("env*.json")):
             out.envs.append(json.loads(p.read_text(encoding="utf-8")))
         out.restore_failures += store.read_jsonl(d / store.RESTORE_FAILURES)
-        _add_sequences(out, d)
-        _add_batches(out, d)
+        _add_grouped(out.sequences, d, store.SEQUENCES_GLOB, ("steps", "final"), "sequence")
+        _add_grouped(out.batches, d, store.BATCHES_GLOB, ("statuses", "scores"), "batch")
         for p in store.iter_files(d, store.UNEDITED_GLOB):
             out.unedited += [{"record_id": r.get("record_id"), "eval_s": r.get("eval_s")} for r in store.read_jsonl(p)
                              if not common_records or str(r.get("record_id")) in kept_ids]
