@@ -43,6 +43,7 @@ _INT_FIELDS = (
     "locality_prompts",
 )
 _TARGET_FORMS = ("unspaced", "scored")
+_ATTR_POSITIONS = ("last", "each")
 #: how one call edits several requests (memla_plugin.batch)
 BATCH_MODES = ("sequential", "joint")
 _BOOL_FIELDS = ("model_parallel", "fp16", "use_masks", "use_language_specific", "use_language_independent")
@@ -95,6 +96,11 @@ class MEMLAHyperParams:
     #: how attribution tokenises target_true: "unspaced" (the authors' code: as given) or "scored"
     #: (the form training and scoring use, with the leading space where the language takes one)
     attr_target_form: str = "unspaced"
+    #: where a multi-token target is attributed: "last" (the authors' code: every target token scored
+    #: with the activation patched at the last prompt position) or "each" (target token i scored with the
+    #: activation patched at its own input position, the prompt followed by target tokens 0..i-1; the
+    #: per-token scores are averaged, as in Dai et al. 2022's knowledge-neuron code)
+    attr_positions: str = "last"
     #: LIKN = neurons found in at least this many identification languages (null: all of them)
     likn_min_langs: Optional[int] = None
     #: directory of train-split background facts (benchmarks/mkeb/build_background.py): their neuron sets and prompts
@@ -334,6 +340,8 @@ class MEMLAHyperParams:
         """The switches beyond the paper's method (see the field comments)."""
         if self.attr_target_form not in _TARGET_FORMS:
             raise HParamsError(f"attr_target_form={self.attr_target_form!r}; choose one of {', '.join(_TARGET_FORMS)}")
+        if self.attr_positions not in _ATTR_POSITIONS:
+            raise HParamsError(f"attr_positions={self.attr_positions!r}; choose one of {', '.join(_ATTR_POSITIONS)}")
         k = self.likn_min_langs
         if k is not None and (isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= len(self.id_langs)):
             raise HParamsError(f"likn_min_langs must be null or an integer in 1..{len(self.id_langs)} (len(id_langs)), got {k!r}")

@@ -20,7 +20,7 @@ PAPER_DEFAULTS = dict(
     use_language_specific=True, use_language_independent=True, lr=1e-3, max_steps=60,
     stop_loss=0.01, stop_prob=0.96, new_loss_weight=2.5, true_loss_weight=2.0, apply_scale=0.5, seed=42,
     # switches of the refined preset, off: the paper's method
-    attr_target_form="unspaced", likn_min_langs=None, background_dir=None, generic_max_share=None,
+    attr_target_form="unspaced", attr_positions="last", likn_min_langs=None, background_dir=None, generic_max_share=None,
     locality_weight=0.0, locality_prompts=8,
     prompt_format="bare",  # how prompts are put to the model (memla_plugin.prompt_format): the paper's code asks bare
     batch_mode="sequential",  # several requests in one call: one after another, as the paper edits (memla_plugin.batch)

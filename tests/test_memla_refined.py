@@ -82,7 +82,7 @@ def test_preset_files_differ_from_the_papers_files_only_in_the_switches():
         base = MEMLAHyperParams.from_hparams(f"hparams/MEMLA/{model}.yaml").to_dict()
         preset = MEMLAHyperParams.from_hparams(f"hparams/MEMLA/{model}-refined.yaml").to_dict()
         differ = sorted(k for k in base if base[k] != preset[k])
-        assert differ == sorted(["attr_target_form", "likn_min_langs", "background_dir", "generic_max_share",
+        assert differ == sorted(["attr_target_form", "attr_positions", "likn_min_langs", "background_dir", "generic_max_share",
                                  "locality_weight", "locality_prompts"]), model
 
 

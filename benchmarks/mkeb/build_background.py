@@ -7,8 +7,9 @@ sets in the authors' JSON format under ``<out>/<neuron cache key>/<lang>.json``;
 every training fact's filled edit prompt per language (``prompts.json``) and what it was built
 from (``provenance.json``). Resumable: rerun the same command and stored facts are skipped.
 
-    python benchmarks/mkeb/build_background.py --hparams hparams/MEMLA/qwen2.5-0.5b-transfer.yaml \\
-        --out benchmarks/mkeb/results/background --n 24 --langs en --target-forms unspaced,scored
+    python benchmarks/mkeb/build_background.py --hparams hparams/MEMLA/qwen2.5-0.5b-refined.yaml \\
+        --out benchmarks/mkeb/results/background --n 24 --langs en --target-forms unspaced,scored \\
+        --positions last,each --prompt-format preamble
 """
 from __future__ import annotations
 
@@ -27,6 +28,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=24, help="training facts to attribute (first n of train_ids.txt)")
     ap.add_argument("--langs", default="en", help="comma-separated languages to attribute")
     ap.add_argument("--target-forms", default="scored", help="comma-separated attr_target_form values")
+    ap.add_argument("--positions", default=None,
+                    help="comma-separated attr_positions values (default: the hparams file's)")
+    ap.add_argument("--prompt-format", default=None,
+                    help="how prompts are put to the model (default: the hparams file's; the harness's runs use preamble)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
     args = ap.parse_args(argv)
 
@@ -60,8 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     arch = resolve_architecture(model, hp.attr_module_tmp, hp.edit_module_tmp)
     name = str(getattr(model.config, "name_or_path", "") or hp.model_name) if hp.model_name == "default" else hp.model_name
     langs = [l.strip() for l in args.langs.split(",") if l.strip()]
-    for form in [f.strip() for f in args.target_forms.split(",") if f.strip()]:
-        settings = AttributionSettings.from_hparams(hp.replace(attr_target_form=form))
+    if args.prompt_format:
+        hp = hp.replace(prompt_format=args.prompt_format)
+    forms = [f.strip() for f in args.target_forms.split(",") if f.strip()]
+    positions = [p.strip() for p in (args.positions or hp.attr_positions).split(",") if p.strip()]
+    for form, where in [(f, p) for f in forms for p in positions]:
+        settings = AttributionSettings.from_hparams(hp.replace(attr_target_form=form, attr_positions=where))
         # written first: readers use exactly these facts and refuse the directory until all are stored
         write_provenance(args.out, {settings.cache_key(name): {
             "n_facts": args.n, "langs": langs, "settings": repr(settings), "model": name,
@@ -69,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         }})
         cache = attribute_background(model, tok, arch, requests[: args.n], settings, name, args.out, langs,
                                      progress=lambda msg: print(msg, flush=True))
-        print(f"{form}: {cache.directory / cache.model_key} done", flush=True)
+        print(f"{form}, positions {where}: {cache.directory / cache.model_key} done", flush=True)
     return 0
 
 

@@ -326,12 +326,16 @@ def head_gradient(stack: DecoderStack, hidden: torch.Tensor, fact: FactTokens) -
 
 def attribute_fast(model, tok, prompt: str, target: str, arch, settings: AttributionSettings) -> torch.Tensor:
     """Attribution scores [num_layers, d_ff] equal (within float tolerance) to the reference's."""
+    return attribute_fast_fact(model, tok, encode_fact(tok, prompt, target, model_device(model)), arch, settings)
+
+
+def attribute_fast_fact(model, tok, fact: FactTokens, arch, settings: AttributionSettings) -> torch.Tensor:
+    """:func:`attribute_fast` of an already tokenised fact."""
     baseline = check_baseline(settings.baseline)
     steps = settings.steps
     layers = check_layers(settings.layers, arch.num_layers)
     stack = resolve_stack(model, arch)
-    device = model_device(model)
-    fact = encode_fact(tok, prompt, target, device)
+    device = fact.prompt_ids.device
     seq_len = fact.prompt_len + fact.n_target - 1
     limit = stack.max_positions() if stack is not None else None
     if stack is None or (limit is not None and seq_len > limit):
@@ -339,9 +343,9 @@ def attribute_fast(model, tok, prompt: str, target: str, arch, settings: Attribu
         if (arch.model_type, why) not in _WARNED:
             _WARNED.add((arch.model_type, why))
             log.warning("fast attribution unavailable for %r (%s); using the reference", arch.model_type, why)
-        from .reference import attribute_reference
+        from .reference import attribute_reference_fact
 
-        return attribute_reference(model, tok, prompt, target, arch, settings)
+        return attribute_reference_fact(model, tok, fact, arch, settings)
     eos = eos_token_id(tok, model) if baseline == "amig" else None
     with attribution_mode(model):
         clean, base = prelude(model, stack, arch, fact, layers, eos)

@@ -96,9 +96,13 @@ def baseline_activations(model, tok, arch, fact: FactTokens, layers: Sequence[in
 
 def attribute_onepass(model, tok, prompt: str, target: str, arch, settings: AttributionSettings) -> torch.Tensor:
     """Scores [num_layers, d_ff] (float32): ``grad log P(target) at a  *  (a - a')`` per neuron."""
+    return attribute_onepass_fact(model, tok, encode_fact(tok, prompt, target, model_device(model)), arch, settings)
+
+
+def attribute_onepass_fact(model, tok, fact: FactTokens, arch, settings: AttributionSettings) -> torch.Tensor:
+    """:func:`attribute_onepass` of an already tokenised fact."""
     layers = check_layers(settings.layers, arch.num_layers)
-    device = model_device(model)
-    fact = encode_fact(tok, prompt, target, device)
+    device = fact.prompt_ids.device
     with attribution_mode(model):
         with torch.no_grad():
             base = baseline_activations(model, tok, arch, fact, layers, settings)

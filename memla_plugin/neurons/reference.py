@@ -12,7 +12,7 @@ from typing import Optional, Sequence
 import torch
 
 from ..devices import model_device
-from .inputs import amig_inputs, encode_fact, eos_token_id
+from .inputs import FactTokens, amig_inputs, encode_fact, eos_token_id
 from .integrated import (
     attribution_mode,
     capture_at,
@@ -44,11 +44,15 @@ def reference_baseline(model, arch, fact, layers: Sequence[int], baseline: str, 
 
 def attribute_reference(model, tok, prompt: str, target: str, arch, settings: AttributionSettings) -> torch.Tensor:
     """Attribution scores [num_layers, d_ff] (float32; zero rows for layers not attributed)."""
+    return attribute_reference_fact(model, tok, encode_fact(tok, prompt, target, model_device(model)), arch, settings)
+
+
+def attribute_reference_fact(model, tok, fact: FactTokens, arch, settings: AttributionSettings) -> torch.Tensor:
+    """:func:`attribute_reference` of an already tokenised fact."""
     baseline = check_baseline(settings.baseline)
     steps, batch_size = settings.steps, settings.batch_size
     layers = check_layers(settings.layers, arch.num_layers)
-    device = model_device(model)
-    fact = encode_fact(tok, prompt, target, device)
+    device = fact.prompt_ids.device
     eos = eos_token_id(tok, model) if baseline == "amig" else None
     seq = fact.teacher_forced(full=True)
     last, k = fact.last, fact.n_target

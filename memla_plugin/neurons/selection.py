@@ -5,8 +5,10 @@ from typing import Iterable, Optional, Sequence
 
 import torch
 
+from ..devices import model_device
 from ..prompt_format import format_prompt
-from .inputs import EmptyPromptError
+from .inputs import EmptyPromptError, encode_fact
+from .positions import score_each_position
 from .settings import AttributionSettings
 
 
@@ -37,16 +39,20 @@ def score_prompt(model, tok, prompt: str, target: str, arch, settings: Attributi
     """:func:`attribute_prompt` with the settings given as one object (the prompt put in ``settings.prompt_format``).
 
     ``settings.method`` picks integrated gradients (fast or reference implementation) or the
-    one-pass estimate of :mod:`.onepass`.
+    one-pass estimate of :mod:`.onepass`; ``settings.positions == "each"`` scores every target
+    token at its own position (:mod:`.positions`).
     """
     prompt = format_prompt(tok, prompt, settings.prompt_format)
     if settings.method == "atp":
-        from .onepass import attribute_onepass as fn
+        from .onepass import attribute_onepass_fact as fn
     elif settings.implementation == "fast":
-        from .fast import attribute_fast as fn
+        from .fast import attribute_fast_fact as fn
     else:
-        from .reference import attribute_reference as fn
-    return fn(model, tok, prompt, target, arch, settings)
+        from .reference import attribute_reference_fact as fn
+    fact = encode_fact(tok, prompt, target, model_device(model))
+    if settings.positions == "each":
+        return score_each_position(fn, model, tok, fact, arch, settings)
+    return fn(model, tok, fact, arch, settings)
 
 
 def select_neurons(scores: torch.Tensor, threshold: float) -> set[tuple[int, int]]:

@@ -15,6 +15,9 @@ from ..errors import HParamsError
 #: same baseline, gradient of the target log-probability at the clean activation times (a - a')
 #: (:mod:`.onepass`), where ``steps`` plays no part
 METHODS = ("ig", "atp")
+#: where a multi-token target is attributed: "last" prompt position for every target token (the
+#: authors' code) or "each" target token at its own position (:mod:`.positions`)
+POSITIONS = ("last", "each")
 #: implementations of integrated gradients that give the same scores (see .fast and .reference)
 IMPLEMENTATIONS = ("fast", "reference")
 
@@ -34,6 +37,8 @@ class AttributionSettings:
     target_form: str = "unspaced"
     #: how each prompt is put to the model (memla_plugin.prompt_format)
     prompt_format: str = "bare"
+    #: "last" or "each" (:data:`POSITIONS`)
+    positions: str = "last"
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -44,12 +49,15 @@ class AttributionSettings:
             raise HParamsError(
                 f"attribution method {self.implementation!r} is not one of {', '.join(IMPLEMENTATIONS)}"
             )
+        if self.positions not in POSITIONS:
+            raise HParamsError(f"attr_positions={self.positions!r}; choose one of {', '.join(POSITIONS)}")
         if self.layers is not None and not isinstance(self.layers, tuple):
             object.__setattr__(self, "layers", tuple(self.layers))
 
     @classmethod
     def from_hparams(cls, hparams: Any, implementation: str = "fast") -> "AttributionSettings":
-        """Read ``attr_method``, ``attr_steps``, ``attr_baseline``, ``attr_threshold``, ``layers``, ``attr_batch_size``."""
+        """Read ``attr_method``, ``attr_steps``, ``attr_baseline``, ``attr_threshold``, ``layers``, ``attr_batch_size``,
+        ``attr_target_form``, ``attr_positions`` and ``prompt_format``."""
         if isinstance(hparams, cls):
             return hparams
         layers: Optional[Sequence[int]] = getattr(hparams, "layers", None)
@@ -63,6 +71,7 @@ class AttributionSettings:
             implementation=implementation,
             target_form=getattr(hparams, "attr_target_form", "unspaced"),
             prompt_format=getattr(hparams, "prompt_format", "bare"),
+            positions=getattr(hparams, "attr_positions", "last"),
         )
 
     def cache_key(self, model_name: str) -> str:
@@ -72,7 +81,8 @@ class AttributionSettings:
         key = cache_key(model_name, self.steps, self.baseline, self.threshold, self.layers, method=self.method)
         # the paper's form keeps the key it always had, so existing caches stay valid
         key = key if self.target_form == "unspaced" else f"{key}-{self.target_form}"
-        return key if self.prompt_format == "bare" else f"{key}-{self.prompt_format}"
+        key = key if self.prompt_format == "bare" else f"{key}-{self.prompt_format}"
+        return key if self.positions == "last" else f"{key}-pos{self.positions}"
 
     def attribution_target(self, target: str, lang: str, tok: Any) -> str:
         """The text whose tokens attribution scores: as given, or in the form training and scoring use."""

@@ -60,7 +60,8 @@ PROMPT_FORMAT = ("prompt_format", "format_prompt", "PROMPT_FORMATS")
 BEYOND_PAPER = ("likn_min_langs", "min_langs", "background_dir", "generic_max_share", "locality_weight",
                 "locality_prompts", "locality_kl", "_open_background", "background", "drop_generic",
                 "generic_dropped_per_lang", "attr_target_form", "target_form", "attribution_target", "Background",
-                "_validate_switches")
+                "_validate_switches", "attr_positions", "positions", "POSITIONS", "_ATTR_POSITIONS",
+                "score_each_position", "split_by_position")
 
 #: the plugin's locality term in training (not in the paper): a switch upstream does not have is off,
 #: so ``if locality is None:`` keeps its body and everything else that names these goes
@@ -76,7 +77,7 @@ EASYEDIT_LOADS = ("_coerce", "construct_float_from_scientific_notation", "from_d
 IMPLEMENTATION = ("implementation", "IMPLEMENTATIONS")
 
 #: the plugin's one-pass attribution patching ("atp"), an alternative to the paper's integrated gradients
-ONE_PASS = ("attribute_onepass", "attr_method", "_ATTR_METHODS")
+ONE_PASS = ("attribute_onepass", "attribute_onepass_fact", "attr_method", "_ATTR_METHODS")
 
 #: the plugin's per-architecture table of module names: upstream, core reads the templates from its YAMLs
 ARCH_TABLE = ("ArchLayout", "_GPT2", "_LLAMA", "_GEMMA", "_GEMMA3_MM", "KNOWN_ARCHITECTURES", "layout_of",
@@ -167,7 +168,8 @@ MODULES: tuple[Row, ...] = (
         doc="Integrated-gradients attribution of FFN neurons (MEMLA paper, arXiv 2406.11566, §3.1)."),
     Row("memla_plugin.neurons.settings", f"{METHOD_DIR}/neurons/attribution.py",
         core_strip=("cache_key",) + IMPLEMENTATION, strip=PROMPT_FORMAT + BEYOND_PAPER + ONE_PASS + ("method", "METHODS"),
-        subs=(('return key if self.prompt_format == "bare" else f"{key}-{self.prompt_format}"', "return key"),),
+        subs=(('key = key if self.prompt_format == "bare" else f"{key}-{self.prompt_format}"\n'
+               '        return key if self.positions == "last" else f"{key}-pos{self.positions}"', "return key"),),
         core_subs=(("        if isinstance(hparams, cls):\n            return hparams\n", ""),
                    # built by from_hparams alone, which passes a tuple
                    ("""        if self.layers is not None and not isinstance(self.layers, tuple):
@@ -179,9 +181,19 @@ MODULES: tuple[Row, ...] = (
                     "    z = logits.to(torch.promote_types(logits.dtype, torch.float32))\n"
                     "    return (z.gather(-1, idx) - torch.logsumexp(z, dim=-1, keepdim=True)).exp().squeeze(-1)\n"),)),
     Row("memla_plugin.neurons.reference", f"{METHOD_DIR}/neurons/attribution.py",
-        core_subs=(("last, k = fact.last, fact.n_target", "last, k = fact.last, len(fact.target_ids)"),)),
+        core_subs=(("last, k = fact.last, fact.n_target", "last, k = fact.last, len(fact.target_ids)"),
+                   # the tokenised-fact entry point serves the speed pull request's fast path; core has one function
+                   ("""    return attribute_reference_fact(model, tok, encode_fact(tok, prompt, target, model_device(model)), arch, settings)
+
+
+def attribute_reference_fact(model, tok, fact: FactTokens, arch, settings: AttributionSettings) -> torch.Tensor:
+    \"\"\":func:`attribute_reference` of an already tokenised fact.\"\"\"
+""", ""),
+                   ("    device = fact.prompt_ids.device\n",
+                    "    device = model_device(model)\n    fact = encode_fact(tok, prompt, target, device)\n"))),
     Row("memla_plugin.neurons.selection", f"{METHOD_DIR}/neurons/attribution.py",
-        core_strip=("attribute_fast", "method") + IMPLEMENTATION, strip=PROMPT_FORMAT + ONE_PASS,
+        core_strip=("attribute_fast", "attribute_fast_fact", "method") + IMPLEMENTATION,
+        strip=PROMPT_FORMAT + ONE_PASS + BEYOND_PAPER,
         subs=((" (the prompt put in ``settings.prompt_format``)", ""),),
         core_subs=(("from .settings import AttributionSettings\n",
                     "from .reference import attribute_reference\nfrom .settings import AttributionSettings\n"),
