@@ -6,8 +6,8 @@ PS and NS_cf on the other languages, :mod:`memla_mkeb.composite`) with its boots
 the composite's paired difference against the full preset, and the mean LIKN / LSKN sizes the
 edits trained. Failed edits are counted apart, never averaged in.
 
-    python benchmarks/mkeb/preset_table.py benchmarks/mkeb/results/dev_preset \\
-        benchmarks/mkeb/results/dev_preset_ablations --preset memla_refined
+    python benchmarks/mkeb/preset_table.py benchmarks/mkeb/results/dev_chosen --preset memla_refined
+    benchmarks/mkeb/results/dev_chosen/run.sh preset     # the same, with the catalog's switch list
 """
 from __future__ import annotations
 

@@ -7,6 +7,7 @@
 # ../dev_grid, `run.sh mend` there).
 #
 #   benchmarks/mkeb/results/dev_chosen/run.sh pin ALG...     # copy hparams/<ALG>/qwen2.5-0.5b*.yaml here (once)
+#                                                            # and the grid's neuron cache (MEMLA's attributions)
 #   ONLY=unedited,mend benchmarks/mkeb/results/dev_chosen/run.sh [N]   # these methods on dev records 1..N
 #   benchmarks/mkeb/results/dev_chosen/run.sh [N]            # every method (default N = 10)
 #   benchmarks/mkeb/results/dev_chosen/run.sh report         # report.md with the grid, formats and Pareto view
@@ -26,12 +27,25 @@ case "${1:-}" in
                     [ -e "$R/hparams/$alg/$(basename "$f")" ] || cp "$f" "$R/hparams/$alg/"
                 done
             done
+            # MEMLA's attributions on these records are the grid's (same prompts, model and settings)
+            G="${DEV_GRID_DIR:-benchmarks/mkeb/results/dev_grid}"
+            if [ -d "$G/neurons" ]; then
+                mkdir -p "$R/neurons"
+                (cd "$G/neurons" && find . -name '*.json' -print0) | while IFS= read -r -d '' f; do
+                    [ -e "$R/neurons/$f" ] || { mkdir -p "$R/neurons/$(dirname "$f")"; cp "$G/neurons/$f" "$R/neurons/$f"; }
+                done
+            fi
             exit 0 ;;
     report) exec "$PY" -m memla_mkeb.report "$R" --out "$R/report.md" ;;
+    preset) exec "$PY" benchmarks/mkeb/preset_table.py "$R" --preset memla_refined \
+                --methods "unedited,memla,memla_refined,memla_refined_no_scored_target,memla_refined_no_each_position,memla_refined_no_k_of_n,memla_refined_no_generic_filter,memla_refined_no_locality" ;;
 esac
 N="${1:-10}"
 LANES="${LANES:-1}"
 METHODS="${ONLY:-unedited,memla,rome,memit,ft_l,ft_m,lora,ike,mend}"
+# the refined preset's dev table (issue 28): ONLY=unedited,memla,$PRESET run.sh, then `run.sh preset`
+PRESET=memla_refined,memla_refined_no_scored_target,memla_refined_no_each_position,memla_refined_no_k_of_n
+PRESET=$PRESET,memla_refined_no_generic_filter,memla_refined_no_locality
 COMMON=(data=dev "source_langs=[en]" "methods=[$METHODS]" "run_dir=$R" "run.neuron_dir=$R/neurons"
         "hparams_dir=$R/hparams" prompt_format=preamble)
 
