@@ -11,6 +11,8 @@
 #   ONLY=unedited,mend benchmarks/mkeb/results/dev_chosen/run.sh [N]   # these methods on dev records 1..N
 #   benchmarks/mkeb/results/dev_chosen/run.sh [N]            # every method (default N = 10)
 #   benchmarks/mkeb/results/dev_chosen/run.sh report         # report.md with the grid, formats and Pareto view
+#   ONLY=preset benchmarks/mkeb/results/dev_chosen/run.sh    # the refined preset and its ablations (issue 28)
+#   benchmarks/mkeb/results/dev_chosen/run.sh preset         # their table
 #
 # Resumable: rows already written are skipped. LANES=2 splits the records over two one-thread
 # processes (strided shards), as ../dev_grid/run.sh does.
@@ -37,15 +39,17 @@ case "${1:-}" in
             fi
             exit 0 ;;
     report) exec "$PY" -m memla_mkeb.report "$R" --out "$R/report.md" ;;
-    preset) exec "$PY" benchmarks/mkeb/preset_table.py "$R" --preset memla_refined \
-                --methods "unedited,memla,memla_refined,memla_refined_no_scored_target,memla_refined_no_each_position,memla_refined_no_k_of_n,memla_refined_no_generic_filter,memla_refined_no_locality" ;;
 esac
 N="${1:-10}"
 LANES="${LANES:-1}"
 METHODS="${ONLY:-unedited,memla,rome,memit,ft_l,ft_m,lora,ike,mend}"
-# the refined preset's dev table (issue 28): ONLY=unedited,memla,$PRESET run.sh, then `run.sh preset`
+# ONLY=preset: the refined preset and one ablation per switch (its table: `run.sh preset`)
 PRESET=memla_refined,memla_refined_no_scored_target,memla_refined_no_each_position,memla_refined_no_k_of_n
 PRESET=$PRESET,memla_refined_no_generic_filter,memla_refined_no_locality
+[ "$METHODS" = preset ] && METHODS="unedited,memla,$PRESET"
+if [ "${1:-}" = preset ]; then
+    exec "$PY" benchmarks/mkeb/preset_table.py "$R" --preset memla_refined --methods "unedited,memla,$PRESET"
+fi
 COMMON=(data=dev "source_langs=[en]" "methods=[$METHODS]" "run_dir=$R" "run.neuron_dir=$R/neurons"
         "hparams_dir=$R/hparams" prompt_format=preamble)
 
