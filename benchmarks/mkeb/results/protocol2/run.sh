@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The published head-to-head under the fair protocol (benchmarks/mkeb/README.md, "Tuning grid"): the
+# shipped CounterFact MKEB test ids, default model, prompt format preamble, every method at the point
+# the dev grid chose (../dev_grid/selection.json), MEMLA's refined preset with the switches the dev rule
+# kept, MEND with its dev verdict (../dev_grid/method_status.json). The first 30 en records are also the
+# refined preset's one test-split comparison (issue 28): `run.sh en 30` first, then grow to 60.
+#
+#   benchmarks/mkeb/results/protocol2/run.sh pin            # once, before the first row: copy the repo's hparams
+#   benchmarks/mkeb/results/protocol2/run.sh en [N]         # source en, first N (60) test ids, every method
+#   benchmarks/mkeb/results/protocol2/run.sh zh_fr [N]      # sources zh and fr, first N (30)
+#   benchmarks/mkeb/results/protocol2/run.sh ablations [N]  # source en, first N (30): MEMLA's and the preset's ablations
+#   benchmarks/mkeb/results/protocol2/run.sh report         # report.md of the run dirs made so far
+#
+# Resumable: records are added one at a time and rows already written are skipped; LANES=2 splits the
+# records over two one-thread processes (strided shards), LANE=i runs one of them. All run dirs share
+# one neuron cache. The hparams are the pinned copies in ./hparams: a run dir refuses rows made with
+# another hparams file content, so the series never mixes operating points.
+set -euo pipefail
+cd "$(dirname "$0")/../../../.."
+BIN="${MEMLA_BIN:-.venv/bin}"
+PY="${MEMLA_PYTHON:-$BIN/python}"
+R="${PROTOCOL2_DIR:-benchmarks/mkeb/results/protocol2}"
+METHODS="unedited,memla,memla_refined,rome,memit,mend,ft_l,ft_m,lora,ike"
+# the paper's ablations of MEMLA, then one row per switch of the refined preset (keep only the switches
+# the dev rule kept: the ablation of a switch that is off would repeat memla_refined)
+ABLATIONS="unedited,memla_no_mask,memla_no_lse,memla_no_lie,memla_scale0p3,memla_scale1p0"
+ABLATIONS="$ABLATIONS,memla_refined_no_scored_target,memla_refined_no_each_position,memla_refined_no_k_of_n"
+ABLATIONS="$ABLATIONS,memla_refined_no_generic_filter,memla_refined_no_locality"
+case "${1:-}" in
+    pin)    for alg in MEMLA ROME MEMIT MEND FT LoRA IKE; do
+                mkdir -p "$R/hparams/$alg"
+                for f in hparams/"$alg"/qwen2.5-0.5b*.yaml; do
+                    [ -e "$R/hparams/$alg/$(basename "$f")" ] || cp "$f" "$R/hparams/$alg/"
+                done
+            done
+            exit 0 ;;
+    report) dirs=(); for d in en zh_fr ablations; do [ -d "$R/$d" ] && dirs+=("$R/$d"); done
+            exec "$PY" -m memla_mkeb.report "${dirs[@]}" --out "$R/report.md" --common-records ;;
+    en)        NAME=en;        N="${2:-60}"; SOURCES=en;    LIST="$METHODS" ;;
+    zh_fr)     NAME=zh_fr;     N="${2:-30}"; SOURCES=zh,fr; LIST="$METHODS" ;;
+    ablations) NAME=ablations; N="${2:-30}"; SOURCES=en;    LIST="$ABLATIONS" ;;
+    *) echo "usage: $0 pin | en|zh_fr|ablations [N] | report" >&2; exit 2 ;;
+esac
+[ -d "$R/hparams/MEMLA" ] || { echo "run '$0 pin' first (the hparams are pinned before the first row)" >&2; exit 2; }
+LANES="${LANES:-1}"
+COMMON=(data=test "source_langs=[$SOURCES]" "methods=[$LIST]" "run_dir=$R/$NAME" "run.neuron_dir=$R/neurons"
+        "hparams_dir=$R/hparams" prompt_format=preamble)
+
+source benchmarks/mkeb/results/lanes.sh
+
+run_lanes
