@@ -145,6 +145,66 @@ def read_rows(run_dir: Path) -> list[dict[str, Any]]:
     return [row for p in iter_files(Path(run_dir), RESULTS_GLOB) for row in read_jsonl(p)]
 
 
+def read_keyed(run_dir: Path, pattern: str) -> dict[str, dict[str, Any]]:
+    """Group rows (sequences or batches, chosen by ``pattern``) by key, so tests can look one up."""
+    from memla_mkeb.store import iter_files, read_jsonl
+
+    return {r["key"]: r for p in iter_files(Path(run_dir), pattern) for r in read_jsonl(p)}
+
+
+def grouped_run(root: Path, model_dir: Path, settings: tuple[str, ...], read) -> tuple[BenchEnv, Any, dict]:
+    """One run with ``settings``, made once and shared by a module's tests: env, summary, rows."""
+    from memla_mkeb.runner import run_benchmark
+
+    env = make_bench_env(root, model_dir)
+    summary = run_benchmark(compose(env.overrides(*settings)))
+    return env, summary, read(env.run_dir)
+
+
+def crash_then_resume(root: Path, model_dir: Path, settings: tuple[str, ...], read,
+                      crash_id: str = "103") -> tuple[set, Any, dict]:
+    """Stop a fresh run before record ``crash_id`` is edited, then rerun it.
+
+    Returns the keys the stopped run left, the rerun's summary and the rows it ends with,
+    so a test can check that an interrupted group is redone whole.
+    """
+    from memla_mkeb.runner import Hooks, run_benchmark
+
+    def crash(spec, source, record):
+        if str(record.example_id) == crash_id:
+            raise KeyboardInterrupt
+
+    env = make_bench_env(root, model_dir)
+    with pytest.raises(KeyboardInterrupt):
+        run_benchmark(compose(env.overrides(*settings)), hooks=Hooks(before_edit=crash))
+    left = set(read(env.run_dir))
+    summary = run_benchmark(compose(env.overrides(*settings)))
+    return left, summary, read(env.run_dir)
+
+
+def assert_kept_apart(env: BenchEnv, rows: dict[str, Any], prefix: str) -> None:
+    """Group rows carry their own key prefix, and a single-edit run on their run dir is refused."""
+    from memla_mkeb.runner import run_benchmark
+
+    assert all(k.startswith(prefix) for k in rows)
+    with pytest.raises(Exception, match="made with other settings"):
+        run_benchmark(compose(env.overrides("data.limit=4")))
+
+
+def assert_refused_before_load(env: BenchEnv, capsys, setting: str, message: str) -> None:
+    """A bad ``setting`` (space-separated overrides) must fail with one error line before any model loads."""
+    import re
+
+    from memla_mkeb.app import run_task
+
+    cfg = compose(env.overrides("data.limit=4", *setting.split(" "), "model.name_or_path=/nonexistent/model"))
+    assert run_task(cfg) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("memla-mkeb: error: ")
+    assert re.search(message, err[0]), err[0]
+    assert not env.run_dir.exists()
+
+
 def fake_apply(corrupt_case: str | None = None, fail_case: str | None = None):
     """A stand-in editor: adds 1 to one down-projection; misreports originals / fails on request."""
 

@@ -1,18 +1,18 @@
 """Batch editing in the harness (batch.size): rows, batch of one, restore, resume, settings, host methods, report."""
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
 
+from conftest_bench import assert_kept_apart, assert_refused_before_load, crash_then_resume, grouped_run, read_keyed
 from conftest_bench import bench_env, bench_model_dir, compose, make_bench_env, read_rows  # noqa: F401
 from memla_mkeb import store
-from memla_mkeb.runner import Hooks, run_benchmark
+from memla_mkeb.runner import run_benchmark
 
 
 def read_batches(run_dir: Path) -> dict[str, dict]:
-    return {r["key"]: r for p in store.iter_files(Path(run_dir), store.BATCHES_GLOB) for r in store.read_jsonl(p)}
+    return read_keyed(run_dir, store.BATCHES_GLOB)
 
 
 BATCH = ("data.limit=4", "batch.size=2")
@@ -20,9 +20,7 @@ BATCH = ("data.limit=4", "batch.size=2")
 
 @pytest.fixture(scope="module")
 def batch_run(tmp_path_factory, bench_model_dir):
-    env = make_bench_env(tmp_path_factory.mktemp("bench_batch"), bench_model_dir)
-    summary = run_benchmark(compose(env.overrides(*BATCH)))
-    return env, summary, read_batches(env.run_dir)
+    return grouped_run(tmp_path_factory.mktemp("bench_batch"), bench_model_dir, BATCH, read_batches)
 
 
 def test_batch_rows(batch_run):
@@ -57,18 +55,8 @@ def test_batch_of_one_scores_as_the_single_edit(tmp_path, bench_model_dir):
 
 def test_interrupted_batch_is_redone_whole(batch_run, tmp_path, bench_model_dir):
     _, _, ref = batch_run
-    env = make_bench_env(tmp_path, bench_model_dir)
-
-    def crash(spec, source, record):
-        if str(record.example_id) == "103":
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        run_benchmark(compose(env.overrides(*BATCH)), hooks=Hooks(before_edit=crash))
-    assert set(read_batches(env.run_dir)) == {"batch2|memla|en|100"}
-    summary = run_benchmark(compose(env.overrides(*BATCH)))
-    assert summary.written == 1 and summary.already_done == 5
-    got = read_batches(env.run_dir)
+    left, summary, got = crash_then_resume(tmp_path, bench_model_dir, BATCH, read_batches)
+    assert left == {"batch2|memla|en|100"} and summary.written == 1 and summary.already_done == 5
     assert set(got) == set(ref) and all(got[k]["scores"] == ref[k]["scores"] for k in ref)
 
 
@@ -99,21 +87,12 @@ def test_a_failed_batch_is_scored_unedited_and_restored(bench_env, monkeypatch):
      "methods=[memla_loc]", r"catalog.memla_loc: batch_mode=joint has no locality term"),
 ])
 def test_bad_batch_settings_fail_before_the_model_loads(bench_env, capsys, setting, message):
-    from memla_mkeb.app import run_task
-
-    cfg = compose(bench_env.overrides("data.limit=4", *setting.split(" "), "model.name_or_path=/nonexistent/model"))
-    assert run_task(cfg) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("memla-mkeb: error: ")
-    assert re.search(message, err[0]), err[0]
-    assert not bench_env.run_dir.exists()
+    assert_refused_before_load(bench_env, capsys, setting, message)
 
 
 def test_batch_rows_never_mix_with_single_edit_rows(batch_run):
     env, _, rows = batch_run
-    assert all(k.startswith("batch2|") for k in rows)
-    with pytest.raises(Exception, match="made with other settings"):
-        run_benchmark(compose(env.overrides("data.limit=4")))
+    assert_kept_apart(env, rows, "batch2|")
 
 
 def test_shards_split_whole_batches(bench_env):

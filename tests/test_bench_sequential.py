@@ -5,13 +5,14 @@ from pathlib import Path
 
 import pytest
 
+from conftest_bench import assert_kept_apart, assert_refused_before_load, crash_then_resume, grouped_run, read_keyed
 from conftest_bench import bench_env, bench_model_dir, compose, make_bench_env, read_rows  # noqa: F401
 from memla_mkeb import store
-from memla_mkeb.runner import Hooks, run_benchmark
+from memla_mkeb.runner import run_benchmark
 
 
 def read_sequences(run_dir: Path) -> dict[str, dict]:
-    return {r["key"]: r for p in store.iter_files(Path(run_dir), store.SEQUENCES_GLOB) for r in store.read_jsonl(p)}
+    return read_keyed(run_dir, store.SEQUENCES_GLOB)
 
 
 SEQ = ("data.limit=4", "sequential.n=2")
@@ -19,9 +20,7 @@ SEQ = ("data.limit=4", "sequential.n=2")
 
 @pytest.fixture(scope="module")
 def seq_run(tmp_path_factory, bench_model_dir):
-    env = make_bench_env(tmp_path_factory.mktemp("bench_seq"), bench_model_dir)
-    summary = run_benchmark(compose(env.overrides(*SEQ)))
-    return env, summary, read_sequences(env.run_dir)
+    return grouped_run(tmp_path_factory.mktemp("bench_seq"), bench_model_dir, SEQ, read_sequences)
 
 
 def test_sequence_rows(seq_run):
@@ -53,18 +52,8 @@ def test_interrupted_sequence_is_redone_from_its_first_edit(seq_run, tmp_path, b
     """A crash inside the second sequence leaves no row for it (the model is put back); the rerun
     redoes that sequence and ends with the uninterrupted run's rows."""
     _, _, ref = seq_run
-    env = make_bench_env(tmp_path, bench_model_dir)
-
-    def crash(spec, source, record):
-        if str(record.example_id) == "103":
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        run_benchmark(compose(env.overrides(*SEQ)), hooks=Hooks(before_edit=crash))
-    assert set(read_sequences(env.run_dir)) == {"seq2|memla|en|100"}
-    summary = run_benchmark(compose(env.overrides(*SEQ)))
-    assert summary.written == 1 and summary.already_done == 5
-    got = read_sequences(env.run_dir)
+    left, summary, got = crash_then_resume(tmp_path, bench_model_dir, SEQ, read_sequences)
+    assert left == {"seq2|memla|en|100"} and summary.written == 1 and summary.already_done == 5
     assert set(got) == set(ref)
     for key, row in got.items():
         assert [s["scores"] for s in row["steps"]] == [s["scores"] for s in ref[key]["steps"]], key
@@ -78,24 +67,13 @@ def test_interrupted_sequence_is_redone_from_its_first_edit(seq_run, tmp_path, b
     ("+sequential.size=2", r"sequential.size is not a setting; sequential has n"),
 ])
 def test_bad_sequential_settings_fail_before_the_model_loads(bench_env, capsys, setting, message):
-    from memla_mkeb.app import run_task
-
-    cfg = compose(bench_env.overrides("data.limit=4", setting, "model.name_or_path=/nonexistent/model"))
-    assert run_task(cfg) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("memla-mkeb: error: ")
-    import re
-
-    assert re.search(message, err[0]), err[0]
-    assert not bench_env.run_dir.exists()
+    assert_refused_before_load(bench_env, capsys, setting, message)
 
 
 def test_sequential_rows_never_mix_with_single_edit_rows(seq_run):
     """A single-edit run on a sequential run dir is refused (the settings differ), and the keys differ."""
     env, _, seqs = seq_run
-    assert all(k.startswith("seq2|") for k in seqs)
-    with pytest.raises(Exception, match="made with other settings"):
-        run_benchmark(compose(env.overrides("data.limit=4")))
+    assert_kept_apart(env, seqs, "seq2|")
 
 
 def test_memla_sequence_keeps_earlier_edits(make_tiny_model, tiny_tok, tmp_path):
