@@ -205,6 +205,25 @@ def assert_refused_before_load(env: BenchEnv, capsys, setting: str, message: str
     assert not env.run_dir.exists()
 
 
+def write_host_hparams(env: BenchEnv) -> None:
+    """ROME, FT-M and LoRA hparams for the tiny model: the repo's 0.5B files, made small."""
+    import yaml
+
+    repo = Path(__file__).resolve().parents[1] / "hparams"
+
+    def write(alg_dir, name, out, **changes):
+        cfg = yaml.safe_load((repo / alg_dir / name).read_text())
+        cfg.update(changes)
+        (env.hparams_dir / alg_dir).mkdir(exist_ok=True)
+        (env.hparams_dir / alg_dir / out).write_text(yaml.safe_dump(cfg))
+
+    model = str(env.model_dir)
+    write("ROME", "qwen2.5-0.5b.yaml", "tiny.yaml", model_name=model, layers=[1], v_loss_layer=2, mom2_n_samples=24,
+          context_template_length_params=[[5, 5]], stats_dir=str(env.root / "stats"))
+    write("FT", "qwen2.5-0.5b-ft-m.yaml", "tiny-ft-m.yaml", model_name=model, layers=[2], lr=5e-2)
+    write("LoRA", "qwen2.5-0.5b.yaml", "tiny.yaml", model_name=model, num_steps=5, lora_dropout=0.0)
+
+
 def fake_apply(corrupt_case: str | None = None, fail_case: str | None = None):
     """A stand-in editor: adds 1 to one down-projection; misreports originals / fails on request."""
 

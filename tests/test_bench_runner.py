@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest_bench import (  # noqa: F401
-    bench_env, bench_model_dir, compose, fake_apply, make_bench_env, mkeb_record, read_rows,
+    bench_env, bench_model_dir, compose, fake_apply, make_bench_env, mkeb_record, read_rows, write_host_hparams,
 )
 from memla_mkeb import costs
 from memla_mkeb.app import run_task
@@ -249,21 +249,7 @@ def test_methods_needing_the_subject_skip_untemplatable_records(bench_env, tmp_p
 
 def test_easyedit_baselines_run_through_the_same_path(bench_env):
     """ROME, FT-M and LoRA (a PEFT wrapper that is unloaded, not copied back) on the tiny model."""
-    import yaml
-
-    repo = Path(__file__).resolve().parents[1] / "hparams"
-
-    def write(alg_dir, name, out, **changes):
-        cfg = yaml.safe_load((repo / alg_dir / name).read_text())
-        cfg.update(changes)
-        (bench_env.hparams_dir / alg_dir).mkdir(exist_ok=True)
-        (bench_env.hparams_dir / alg_dir / out).write_text(yaml.safe_dump(cfg))
-
-    model = str(bench_env.model_dir)
-    write("ROME", "qwen2.5-0.5b.yaml", "tiny.yaml", model_name=model, layers=[1], v_loss_layer=2, mom2_n_samples=24,
-          context_template_length_params=[[5, 5]], stats_dir=str(bench_env.root / "stats"))
-    write("FT", "qwen2.5-0.5b-ft-m.yaml", "tiny-ft-m.yaml", model_name=model, layers=[2], lr=5e-2)
-    write("LoRA", "qwen2.5-0.5b.yaml", "tiny.yaml", model_name=model, num_steps=5, lora_dropout=0.0)
+    write_host_hparams(bench_env)
     summary = run_benchmark(compose(bench_env.overrides("data.limit=2", "methods=[unedited,rome,ft_m,lora]")))
     assert summary.written == 8 and summary.restore_checks == 6 and summary.errors == 0
     rows = _by_key(read_rows(bench_env.run_dir))

@@ -7,6 +7,7 @@ import pytest
 
 from conftest_bench import assert_kept_apart, assert_refused_before_load, crash_then_resume, grouped_run, read_keyed
 from conftest_bench import bench_env, bench_model_dir, compose, make_bench_env, read_rows  # noqa: F401
+from conftest_bench import write_host_hparams
 from memla_mkeb import store
 from memla_mkeb.runner import run_benchmark
 
@@ -128,28 +129,9 @@ def test_memla_sequence_keeps_earlier_edits(make_tiny_model, tiny_tok, tmp_path)
     assert snap.verify(model, "after the sequence") == len(before)
 
 
-def _host_hparams(env) -> None:
-    """ROME, FT-M and LoRA hparams for the tiny model (as the single-edit host test writes them)."""
-    import yaml
-
-    repo = Path(__file__).resolve().parents[1] / "hparams"
-
-    def write(alg_dir, name, out, **changes):
-        cfg = yaml.safe_load((repo / alg_dir / name).read_text())
-        cfg.update(changes)
-        (env.hparams_dir / alg_dir).mkdir(exist_ok=True)
-        (env.hparams_dir / alg_dir / out).write_text(yaml.safe_dump(cfg))
-
-    model = str(env.model_dir)
-    write("ROME", "qwen2.5-0.5b.yaml", "tiny.yaml", model_name=model, layers=[1], v_loss_layer=2, mom2_n_samples=24,
-          context_template_length_params=[[5, 5]], stats_dir=str(env.root / "stats"))
-    write("FT", "qwen2.5-0.5b-ft-m.yaml", "tiny-ft-m.yaml", model_name=model, layers=[2], lr=5e-2)
-    write("LoRA", "qwen2.5-0.5b.yaml", "tiny.yaml", model_name=model, num_steps=5, lora_dropout=0.0)
-
-
 def test_host_editors_chain_and_undo(bench_env):
     """ROME, FT-M and LoRA (its adapter trained on by the second edit, then unloaded) in sequences of 2."""
-    _host_hparams(bench_env)
+    write_host_hparams(bench_env)
     summary = run_benchmark(compose(bench_env.overrides("data.limit=2", "sequential.n=2",
                                                         "methods=[unedited,rome,ft_m,lora]")))
     assert summary.errors == 0 and summary.restore_checks == 3
