@@ -118,23 +118,22 @@ def attribution_mode(model) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def capture_at(model, arch, layers: Sequence[int], position: int, store: dict) -> Iterator[None]:
-    """Record ``attr_module(l)`` output at ``position`` (all batch rows) into ``store[l]``."""
-    handles = []
-
-    def make(l):
-        def hook(_m, _inp, out):
-            store[l] = out[:, position].detach()
-
-        return hook
-
-    try:
+def layer_hooks(model, arch, layers: Sequence[int], hook) -> Iterator[None]:
+    """Run ``hook(l, out)`` after ``attr_module(l)`` of each layer until exit; a non-None result replaces ``out``."""
+    with contextlib.ExitStack() as hooks:
         for l in layers:
-            handles.append(model.get_submodule(arch.attr_module(l)).register_forward_hook(make(l)))
+            module = model.get_submodule(arch.attr_module(l))
+            hooks.callback(module.register_forward_hook(lambda _m, _inp, out, l=l: hook(l, out)).remove)
         yield
-    finally:
-        for h in handles:
-            h.remove()
+
+
+def capture_at(model, arch, layers: Sequence[int], position: int, store: dict) -> contextlib.AbstractContextManager:
+    """Record ``attr_module(l)`` output at ``position`` (all batch rows) into ``store[l]``."""
+
+    def keep(l, out):
+        store[l] = out[:, position].detach()
+
+    return layer_hooks(model, arch, layers, keep)
 
 
 @contextlib.contextmanager

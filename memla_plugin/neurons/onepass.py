@@ -16,43 +16,33 @@ IG uses only by a factor per prompt, which the relative threshold ignores.
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, Optional, Sequence
+from typing import Optional, Sequence
 
 import torch
 
 from ..devices import model_device
 from .inputs import FactTokens, encode_fact, eos_token_id
-from .integrated import attribution_mode, check_baseline, check_layers
+from .integrated import attribution_mode, check_baseline, check_layers, layer_hooks
 from .settings import AttributionSettings
 
 
-@contextlib.contextmanager
-def _probes(model, arch, layers: Sequence[int], position: int, acts: dict, deltas: dict) -> Iterator[None]:
+def _probes(model, arch, layers: Sequence[int], position: int, acts: dict,
+            deltas: dict) -> contextlib.AbstractContextManager:
     """Add a zero leaf to each layer's activation at ``position``: its gradient is the activation's.
 
     The sum keeps every later layer depending on the earlier layers' activations, so each
     gradient is the full derivative of the objective, as a patch at that layer alone would see.
     """
-    handles = []
 
-    def make(l):
-        def hook(_m, _inp, out):
-            acts[l] = out[0, position].detach().clone()
-            delta = torch.zeros_like(acts[l]).requires_grad_(True)
-            deltas[l] = delta
-            out = out.clone()
-            out[:, position] = out[:, position] + delta
-            return out
+    def probe(l, out):
+        acts[l] = out[0, position].detach().clone()
+        delta = torch.zeros_like(acts[l]).requires_grad_(True)
+        deltas[l] = delta
+        out = out.clone()
+        out[:, position] = out[:, position] + delta
+        return out
 
-        return hook
-
-    try:
-        for l in layers:
-            handles.append(model.get_submodule(arch.attr_module(l)).register_forward_hook(make(l)))
-        yield
-    finally:
-        for h in handles:
-            h.remove()
+    return layer_hooks(model, arch, layers, probe)
 
 
 def target_logprob(logits: torch.Tensor, target_ids: torch.Tensor) -> torch.Tensor:
