@@ -38,18 +38,10 @@ JACCARD_MIN, SHARE_MIN = 0.8, 0.9
 
 def dev_prompts(n_records: int, langs: list[str]) -> list[tuple[str, str, str, str]]:
     """(record/lang label, prompt kind, prompt, target_true) in the order MEMLA attributes them."""
-    from memla_plugin.mkeb import load_mkeb, read_test_ids
+    from attribution import iter_dev_prompts  # the timing script beside this one: the same prompts
 
-    dev = read_test_ids("dev")[:n_records]
-    records = {str(r.example_id): r for r in load_mkeb(None, test_ids=dev)}
-    out = []
-    for rid in dev:
-        rec = records[str(rid)]
-        for lang in langs:
-            fact = rec.fact(lang)
-            for n, prompt in enumerate([fact.question, *rec.paraphrase_prompts.get(lang, [])]):
-                out.append((f"{rid}/{lang}", "edit" if n == 0 else f"para{n}", prompt, fact.target_true))
-    return out
+    return [(f"{rid}/{lang}", kind, prompt, target) for rid, lang, kind, prompt, target
+            in iter_dev_prompts(langs, n_records)]
 
 
 def parse_setting(name: str, base: AttributionSettings) -> AttributionSettings:

@@ -21,6 +21,7 @@ import resource
 import sys
 import time
 from pathlib import Path
+from typing import Any, Iterator
 
 import torch
 
@@ -57,21 +58,30 @@ def load(name: str):
     return Qwen2ForCausalLM(cfg).eval(), tok
 
 
-def benchmark_prompts(langs: list[str], max_prompts: int) -> list[tuple[str, str, str]]:
-    """(label, prompt, target_true) of MKEB dev records in the order MEMLA attributes them."""
+def iter_dev_prompts(langs: list[str], n_records: int | None = None) -> Iterator[tuple[Any, str, str, str, str]]:
+    """(record id, lang, prompt kind, prompt, target_true) of MKEB dev records in the order MEMLA attributes them.
+
+    Shared with attr_methods.py so both scripts time the very same prompts.
+    """
     from memla_plugin.mkeb import load_mkeb, read_test_ids
 
-    dev = read_test_ids("dev")
+    dev = read_test_ids("dev")[:n_records]
     records = {str(r.example_id): r for r in load_mkeb(None, test_ids=dev)}
-    out = []
     for rid in dev:
         rec = records[str(rid)]
         for lang in langs:
             fact = rec.fact(lang)
             for n, prompt in enumerate([fact.question, *rec.paraphrase_prompts.get(lang, [])]):
-                out.append((f"{rid}/{lang}/{'edit' if n == 0 else f'para{n}'}", prompt, fact.target_true))
-                if len(out) >= max_prompts:
-                    return out
+                yield rid, lang, "edit" if n == 0 else f"para{n}", prompt, fact.target_true
+
+
+def benchmark_prompts(langs: list[str], max_prompts: int) -> list[tuple[str, str, str]]:
+    """(label, prompt, target_true) of the first ``max_prompts`` dev prompts (at least one)."""
+    out = []
+    for rid, lang, kind, prompt, target in iter_dev_prompts(langs):
+        out.append((f"{rid}/{lang}/{kind}", prompt, target))
+        if len(out) >= max_prompts:
+            break
     return out
 
 
