@@ -52,13 +52,24 @@ def test_cli_reads_a_cache(tmp_path, capsys):
     spec.loader.exec_module(mod)
     args = argparse.Namespace(neuron_dir=str(tmp_path), key="m__k", records="all", langs="en,zh,fr", edit_lang="en",
                               min_langs=2, background="", max_share=0.1, filter=False, num_layers=10, json=None,
-                              loo_share=0.4)
+                              loo_share=0.4, compare="m__k")
     d = mod.diagnose(args)
     assert d["records"] == 2 and d["shared_by_2"]["likn"]["mean"] == 2.0
     assert "LIKN (shared_by_2)" in mod.to_markdown(d)
+    assert d["agreement_with"]["en"]["mean"] == 1.0  # a setting compared with itself
+    assert "Same records under m__k" in mod.to_markdown(d)
 
 
 def test_leave_one_out_generic():
     sets = {"a": {(0, 1), (0, 2)}, "b": {(0, 1)}, "c": {(0, 1), (3, 3)}}
     g = ns.leave_one_out_generic(sets, ["a", "b", "c"], 0.5)  # (0, 1) is in both others of every record
     assert g["mean_share"] == pytest.approx((1 / 2 + 1 + 1 / 2) / 3) and g["records_with_3_or_more"] == 0
+
+
+def test_setting_agreement_is_the_per_record_jaccard():
+    other = {"en": {"1": {(0, 1), (0, 2), (5, 3)}, "2": {(9, 9)}, "3": {(1, 1)}}, "zh": {}}
+    got = ns.setting_agreement(SETS, other, ["en", "zh"])
+    assert got["en"]["n"] == 2  # record 3 is not in SETS
+    assert got["en"]["mean"] == pytest.approx((1.0 + 0.0) / 2) and got["en"]["same_set"] == 0.5
+    assert got["zh"] == {"n": 0}
+

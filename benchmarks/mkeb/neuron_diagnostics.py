@@ -7,6 +7,11 @@ to count generic neurons. Nothing is recomputed.
     # the paper's MEMLA on the dev records (the shared cache of the committed series)
     python benchmarks/mkeb/neuron_diagnostics.py --records dev \\
         --key Qwen2.5-Coder-0.5B-Instruct-Q4_K_M-fp32-1d9614638d18__amig-m20-t0.3
+    # how much scoring the target in its trained form changes each record's neurons (same cache)
+    python benchmarks/mkeb/neuron_diagnostics.py --records all --langs en --background '' \\
+        --neuron-dir benchmarks/mkeb/results/background \\
+        --key Qwen2.5-Coder-0.5B-Instruct-Q4_K_M-fp32-1d9614638d18__amig-m20-t0.3-preamble \\
+        --compare Qwen2.5-Coder-0.5B-Instruct-Q4_K_M-fp32-1d9614638d18__amig-m20-t0.3-scored-preamble
     # the refined preset: scored target, LIKN shared by 2 of 3, generic filter at 0.1
     python benchmarks/mkeb/neuron_diagnostics.py --records dev --min-langs 2 --filter \\
         --key Qwen2.5-Coder-0.5B-Instruct-Q4_K_M-fp32-1d9614638d18__amig-m20-t0.3-scored
@@ -60,6 +65,10 @@ def diagnose(args: argparse.Namespace) -> dict:
     out["intersection"] = ns.likn_lskn(sets, args.edit_lang, langs, records)
     if args.min_langs:
         out[f"shared_by_{args.min_langs}"] = ns.likn_lskn(sets, args.edit_lang, langs, records, args.min_langs)
+    if getattr(args, "compare", None):
+        other = NeuronCache(args.neuron_dir, args.compare)
+        theirs = {l: {r: other.get(r, l) for r in records if other.get(r, l) is not None} for l in langs}
+        out["agreement_with"] = {"key": args.compare, **ns.setting_agreement(sets, theirs, langs)}
     edit_sets = [sets[args.edit_lang][r] for r in records]
     out["layers_edit_lang"] = ns.layer_histogram(edit_sets, args.num_layers)
     return out
@@ -88,6 +97,10 @@ def to_markdown(d: dict) -> str:
         lines.append(f"Generic neurons (each record against the {g['background_records']} other cached records, "
                      f"share > {g['max_share']}): mean share of a record's edit-language neurons {100 * g['mean_share']:.0f}%; "
                      f"records with >= 3: {g['records_with_3_or_more']} of {g['records']}")
+    if "agreement_with" in d:
+        a = d["agreement_with"]
+        lines.append(f"Same records under {a['key']} (Jaccard of each record's set; mean, share identical): " + ", ".join(
+            f"{l} {a[l]['mean']:.2f} ({100 * a[l]['same_set']:.0f}%, n={a[l]['n']})" for l in d["langs"] if a[l].get("n")))
     lines.append("Edit-language neurons per layer: " + " ".join(str(x) for x in d["layers_edit_lang"]))
     return "\n".join(lines) + "\n"
 
@@ -105,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--filter", action="store_true", help="drop generic neurons before the set statistics")
     ap.add_argument("--loo-share", type=float, default=None,
                     help="also count generic neurons against the other cached records (share above this)")
+    ap.add_argument("--compare", default=None,
+                    help="another setting directory: how much each record's set changes between the two")
     ap.add_argument("--num-layers", type=int, default=24)
     ap.add_argument("--json", default=None, help="also write the statistics here")
     args = ap.parse_args(argv)

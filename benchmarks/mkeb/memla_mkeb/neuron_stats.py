@@ -102,3 +102,18 @@ def leave_one_out_generic(sets: Mapping[str, set[Neuron]], records: Sequence[str
             per_record.append(len(generic) / len(sets[r]))
     return {"mean_share": statistics.fmean(per_record) if per_record else 0.0,
             "records_with_3_or_more": sum(c >= 3 for c in counts), "records": len(records)}
+
+
+def setting_agreement(sets: Sets, other: Sets, langs: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Per language, the Jaccard of each record's set under two attribution settings (records in both).
+
+    Answers how much a switch such as the target form or the patched positions changes which
+    neurons a fact gets: 1 means the same neurons, 0 disjoint sets.
+    """
+    out = {}
+    for lang in langs:
+        a, b = sets.get(lang, {}), other.get(lang, {})
+        jac = [len(a[r] & b[r]) / max(1, len(a[r] | b[r])) for r in a if r in b]
+        out[lang] = {**summary(jac), "same_set": sum(j == 1.0 for j in jac) / len(jac)} if jac else {"n": 0}
+    return out
+
