@@ -42,7 +42,9 @@ case "${1:-}" in
 esac
 N="${1:-10}"
 LANES="${LANES:-1}"
-METHODS="${ONLY:-unedited,memla,rome,memit,ft_l,ft_m,lora,ike,mend}"
+# memla_ig5 (5 integrated-gradient steps) runs in the same sitting as ROME, so its edit time (its own
+# attribution included: its cache key differs from the grid's) compares with ROME's in one process
+METHODS="${ONLY:-unedited,memla,memla_ig5,rome,memit,ft_l,ft_m,lora,ike,mend}"
 # ONLY=preset: the refined preset and one ablation per switch (its table: `run.sh preset`)
 PRESET=memla_refined,memla_refined_no_scored_target,memla_refined_no_each_position,memla_refined_no_k_of_n
 PRESET=$PRESET,memla_refined_no_generic_filter,memla_refined_no_locality
