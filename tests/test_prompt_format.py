@@ -70,14 +70,14 @@ def test_template_bos_is_not_doubled():
 def test_memla_attribution_and_training_see_the_format(chat_tok, qwen2_model, fact_request, monkeypatch):
     """apply_memla_to_model with prompt_format=chat: every prompt attribution scores and the prompt
     training encodes are the chat-formatted ones."""
-    import memla_plugin.neurons.fast as fast
+    import memla_plugin.neurons.selection as selection
     import memla_plugin.training as training
     from memla_plugin.hparams import MEMLAHyperParams
     from memla_plugin.memla_main import apply_memla_to_model
 
     seen_attr, seen_train = [], []
-    real_attr, real_encode = fast.attribute_fast, training.encode_edit
-    monkeypatch.setattr(fast, "attribute_fast", lambda m, t, p, *a, **k: seen_attr.append(p) or real_attr(m, t, p, *a, **k))
+    real_attr, real_encode = selection.encode_fact, training.encode_edit  # every attributed prompt is tokenised there
+    monkeypatch.setattr(selection, "encode_fact", lambda t, p, *a, **k: seen_attr.append(p) or real_attr(t, p, *a, **k))
     monkeypatch.setattr(training, "encode_edit", lambda t, p, *a, **k: seen_train.append(p) or real_encode(t, p, *a, **k))
     hp = MEMLAHyperParams(attr_steps=2, max_steps=2, attr_threshold=0.0, prompt_format="chat")
     apply_memla_to_model(qwen2_model, chat_tok, [fact_request], hp, return_orig_weights=True)
@@ -116,15 +116,15 @@ def test_harness_preamble_reaches_attribution_training_and_scoring(bench_env, mo
     """One run with prompt_format=preamble: MEMLA's attribution and training and every scored prompt
     are in the preamble; the rows say so and the run's identity differs from bare."""
     import memla_plugin.mkeb.scoring as scoring
-    import memla_plugin.neurons.fast as fast
+    import memla_plugin.neurons.selection as selection
     import memla_plugin.training as training
     from conftest_bench import compose, read_rows
     from memla_mkeb.planning import plan_run
     from memla_mkeb.runner import run_benchmark
 
     seen: dict[str, list[str]] = {"attr": [], "train": [], "score": []}
-    real_attr, real_encode, real_prompt = fast.attribute_fast, training.encode_edit, scoring.encode_prompt
-    monkeypatch.setattr(fast, "attribute_fast", lambda m, t, p, *a, **k: seen["attr"].append(p) or real_attr(m, t, p, *a, **k))
+    real_attr, real_encode, real_prompt = selection.encode_fact, training.encode_edit, scoring.encode_prompt
+    monkeypatch.setattr(selection, "encode_fact", lambda t, p, *a, **k: seen["attr"].append(p) or real_attr(t, p, *a, **k))
     monkeypatch.setattr(training, "encode_edit", lambda t, p, *a, **k: seen["train"].append(p) or real_encode(t, p, *a, **k))
     monkeypatch.setattr(scoring, "encode_prompt", lambda t, text: seen["score"].append(text) or real_prompt(t, text))
     cfg = compose(bench_env.overrides("data.limit=1", "prompt_format=preamble"))
