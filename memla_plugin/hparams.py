@@ -21,6 +21,7 @@ from .devices import DEVICE_HELP, parse_device
 from .errors import HParamsError
 from .languages import MKEB_LANGS
 from .neurons.settings import METHODS as _ATTR_METHODS
+from .neurons.settings import POSITIONS as _ATTR_POSITIONS
 from .prompt_format import PROMPT_FORMATS
 
 ALG_NAME = "MEMLA"
@@ -43,7 +44,6 @@ _INT_FIELDS = (
     "locality_prompts",
 )
 _TARGET_FORMS = ("unspaced", "scored")
-_ATTR_POSITIONS = ("last", "each")
 #: how one call edits several requests (memla_plugin.batch)
 BATCH_MODES = ("sequential", "joint")
 _BOOL_FIELDS = ("model_parallel", "fp16", "use_masks", "use_language_specific", "use_language_independent")

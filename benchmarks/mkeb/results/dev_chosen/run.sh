@@ -21,6 +21,9 @@ cd "$(dirname "$0")/../../../.."
 BIN="${MEMLA_BIN:-.venv/bin}"
 PY="${MEMLA_PYTHON:-$BIN/python}"
 R="${DEV_CHOSEN_DIR:-benchmarks/mkeb/results/dev_chosen}"
+# ONLY=preset: the refined preset and one ablation per switch (its table: `run.sh preset`)
+PRESET=memla_refined,memla_refined_no_scored_target,memla_refined_no_each_position,memla_refined_no_k_of_n
+PRESET=$PRESET,memla_refined_no_generic_filter,memla_refined_no_locality
 case "${1:-}" in
     pin)    shift
             for alg in "$@"; do
@@ -39,19 +42,14 @@ case "${1:-}" in
             fi
             exit 0 ;;
     report) exec "$PY" -m memla_mkeb.report "$R" --out "$R/report.md" ;;
+    preset) exec "$PY" benchmarks/mkeb/preset_table.py "$R" --preset memla_refined --methods "unedited,memla,$PRESET" ;;
 esac
 N="${1:-10}"
 LANES="${LANES:-1}"
 # memla_ig5 (5 integrated-gradient steps) runs in the same sitting as ROME, so its edit time (its own
 # attribution included: its cache key differs from the grid's) compares with ROME's in one process
 METHODS="${ONLY:-unedited,memla,memla_ig5,rome,memit,ft_l,ft_m,lora,ike,mend}"
-# ONLY=preset: the refined preset and one ablation per switch (its table: `run.sh preset`)
-PRESET=memla_refined,memla_refined_no_scored_target,memla_refined_no_each_position,memla_refined_no_k_of_n
-PRESET=$PRESET,memla_refined_no_generic_filter,memla_refined_no_locality
 [ "$METHODS" = preset ] && METHODS="unedited,memla,$PRESET"
-if [ "${1:-}" = preset ]; then
-    exec "$PY" benchmarks/mkeb/preset_table.py "$R" --preset memla_refined --methods "unedited,memla,$PRESET"
-fi
 COMMON=(data=dev "source_langs=[en]" "methods=[$METHODS]" "run_dir=$R" "run.neuron_dir=$R/neurons"
         "hparams_dir=$R/hparams" prompt_format=preamble)
 
