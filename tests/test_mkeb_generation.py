@@ -117,3 +117,61 @@ def test_answers_asked_under_their_own_template():
     assert scores["ES"] == base["ES"]  # the probability metrics keep prompt_template
     with pytest.raises(MetricConfigError, match="gen_template"):
         score_record(model, tok, rec, ["en"], device="cpu", gen_template="no slot")
+
+
+def _prefix_verdicts(tok, text):
+    from memla_plugin.mkeb.generation import answer_complete
+
+    complete, ids = answer_complete(tok), tok(text, add_special_tokens=False)["input_ids"]
+    return ids, [complete(ids[:k]) for k in range(1, len(ids) + 1)]
+
+
+@pytest.mark.parametrize("text", [" Paris\nQ: What is", "\n \n罗马。\n下一个", " Rome, Italy\r\nA", " Lyon<|endoftext|> B"])
+def test_an_answer_is_complete_exactly_when_later_tokens_cannot_change_it(tiny_tok, text):
+    ids, verdicts = _prefix_verdicts(tiny_tok, text)
+    assert verdicts[-1] and verdicts == sorted(verdicts)  # becomes true once, then stays true
+    for k, done in enumerate(verdicts, start=1):
+        if done:  # whatever follows, the answer is already the full text's
+            assert answer_text(tiny_tok, ids[:k]) == answer_text(tiny_tok, ids)
+    # and it turns true at the token that ends the answer: a line break after text, or a special token
+    end = ids[verdicts.index(True)]
+    assert end in tiny_tok.all_special_ids or len(f"a{tiny_tok.decode([end])}b".splitlines()) > 1
+
+
+def test_an_unfinished_line_is_not_complete(tiny_tok):
+    _, verdicts = _prefix_verdicts(tiny_tok, " Paris is the capital")
+    assert not any(verdicts)  # no line break and no special token: more tokens can lengthen the answer
+
+
+def test_answer_decodes_stop_early_with_the_same_tokens_and_answers():
+    from memla_plugin.mkeb import scoring
+    from memla_plugin.mkeb.engine import greedy_decode
+
+    # "?" -> A -> B -> x (a special token: the answer is over) -> A -> B -> x ...; "!" -> C -> D -> x -> A ...
+    tok, model = word_tok(), BigramStub({"?": {"A": 0.9}, "A": {"B": 0.9}, "B": {"x": 0.9}, "x": {"A": 0.9},
+                                          "!": {"C": 0.9}, "C": {"D": 0.9}, "D": {"x": 0.9}})
+    q, e = tok("Q ?")["input_ids"], tok("Q !")["input_ids"]
+    from memla_plugin.mkeb.generation import answer_complete
+
+    full = greedy_decode(model, [q, e], [10, 4], pad_id=0)
+    model.calls.clear()
+    short = greedy_decode(model, [q, e], [10, 4], pad_id=0, until=[answer_complete(tok), None])
+    assert short[1] == full[1] == tok("C D x A")["input_ids"]  # a row without a test gets all its tokens
+    # the answer row ends at its special token: a prefix of the full decode, with the same answer
+    assert short[0] == full[0][:3] == tok("A B x")["input_ids"]
+    assert answer_text(tok, short[0]) == answer_text(tok, full[0]) == "A B"
+    assert len(model.calls) == 4  # prompt + 3 steps (the 4-token row), not prompt + 9
+
+    rec = chain_record()
+    counts = {}
+    orig = scoring._Plan.decode_until
+    for name, until in [("full", lambda self, tok: [None] * len(self.decodes)), ("early", orig)]:
+        scoring._Plan.decode_until = until
+        try:
+            model.calls.clear()
+            counts[name] = (score_record(model, tok, rec, ["en"], device="cpu", gen_max_new_tokens=10)["en"],
+                            len(model.calls))
+        finally:
+            scoring._Plan.decode_until = orig
+    assert counts["early"][0] == counts["full"][0]  # every metric, the generation-based ones included
+    assert counts["early"][1] < counts["full"][1]

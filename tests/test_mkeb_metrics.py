@@ -252,3 +252,22 @@ def test_stub_without_forkable_cache_falls_back():
 
     tok, model = word_tok(), BigramStub(PROBS)
     assert shared_prompt_scoring(model, [(encode_prompt(tok, "Q ?"), [7])], [], pad_id=0) is None
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "qwen2"])
+def test_rows_that_stop_early_leave_the_batch_and_the_others_decode_unchanged(kind, make_tiny_model, tiny_tok):
+    """Rows whose answer is complete leave the running batch (the cache keeps only the others); every
+    row's tokens are the full-length decode's, cut where its test first held."""
+    from memla_plugin.mkeb.metrics import shared_prompt_scoring
+
+    model = make_tiny_model(kind)
+    prompts = [tiny_tok(p)["input_ids"] for p, _ in SHORT]
+    n_new = [6, 6, 5, 6, 3, 6]
+    stop_at = [2, None, 1, 4, None, 3]  # row i is complete after stop_at[i] tokens (None: never)
+    until = [None if k is None else (lambda toks, k=k: len(toks) >= k) for k in stop_at]
+    want = [full[: (k or n)] for full, k, n in
+            zip(greedy_decode(model, prompts, n_new, pad_id=tiny_tok.eos_token_id, batch_size=8), stop_at, n_new)]
+    assert greedy_decode(model, prompts, n_new, pad_id=tiny_tok.eos_token_id, batch_size=8, until=until) == want
+    _, dec = shared_prompt_scoring(model, [], list(zip(prompts, n_new)), pad_id=tiny_tok.eos_token_id,
+                                   batch_size=8, until=until)
+    assert dec == want

@@ -10,9 +10,10 @@ from __future__ import annotations
 import functools
 import inspect
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 __all__ = [
+    "DecodeStop",
     "MAX_LOGIT_POSITIONS",
     "TFResult",
     "accepts_kwarg",
@@ -23,6 +24,7 @@ __all__ = [
     "model_device",
     "no_grad",
     "pad_id_of",
+    "select_cache_rows",
     "teacher_forced",
 ]
 
@@ -145,8 +147,14 @@ def greedy_decode(
     pad_id: int,
     device: Any = None,
     batch_size: int = 32,
+    until: Optional[Sequence[Optional[Callable[[Sequence[int]], bool]]]] = None,
 ) -> list[list[int]]:
-    """Greedy-decode ``n_new[i]`` tokens after each prompt; left-padded batches with a KV cache."""
+    """Greedy-decode ``n_new[i]`` tokens after each prompt; left-padded batches with a KV cache.
+
+    ``until[i]`` (optional): a test on prompt i's tokens so far; once it holds, the rest of its
+    tokens are not needed, and the row leaves the batch (:class:`DecodeStop`). Its result is
+    then a prefix of the full-length decode.
+    """
     import torch
 
     device = device if device is not None else model_device(model)
@@ -155,8 +163,7 @@ def greedy_decode(
     keep_ok = accepts_kwarg(model, "logits_to_keep")
     for start in range(0, len(order), max(1, batch_size)):
         chunk = order[start: start + max(1, batch_size)]
-        steps = max(n_new[i] for i in chunk)
-        if steps <= 0:
+        if max(n_new[i] for i in chunk) <= 0:
             continue
         ids, mask, pos = left_pad([prompts[i] for i in chunk], pad_id, device)
         kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, "position_ids": pos, "use_cache": True}
@@ -165,9 +172,17 @@ def greedy_decode(
         res = model(**kwargs)
         cache = getattr(res, "past_key_values", None)
         nxt = res.logits[:, -1, :].argmax(-1)
-        generated = [nxt]
+        stop = DecodeStop([n_new[i] for i in chunk], [until[i] for i in chunk] if until is not None else None)
+        running = list(range(len(chunk)))  # the chunk rows in the batch, in batch order
+        active = stop.add(running, nxt.tolist())
         last_pos = pos[:, -1]
-        for _ in range(steps - 1):
+        while active:
+            if len(active) < len(running):  # leave out the finished rows where the cache allows it
+                rows = torch.tensor([running.index(r) for r in active], device=ids.device)
+                smaller = select_cache_rows(cache, rows) if cache is not None else None
+                if cache is None or smaller is not None:
+                    cache, running = smaller, active
+                    ids, pos, mask, last_pos, nxt = ids[rows], pos[rows], mask[rows], last_pos[rows], nxt[rows]
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=-1)
             last_pos = last_pos + 1
             if cache is not None:
@@ -182,11 +197,58 @@ def greedy_decode(
             res = model(**kwargs)
             cache = getattr(res, "past_key_values", None) if cache is not None else None
             nxt = res.logits[:, -1, :].argmax(-1)
-            generated.append(nxt)
-        gen = torch.stack(generated, dim=-1).tolist()
+            active = stop.add(running, nxt.tolist())
         for row, i in enumerate(chunk):
-            out[i] = gen[row][: n_new[i]]
+            out[i] = stop.tokens[row][: n_new[i]]
     return out
+
+
+def select_cache_rows(cache: Any, rows: Any) -> Any:
+    """``cache`` keeping only the batch rows ``rows`` (None when this cache type cannot do it)."""
+    reorder = getattr(cache, "reorder_cache", None)
+    if reorder is None:
+        return None
+    reorder(rows)  # transformers caches select batch rows in place (as beam search does)
+    return cache
+
+
+class DecodeStop:
+    """Which rows of a greedy batch still need tokens, and every row's tokens so far.
+
+    A row is done when it has its ``n`` tokens or its ``until`` test holds on its tokens so far;
+    done stays done (the tests are monotone: see :func:`.generation.answer_complete`). A done
+    row's later tokens are not kept, whether or not it is still computed in the batch.
+    """
+
+    def __init__(self, n: Sequence[int], until: Optional[Sequence[Optional[Callable[[Sequence[int]], bool]]]] = None,
+                 tokens: Optional[Sequence[Sequence[int]]] = None) -> None:
+        self.n = list(n)
+        self.until = list(until) if until is not None else [None] * len(self.n)
+        self.tokens: list[list[int]] = [[] for _ in self.n]
+        self.done = [False] * len(self.n)
+        self._check(range(len(self.n)))
+        for r, given in enumerate(tokens or []):  # tokens already decoded, taken one at a time like later ones
+            for t in given:
+                self.add([r], [t])
+
+    def _check(self, rows: Iterable[int]) -> None:
+        for r in rows:
+            if not self.done[r]:
+                test = self.until[r]
+                self.done[r] = len(self.tokens[r]) >= self.n[r] or (test is not None and test(self.tokens[r]))
+
+    @property
+    def active(self) -> list[int]:
+        """The rows that still need tokens."""
+        return [r for r, d in enumerate(self.done) if not d]
+
+    def add(self, rows: Sequence[int], step: Sequence[int]) -> list[int]:
+        """One step's tokens, ``step[k]`` for row ``rows[k]`` (ignored for done rows); the rows still active."""
+        for r, t in zip(rows, step):
+            if not self.done[r]:
+                self.tokens[r].append(int(t))
+        self._check(rows)
+        return self.active
 
 
 #: Upper bound on (rows x positions) whose full-vocabulary logits are materialised at once.

@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 from memla_plugin.languages import NO_SPACE_LANGS
 
 __all__ = [
     "GEN_MAX_NEW_TOKENS",
     "GenAnswers",
+    "answer_complete",
     "answer_text",
     "contains_answer",
     "first_line",
@@ -112,6 +113,29 @@ def answer_text(tok: Any, ids: Sequence[int], stops: Optional[set[int]] = None) 
             break
         cut.append(int(t))
     return first_line(tok.decode(cut, skip_special_tokens=True)) if cut else ""
+
+
+def answer_complete(tok: Any, stops: Optional[set[int]] = None) -> Callable[[Sequence[int]], bool]:
+    """A test on a growing greedy decode: true once more tokens cannot change its :func:`answer_text`.
+
+    That holds after a special token (everything after it is cut) or once the text holds a
+    non-empty line followed by a line break (only the first non-empty line is the answer). The
+    decode loops stop when every row passes it, so a short answer does not pay for the whole
+    length bound; the tokens that would have followed are never read.
+    """
+    stops = stop_ids(tok) if stops is None else stops
+
+    def complete(ids: Sequence[int]) -> bool:
+        cut = []
+        for t in ids:
+            if int(t) in stops:
+                return True
+            cut.append(int(t))
+        text = tok.decode(cut, skip_special_tokens=True) if cut else ""
+        # splitlines(keepends=True): a piece longer than its own first line ends with a line break
+        return any(line.strip() and line.splitlines()[0] != line for line in text.splitlines(keepends=True))
+
+    return complete
 
 
 @dataclass

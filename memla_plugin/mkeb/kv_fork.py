@@ -7,10 +7,11 @@ continues it, and the continuations run together in one right-padded block.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from .engine import (
     MAX_LOGIT_POSITIONS,
+    DecodeStop,
     TFResult,
     accepts_kwarg,
     call_overhead,
@@ -53,6 +54,7 @@ def shared_prompt_scoring(
     pad_id: int,
     device: Any = None,
     batch_size: int = 32,
+    until: Optional[Sequence[Optional[Callable[[Sequence[int]], bool]]]] = None,
 ) -> tuple[list[TFResult], list[list[int]]] | None:
     """Teacher-forced pairs and greedy decodes computing every distinct prompt only once.
 
@@ -61,7 +63,8 @@ def shared_prompt_scoring(
     greedy token in one right-padded block, and the decode rows go on step by step. The edit
     question (new and true target), paraphrases and neighbourhood prompts (scored and decoded)
     thus share their prompt computation. Returns ``None`` when the model's cache cannot be
-    forked (the caller then uses :func:`teacher_forced` / :func:`greedy_decode`).
+    forked (the caller then uses :func:`teacher_forced` / :func:`greedy_decode`). ``until``: per
+    decode, a test that ends it early, as in :func:`greedy_decode`.
     """
     import torch
 
@@ -104,13 +107,13 @@ def shared_prompt_scoring(
         for group in group_by_length([len(r[3]) for r in rows], max_size=4 * step, overhead=overhead,
                                      max_positions=MAX_LOGIT_POSITIONS):
             _continue_rows(model, [rows[g] for g in group], cache, mask, pos, last, last_lse, last_top, pairs,
-                           decodes, tf, dec, pad_id=pad_id, keep_ok=keep_ok)
+                           decodes, tf, dec, pad_id=pad_id, keep_ok=keep_ok, until=until)
     return tf, dec  # type: ignore[return-value]
 
 
 def _continue_rows(model: Any, chunk: list[Any], cache: Any, mask: Any, pos: Any, last: Any, last_lse: Any,
                    last_top: Any, pairs: Any, decodes: Any, tf: list[Any], dec: list[list[int]], *, pad_id: int,
-                   keep_ok: bool) -> None:
+                   keep_ok: bool, until: Optional[Sequence[Any]] = None) -> None:
     """Score/decode one chunk of rows that continue prompts already in ``cache``."""
     import torch
 
@@ -157,25 +160,33 @@ def _continue_rows(model: Any, chunk: list[Any], cache: Any, mask: Any, pos: Any
                 decode_rows.append((r, i, [int(last_top[b]), int(logits[r, 0].argmax())]))
     if not decode_rows:
         return
-    need = max(decodes[i][1] for _, i, _ in decode_rows)
-    sel = torch.tensor([r for r, _, _ in decode_rows], device=dev)
-    gen = [g for _, _, g in decode_rows]
-    if need > 2:
+    # the decode rows go on from the forked cache, one token a step; a row leaves the batch once it has
+    # its n tokens or its answer is complete (``until``)
+    stop = DecodeStop([decodes[i][1] for _, i, _ in decode_rows],
+                      [until[i] for _, i, _ in decode_rows] if until is not None else None,
+                      [g for _, _, g in decode_rows])
+    active = stop.active
+    if active:
+        sel = torch.tensor([decode_rows[k][0] for k in active], device=dev)
         sub.reorder_cache(sel)
         dmask = row_mask[sel]
         dpos = last_pos[sel] + 1  # position of the first generated token
-        nxt = torch.tensor([g[-1] for g in gen], device=dev)
-        for _ in range(need - 2):
-            dmask = torch.cat([dmask, torch.ones_like(dmask[:, :1])], dim=-1)
-            dpos = dpos + 1
-            kwargs: dict[str, Any] = {"input_ids": nxt[:, None], "attention_mask": dmask, "position_ids": dpos[:, None],
-                                      "past_key_values": sub, "use_cache": True}
-            if keep_ok:
-                kwargs["logits_to_keep"] = 1
-            out = model(**kwargs)
-            sub = out.past_key_values
-            nxt = out.logits[:, -1, :].argmax(-1)
-            for g, t in zip(gen, nxt.tolist()):
-                g.append(int(t))
-    for (_, i, _), g in zip(decode_rows, gen):
-        dec[i] = g[: decodes[i][1]]
+        nxt = torch.tensor([stop.tokens[k][-1] for k in active], device=dev)
+        running = active
+    while active:
+        if len(active) < len(running):
+            rows = torch.tensor([running.index(k) for k in active], device=dev)
+            sub.reorder_cache(rows)
+            dmask, dpos, nxt, running = dmask[rows], dpos[rows], nxt[rows], active
+        dmask = torch.cat([dmask, torch.ones_like(dmask[:, :1])], dim=-1)
+        dpos = dpos + 1
+        kwargs: dict[str, Any] = {"input_ids": nxt[:, None], "attention_mask": dmask, "position_ids": dpos[:, None],
+                                  "past_key_values": sub, "use_cache": True}
+        if keep_ok:
+            kwargs["logits_to_keep"] = 1
+        out = model(**kwargs)
+        sub = out.past_key_values
+        nxt = out.logits[:, -1, :].argmax(-1)
+        active = stop.add(running, nxt.tolist())
+    for k, (_, i, _) in enumerate(decode_rows):
+        dec[i] = stop.tokens[k][: decodes[i][1]]

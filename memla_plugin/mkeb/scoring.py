@@ -15,7 +15,7 @@ from memla_plugin.errors import MEMLAError
 from memla_plugin.tokenisation import encode_prompt, encode_target
 
 from .engine import TFResult, greedy_decode, pad_id_of, teacher_forced
-from .generation import GEN_MAX_NEW_TOKENS, GenAnswers, answer_text, stop_ids
+from .generation import GEN_MAX_NEW_TOKENS, GenAnswers, answer_complete, answer_text, stop_ids
 from .kv_fork import shared_prompt_scoring
 from .metric_registry import Answer, LangOutputs, compute_all
 from .schema import MKEBRecord
@@ -67,6 +67,7 @@ class _Plan:
         self.pair_index: dict[tuple[tuple[int, ...], tuple[int, ...]], int] = {}
         self.decodes: list[tuple[tuple[int, ...], int]] = []
         self.decode_index: dict[tuple[tuple[int, ...], int], int] = {}
+        self.full_length: set[int] = set()  # decodes some metric reads token by token (NS, MQ)
 
     def pair(self, prompt: Sequence[int], target: Sequence[int]) -> int:
         key = (tuple(prompt), tuple(target))
@@ -75,12 +76,21 @@ class _Plan:
             self.pairs.append(key)
         return self.pair_index[key]
 
-    def decode(self, prompt: Sequence[int], n: int) -> int:
+    def decode(self, prompt: Sequence[int], n: int, *, answer: bool = False) -> int:
+        """Index of the greedy decode of ``n`` tokens after ``prompt``; ``answer``: only its
+        :func:`.generation.answer_text` is read, so it may stop once that is complete."""
         key = (tuple(prompt), n)
         if key not in self.decode_index:
             self.decode_index[key] = len(self.decodes)
             self.decodes.append(key)
+        if not answer:
+            self.full_length.add(self.decode_index[key])
         return self.decode_index[key]
+
+    def decode_until(self, tok: Any) -> list[Any]:
+        """Per decode, the early-stop test of the answer-only ones (None: every token is read)."""
+        complete = answer_complete(tok)
+        return [None if i in self.full_length else complete for i in range(len(self.decodes))]
 
 
 #: A prompt with a gold answer in the plan: (pair index, decode index, gold ids).
@@ -149,9 +159,9 @@ def _plan_gen(record: MKEBRecord, lang: str, plan: _Plan, encode: Callable[[str]
     fact = record.fact(lang)
     return {
         "targets": (fact.target_new, fact.target_true or None),
-        "edit": plan.decode(encode(fact.question), n),
-        "para": [plan.decode(encode(p), n) for p in record.paraphrase_prompts.get(lang, [])],
-        "loc": [plan.decode(encode(p), n) for p in record.neighborhood_prompts.get(lang, [])],
+        "edit": plan.decode(encode(fact.question), n, answer=True),
+        "para": [plan.decode(encode(p), n, answer=True) for p in record.paraphrase_prompts.get(lang, [])],
+        "loc": [plan.decode(encode(p), n, answer=True) for p in record.neighborhood_prompts.get(lang, [])],
     }
 
 
@@ -208,16 +218,18 @@ def _execute(model: Any, tok: Any, plan: _Plan, opts: ScoringOptions) -> tuple[l
 
     pad = pad_id_of(tok)
     kw: dict[str, Any] = {"pad_id": pad, "device": opts.device, "batch_size": opts.batch_size}
+    until = plan.decode_until(tok)
     was_training = bool(getattr(model, "training", False))
     if was_training:
         model.eval()
     try:
         with torch.no_grad():
-            shared = shared_prompt_scoring(model, plan.pairs, plan.decodes, **kw) if opts.share_prompts else None
+            shared = (shared_prompt_scoring(model, plan.pairs, plan.decodes, until=until, **kw)
+                      if opts.share_prompts else None)
             if shared is not None:
                 return shared
             tf = teacher_forced(model, plan.pairs, **kw)
-            dec = greedy_decode(model, [p for p, _ in plan.decodes], [n for _, n in plan.decodes], **kw)
+            dec = greedy_decode(model, [p for p, _ in plan.decodes], [n for _, n in plan.decodes], until=until, **kw)
             return tf, dec
     finally:
         if was_training:
