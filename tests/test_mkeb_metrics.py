@@ -271,3 +271,26 @@ def test_rows_that_stop_early_leave_the_batch_and_the_others_decode_unchanged(ki
     _, dec = shared_prompt_scoring(model, [], list(zip(prompts, n_new)), pad_id=tiny_tok.eos_token_id,
                                    batch_size=8, until=until)
     assert dec == want
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "qwen2"])
+def test_a_long_common_head_is_computed_once_with_the_same_scores(kind, make_tiny_model, tiny_tok, monkeypatch):
+    """An in-context prefix (IKE's demonstrations) before every prompt: computed once, scores unchanged."""
+    from memla_plugin.mkeb import kv_fork
+    from memla_plugin.mkeb.kv_fork import common_prefix
+
+    assert common_prefix([[1, 2, 3], [1, 2, 4], [1, 2]]) == (1, 2) and common_prefix([[5], [6]]) == ()
+    model = make_tiny_model(kind)
+    rec = _tiny_record(4)
+    template = "New Fact: Paris is in Italy\nPrompt: {}"  # the same head before every question
+    heads = []
+    real = kv_fork._shared_head
+    monkeypatch.setattr(kv_fork, "_shared_head", lambda *a, **k: heads.append(real(*a, **k)[1]) or real(*a, **k))
+    whole = score_record(model, tiny_tok, rec, prompt_template=template, share_prefix=0, gen_max_new_tokens=4)
+    assert heads == []
+    shared = score_record(model, tiny_tok, rec, prompt_template=template, share_prefix=6, gen_max_new_tokens=4)
+    assert heads and heads[0] >= 6  # the head was computed apart
+    assert _close(whole, shared)
+    for lang in whole:  # argmax-based and generation-based metrics exactly
+        for metric in ("NS", "MQ", "gen_ES", "gen_PS", "rel_acc", "loc_acc"):
+            assert whole[lang][metric] == shared[lang][metric], (lang, metric)

@@ -21,7 +21,7 @@ from .engine import (
     no_grad,
 )
 
-__all__ = ["shared_prompt_scoring"]
+__all__ = ["common_prefix", "shared_prompt_scoring"]
 
 
 def _forkable(cache: Any) -> bool:
@@ -55,6 +55,7 @@ def shared_prompt_scoring(
     device: Any = None,
     batch_size: int = 32,
     until: Optional[Sequence[Optional[Callable[[Sequence[int]], bool]]]] = None,
+    share_prefix: int = 0,
 ) -> tuple[list[TFResult], list[list[int]]] | None:
     """Teacher-forced pairs and greedy decodes computing every distinct prompt only once.
 
@@ -65,6 +66,11 @@ def shared_prompt_scoring(
     thus share their prompt computation. Returns ``None`` when the model's cache cannot be
     forked (the caller then uses :func:`teacher_forced` / :func:`greedy_decode`). ``until``: per
     decode, a test that ends it early, as in :func:`greedy_decode`.
+
+    ``share_prefix``: when every prompt starts with the same run of at least this many tokens (an
+    in-context editor's demonstrations), that run is computed once and its cache copied into every
+    batch, so only each prompt's own tokens are computed per batch (0: never). Scores then equal
+    the full computation's up to float rounding.
     """
     import torch
 
@@ -81,12 +87,18 @@ def shared_prompt_scoring(
     prompts = list(users)
     step = max(1, batch_size)
     overhead = call_overhead(device)
+    head, n_head = _shared_head(model, prompts, share_prefix, device, keep_ok) if share_prefix > 0 else (None, 0)
     # every prompt group runs its own greedy loop, so a group also costs the decode steps
     steps = max([n for _, n in decodes] + [1])
-    for group in group_by_length([len(p) for p in prompts], max_size=step, overhead=overhead * steps):
+    for group in group_by_length([len(p) - n_head for p in prompts], max_size=step, overhead=overhead * steps):
         batch = [prompts[g] for g in group]
-        ids, mask, pos = left_pad(batch, pad_id, device)
+        ids, mask, pos = left_pad([p[n_head:] for p in batch], pad_id, device)
         kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, "position_ids": pos, "use_cache": True}
+        if head is not None:  # the shared head's cache, one copy per row; its tokens come first in every row
+            kwargs["past_key_values"] = _fork_cache(head, torch.zeros(len(batch), dtype=torch.long, device=ids.device))
+            mask = torch.cat([torch.ones((len(batch), n_head), dtype=mask.dtype, device=mask.device), mask], dim=-1)
+            pos = pos + n_head
+            kwargs.update(attention_mask=mask, position_ids=pos)
         if keep_ok:
             kwargs["logits_to_keep"] = 1
         out = model(**kwargs)
@@ -109,6 +121,43 @@ def shared_prompt_scoring(
             _continue_rows(model, [rows[g] for g in group], cache, mask, pos, last, last_lse, last_top, pairs,
                            decodes, tf, dec, pad_id=pad_id, keep_ok=keep_ok, until=until)
     return tf, dec  # type: ignore[return-value]
+
+
+def common_prefix(seqs: Sequence[Sequence[int]]) -> tuple[int, ...]:
+    """The longest run of tokens every sequence starts with."""
+    if not seqs:
+        return ()
+    first = seqs[0]
+    n = min(len(s) for s in seqs)
+    for s in seqs[1:]:
+        k = 0
+        while k < n and s[k] == first[k]:
+            k += 1
+        n = k
+    return tuple(first[:n])
+
+
+def _shared_head(model: Any, prompts: Sequence[Sequence[int]], at_least: int, device: Any,
+                 keep_ok: bool) -> tuple[Any, int]:
+    """(cache of the prompts' common head, its length), or (None, 0) when it is shorter than ``at_least``.
+
+    Every prompt keeps at least its last token out of the head: its logits start the scoring.
+    """
+    import torch
+
+    head = common_prefix(prompts)[: min(len(p) for p in prompts) - 1] if prompts else ()
+    if len(head) < at_least:
+        return None, 0
+    n = len(head)
+    kwargs: dict[str, Any] = {"input_ids": torch.tensor([head], device=device),
+                              "attention_mask": torch.ones((1, n), dtype=torch.long, device=device),
+                              "position_ids": torch.arange(n, device=device)[None], "use_cache": True}
+    if keep_ok:
+        kwargs["logits_to_keep"] = 1
+    cache = getattr(model(**kwargs), "past_key_values", None)
+    if cache is None or not _forkable(cache):
+        return None, 0
+    return cache, n
 
 
 def _continue_rows(model: Any, chunk: list[Any], cache: Any, mask: Any, pos: Any, last: Any, last_lse: Any,

@@ -47,7 +47,10 @@ class ScoringOptions:
     ``gen_max_new_tokens``: length bound of the greedy answers that the generation-based
     metrics read (:mod:`.generation`; 0 leaves them unmeasured). ``gen_template``: the
     template those answers are asked under (default: ``prompt_template``, so they share its
-    prompt computation).
+    prompt computation). ``share_prefix``: with ``share_prompts``, a head of at least this many tokens
+    common to every prompt (an in-context editor's demonstrations, far longer than any prompt
+    format's own text) is computed once per scoring (0: never; see
+    :func:`.kv_fork.shared_prompt_scoring`).
     """
 
     device: Any = None
@@ -57,6 +60,7 @@ class ScoringOptions:
     prompt_template: str = "{}"
     gen_max_new_tokens: int = GEN_MAX_NEW_TOKENS
     gen_template: Optional[str] = None
+    share_prefix: int = 64
 
 
 class _Plan:
@@ -224,7 +228,8 @@ def _execute(model: Any, tok: Any, plan: _Plan, opts: ScoringOptions) -> tuple[l
         model.eval()
     try:
         with torch.no_grad():
-            shared = (shared_prompt_scoring(model, plan.pairs, plan.decodes, until=until, **kw)
+            shared = (shared_prompt_scoring(model, plan.pairs, plan.decodes, until=until,
+                                            share_prefix=opts.share_prefix, **kw)
                       if opts.share_prompts else None)
             if shared is not None:
                 return shared
