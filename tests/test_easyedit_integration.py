@@ -359,7 +359,10 @@ def test_memit_edit_and_restore(ee, tiny_dir, tmp_path):
 def test_ft_edit_and_restore(ee, tiny_dir, tmp_path, variant):
     from easyeditor import FTHyperParams
 
-    path = write_hparams(tmp_path, "FT", f"qwen2.5-0.5b-{variant}.yaml", model_name=str(tiny_dir), layers=[2], lr=5e-2)
+    # the shipped file's L-inf bound (2.5e-4, chosen on the default model's dev grid) is far too tight to move a
+    # random tiny model; this test is about the edit and restore wiring, so the bound is lifted here
+    path = write_hparams(tmp_path, "FT", f"qwen2.5-0.5b-{variant}.yaml", model_name=str(tiny_dir), layers=[2], lr=5e-2,
+                         norm_constraint=False)
     edit_and_check(ee, FTHyperParams.from_hparams(str(path)), variant.upper())
 
 
