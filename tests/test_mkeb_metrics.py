@@ -294,3 +294,28 @@ def test_a_long_common_head_is_computed_once_with_the_same_scores(kind, make_tin
     for lang in whole:  # argmax-based and generation-based metrics exactly
         for metric in ("NS", "MQ", "gen_ES", "gen_PS", "rel_acc", "loc_acc"):
             assert whole[lang][metric] == shared[lang][metric], (lang, metric)
+
+
+def test_finished_rows_leave_the_tensors_and_a_cache_that_can_select_rows():
+    from memla_plugin.mkeb.engine import drop_finished_rows
+
+    class Selectable:
+        def __init__(self):
+            self.kept = None
+
+        def reorder_cache(self, rows):
+            self.kept = rows.tolist()
+
+    a, b = torch.arange(4)[:, None], torch.arange(4) * 10
+    cache, running, (a2, b2) = drop_finished_rows(Selectable(), [0, 1, 2, 3], [1, 3], (a, b))
+    assert cache.kept == [1, 3] and running == [1, 3] and a2[:, 0].tolist() == [1, 3] and b2.tolist() == [10, 30]
+    # rows are named by their index in the chunk: after a first shrink, row 3 sits at batch position 1
+    cache, running, (b3,) = drop_finished_rows(cache, running, [3], (b2,))
+    assert cache.kept == [1] and running == [3] and b3.tolist() == [30]
+    # no cache (the model is re-run on the whole sequence): the tensors shrink
+    none, running, (b4,) = drop_finished_rows(None, [0, 1, 2, 3], [2], (b,))
+    assert none is None and running == [2] and b4.tolist() == [20]
+    # a cache that cannot select rows keeps the whole batch (done rows are decoded and ignored)
+    fixed = object()
+    same, running, (b5,) = drop_finished_rows(fixed, [0, 1, 2, 3], [2], (b,))
+    assert same is fixed and running == [0, 1, 2, 3] and b5 is b

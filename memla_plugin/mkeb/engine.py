@@ -24,6 +24,7 @@ __all__ = [
     "model_device",
     "no_grad",
     "pad_id_of",
+    "drop_finished_rows",
     "select_cache_rows",
     "teacher_forced",
 ]
@@ -177,12 +178,8 @@ def greedy_decode(
         active = stop.add(running, nxt.tolist())
         last_pos = pos[:, -1]
         while active:
-            if len(active) < len(running):  # leave out the finished rows where the cache allows it
-                rows = torch.tensor([running.index(r) for r in active], device=ids.device)
-                smaller = select_cache_rows(cache, rows) if cache is not None else None
-                if cache is None or smaller is not None:
-                    cache, running = smaller, active
-                    ids, pos, mask, last_pos, nxt = ids[rows], pos[rows], mask[rows], last_pos[rows], nxt[rows]
+            cache, running, (ids, pos, mask, last_pos, nxt) = drop_finished_rows(
+                cache, running, active, (ids, pos, mask, last_pos, nxt))
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=-1)
             last_pos = last_pos + 1
             if cache is not None:
@@ -210,6 +207,27 @@ def select_cache_rows(cache: Any, rows: Any) -> Any:
         return None
     reorder(rows)  # transformers caches select batch rows in place (as beam search does)
     return cache
+
+
+def drop_finished_rows(cache: Any, running: Sequence[int], active: Sequence[int],
+                       tensors: tuple[Any, ...]) -> tuple[Any, list[int], tuple[Any, ...]]:
+    """Shrink a decoding batch to its ``active`` rows: the cache and each per-row tensor.
+
+    ``running`` names the rows now in the batch, in batch order (``active`` is a subset of it). A
+    cache that cannot select rows keeps the batch as it is (its done rows are decoded and ignored);
+    ``cache=None`` (a model without a cache) shrinks the tensors only.
+    """
+    import torch
+
+    if len(active) == len(running):
+        return cache, list(running), tensors
+    rows = torch.tensor([running.index(r) for r in active], device=tensors[0].device)
+    if cache is not None:
+        smaller = select_cache_rows(cache, rows)
+        if smaller is None:
+            return cache, list(running), tensors
+        cache = smaller
+    return cache, list(active), tuple(t[rows] for t in tensors)
 
 
 class DecodeStop:

@@ -15,10 +15,12 @@ from .engine import (
     TFResult,
     accepts_kwarg,
     call_overhead,
+    drop_finished_rows,
     group_by_length,
     left_pad,
     model_device,
     no_grad,
+    select_cache_rows,
 )
 
 __all__ = ["common_prefix", "shared_prompt_scoring"]
@@ -217,16 +219,13 @@ def _continue_rows(model: Any, chunk: list[Any], cache: Any, mask: Any, pos: Any
     active = stop.active
     if active:
         sel = torch.tensor([decode_rows[k][0] for k in active], device=dev)
-        sub.reorder_cache(sel)
+        sub = select_cache_rows(sub, sel)  # a forked cache can always select rows (_forkable)
         dmask = row_mask[sel]
         dpos = last_pos[sel] + 1  # position of the first generated token
         nxt = torch.tensor([stop.tokens[k][-1] for k in active], device=dev)
         running = active
     while active:
-        if len(active) < len(running):
-            rows = torch.tensor([running.index(k) for k in active], device=dev)
-            sub.reorder_cache(rows)
-            dmask, dpos, nxt, running = dmask[rows], dpos[rows], nxt[rows], active
+        sub, running, (dmask, dpos, nxt) = drop_finished_rows(sub, running, active, (dmask, dpos, nxt))
         dmask = torch.cat([dmask, torch.ones_like(dmask[:, :1])], dim=-1)
         dpos = dpos + 1
         kwargs: dict[str, Any] = {"input_ids": nxt[:, None], "attention_mask": dmask, "position_ids": dpos[:, None],
