@@ -162,11 +162,12 @@ def grouped_run(root: Path, model_dir: Path, settings: tuple[str, ...], read) ->
 
 
 def crash_then_resume(root: Path, model_dir: Path, settings: tuple[str, ...], read,
-                      crash_id: str = "103") -> tuple[set, Any, dict]:
+                      crash_id: str = "103", edited: list | None = None) -> tuple[set, Any, dict]:
     """Stop a fresh run before record ``crash_id`` is edited, then rerun it.
 
-    Returns the keys the stopped run left, the rerun's summary and the rows it ends with,
-    so a test can check that an interrupted group is redone whole.
+    Returns the keys the stopped run left, the rerun's summary and the rows it ends with, so a
+    test can check how an interrupted group is taken up; ``edited`` (a list) receives the record
+    ids the rerun edits.
     """
     from memla_mkeb.runner import Hooks, run_benchmark
 
@@ -178,7 +179,9 @@ def crash_then_resume(root: Path, model_dir: Path, settings: tuple[str, ...], re
     with pytest.raises(KeyboardInterrupt):
         run_benchmark(compose(env.overrides(*settings)), hooks=Hooks(before_edit=crash))
     left = set(read(env.run_dir))
-    summary = run_benchmark(compose(env.overrides(*settings)))
+    seen = edited if edited is not None else []
+    summary = run_benchmark(compose(env.overrides(*settings)),
+                            hooks=Hooks(before_edit=lambda spec, source, record: seen.append(str(record.example_id))))
     return left, summary, read(env.run_dir)
 
 

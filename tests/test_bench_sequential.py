@@ -1,6 +1,7 @@
 """Sequential editing in the harness (sequential.n): rows, retention, restore, resume, settings, perplexity."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -49,16 +50,102 @@ def test_first_edit_of_a_sequence_scores_as_a_single_edit(seq_run, tmp_path, ben
     assert seqs["seq2|memla|en|100"]["steps"][0]["scores"] == row["scores"]
 
 
-def test_interrupted_sequence_is_redone_from_its_first_edit(seq_run, tmp_path, bench_model_dir):
-    """A crash inside the second sequence leaves no row for it (the model is put back); the rerun
-    redoes that sequence and ends with the uninterrupted run's rows."""
+def test_interrupted_sequence_goes_on_from_its_last_finished_edit(seq_run, tmp_path, bench_model_dir):
+    """A crash before the second edit of the second sequence leaves no row for it (the model is put
+    back) but its saved state; the rerun loads that state, makes only the missing edit and ends with
+    the uninterrupted run's rows. The state is gone once the row is written."""
     _, _, ref = seq_run
-    left, summary, got = crash_then_resume(tmp_path, bench_model_dir, SEQ, read_sequences)
+    edited: list = []
+    left, summary, got = crash_then_resume(tmp_path, bench_model_dir, SEQ, read_sequences, edited=edited)
     assert left == {"seq2|memla|en|100"} and summary.written == 1 and summary.already_done == 5
+    assert edited == ["103"]  # record 102's edit came from the saved state
     assert set(got) == set(ref)
     for key, row in got.items():
         assert [s["scores"] for s in row["steps"]] == [s["scores"] for s in ref[key]["steps"]], key
         assert row["final"]["scores"] == ref[key]["final"]["scores"], key
+        assert [s["edit_stats"].get("neurons_per_lang") for s in row["steps"]] == \
+            [s["edit_stats"].get("neurons_per_lang") for s in ref[key]["steps"]], key
+    assert got["seq2|memla|en|102"]["resumed_at"] == [1] and "resumed_at" not in got["seq2|memla|en|100"]
+    assert got["seq2|memla|en|102"]["restore"]["checked"] > 0  # undone to the loaded model, bit for bit
+    assert not (tmp_path / "run" / ".sequence_state").exists()
+
+
+def test_saved_sequence_state_round_trip_identity_and_torn_writes(tmp_path):
+    """The state reads back with its weights; another identity (settings, code) discards it; a kill
+    between writing new weights and the state that names them leaves the older consistent pair."""
+    import torch
+
+    from memla_mkeb.seq_state import SequenceState
+
+    ident = {"cfg_id": "a", "code": {"commit": "c1", "dirty": False}}
+    st = SequenceState(tmp_path, "seq2|rome|en|7", ident)
+    assert st.load() is None
+    w1 = {"layers.0.w": torch.arange(6.0).reshape(2, 3)}
+    st.save({"steps": [{"position": 0}], "final": {"scores": []}}, w1)
+    st.save({"steps": [{"position": 0}], "final": {"scores": [{"en": {}}]}})  # no new weights: keeps the file
+    again = SequenceState(tmp_path, "seq2|rome|en|7", ident)
+    state = again.load()
+    assert state["steps"] == [{"position": 0}] and state["final"]["scores"] == [{"en": {}}]
+    assert torch.equal(again.weights()["layers.0.w"], w1["layers.0.w"])
+    # a torn write: new weights on disk, state.json still naming the old ones
+    (again.dir / "weights.2.safetensors").write_bytes(b"partial")
+    state = SequenceState(tmp_path, "seq2|rome|en|7", ident)
+    assert state.load()["weights"] == "weights.1.safetensors"
+    assert torch.equal(state.weights()["layers.0.w"], w1["layers.0.w"])
+    other = SequenceState(tmp_path, "seq2|rome|en|7", {**ident, "code": {"commit": "c2", "dirty": False}})
+    assert other.load() is None and not other.dir.exists()
+
+
+def test_host_sequences_resume_with_their_context_templates(tmp_path, bench_model_dir, monkeypatch):
+    """ROME's sequence goes on after a crash with the context templates its first edit generated from
+    the loaded model (not from the edited one); LoRA's (a PEFT wrapper) keeps no state and is redone
+    from its first edit. Both end with the uninterrupted run's rows."""
+    from conftest_bench import make_bench_env
+    from memla_mkeb.runner import Hooks
+    from memla_plugin.easyedit.patches import context_template_caches
+
+    settings = ("data.limit=2", "sequential.n=2", "methods=[unedited,rome,lora]")
+    whole = make_bench_env(tmp_path / "whole", bench_model_dir)
+    write_host_hparams(whole)
+    made: dict = {}  # the templates as ROME's sequence leaves them (LoRA's preparation resets them)
+    run_benchmark(compose(whole.overrides(*settings)),
+                  hooks=Hooks(after_row=lambda row: made.setdefault(row["method"], context_template_caches())))
+    ref = read_sequences(whole.run_dir)
+    assert made["rome"]  # ROME made them
+
+    env = make_bench_env(tmp_path / "cut", bench_model_dir)
+    write_host_hparams(env)
+
+    def crash_at(method):
+        def hook(spec, source, record):
+            if spec.name == method and str(record.example_id) == "101":
+                raise KeyboardInterrupt
+        return Hooks(before_edit=hook)
+
+    with pytest.raises(KeyboardInterrupt):
+        run_benchmark(compose(env.overrides(*settings)), hooks=crash_at("rome"))
+    assert (env.run_dir / ".sequence_state").is_dir()
+    rome_main = sys.modules["easyeditor.models.rome.rome_main"]
+    generated: list = []
+    real_generate = rome_main.generate_fast
+    monkeypatch.setattr(rome_main, "generate_fast", lambda *a, **k: generated.append(1) or real_generate(*a, **k))
+    resumed: dict = {}
+    hooks = crash_at("lora")
+    hooks.after_row = lambda row: resumed.setdefault(row["method"], context_template_caches())
+    with pytest.raises(KeyboardInterrupt):  # ROME goes on and finishes; LoRA stops before its 2nd edit
+        run_benchmark(compose(env.overrides(*settings)), hooks=hooks)
+    assert set(read_sequences(env.run_dir)) == {"seq2|rome|en|100"}
+    assert not (env.run_dir / ".sequence_state").exists()  # ROME's is cleared, LoRA saved none
+    run_benchmark(compose(env.overrides(*settings)))
+    got = read_sequences(env.run_dir)
+    assert set(got) == set(ref)
+    for key, row in got.items():
+        assert [s["scores"] for s in row["steps"]] == [s["scores"] for s in ref[key]["steps"]], key
+        assert row["final"]["scores"] == ref[key]["final"]["scores"], key
+        assert row["restore"]["checked"] > 0
+    assert got["seq2|rome|en|100"]["resumed_at"] == [1] and "resumed_at" not in got["seq2|lora|en|100"]
+    # the resumed sitting edited with the first sitting's templates; it generated none from the edited model
+    assert resumed["rome"] == made["rome"] and generated == []
 
 
 @pytest.mark.parametrize("setting, message", [

@@ -223,6 +223,18 @@ def reset_context_template_caches() -> None:
                 cache.clear()
 
 
+def context_template_caches() -> dict[str, list]:
+    """The context templates host modules (ROME, MEMIT, ...) generated in this process, by module name."""
+    return {mod.__name__: mod.CONTEXT_TEMPLATES_CACHE for mod in host_modules()
+            if getattr(mod, "CONTEXT_TEMPLATES_CACHE", None) is not None}
+
+
+def restore_context_template_caches(saved: dict[str, list]) -> None:
+    """Give host modules the templates :func:`context_template_caches` read in another process."""
+    for name, templates in saved.items():
+        host_module(name).CONTEXT_TEMPLATES_CACHE = templates
+
+
 def apply_host_fixes() -> dict[str, str]:
     """Apply every host fix once per process; log each the first time. Returns what is applied."""
     import_easyeditor()

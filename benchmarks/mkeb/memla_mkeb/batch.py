@@ -88,6 +88,9 @@ class BatchRun:
         self.current: Any = sitting.model
         self.in_one_call = spec.kind == "memla" or (spec.kind == "easyedit" and host_batches(spec.alg_name))
 
+    def written(self) -> None:
+        """The row is written (a batch keeps no state between sittings: it is one edit)."""
+
     def run(self) -> dict[str, Any]:
         """Edit the batch, score each fact on the edited model, undo and verify; the row."""
         s = self.s

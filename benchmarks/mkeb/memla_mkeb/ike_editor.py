@@ -87,6 +87,13 @@ class IKEEditor(Editor):
     def end_sequence(self) -> None:
         self.facts, self.context = None, ""
 
+    def sequence_state(self) -> Optional[dict[str, Any]]:
+        """The facts edited so far and the latest context (the model itself is never changed)."""
+        return {"facts": list(self.facts or []), "context": self.context}
+
+    def resume_sequence(self, state: dict[str, Any]) -> None:
+        self.facts, self.context = list(state["facts"]), state["context"]
+
     def prompt_template(self, base: str) -> str:
         from memla_plugin.prompt_format import with_context
 

@@ -113,6 +113,14 @@ class Editor:
     def end_sequence(self) -> None:
         """The sequence is over and undone."""
 
+    def sequence_state(self) -> Optional[dict[str, Any]]:
+        """What a sequence interrupted now needs, besides the model's parameters, to go on in a later
+        sitting (JSON); None when it cannot go on. Weight editors keep nothing of their own."""
+        return {}
+
+    def resume_sequence(self, state: dict[str, Any]) -> None:
+        """Take up ``sequence_state()`` of an earlier sitting (after :meth:`begin_sequence`)."""
+
     def prompt_template(self, base: str) -> str:
         """The scoring template after the latest edit: ``base`` (the run's format) unless the method
         edits in context (IKE puts its demonstrations before every question)."""
@@ -167,6 +175,19 @@ class EasyEditEditor(Editor):
         from memla_plugin.easyedit.formatting import format_request
 
         return super().edit(model, tok, format_request(request, tok, self.prompt_format))
+
+    def sequence_state(self) -> Optional[dict[str, Any]]:
+        """The host's context templates: ROME and MEMIT generate them once per process from the model at
+        their first edit, which in a sequence is the loaded model; a later sitting must not generate
+        them from a model that already holds edits."""
+        from memla_plugin.easyedit.patches import context_template_caches
+
+        return {"context_templates": context_template_caches()}
+
+    def resume_sequence(self, state: dict[str, Any]) -> None:
+        from memla_plugin.easyedit.patches import restore_context_template_caches
+
+        restore_context_template_caches(state.get("context_templates") or {})
 
     def edit_many(self, model: Any, tok: Any, requests: list[dict[str, Any]]) -> tuple[Any, Any, dict[str, Any]]:
         from memla_plugin.easyedit.formatting import format_request

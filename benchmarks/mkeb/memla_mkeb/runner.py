@@ -421,8 +421,10 @@ def _run(plan: Plan, model: Any, tok: Any, snapshot: ParamSnapshot, hooks: Hooks
                         what = "batch" if plan.batch_n is not None else "sequence"
                         bar.set_description(f"{spec.name} {source} {what} from #{work_item[0].example_id}")
                         group = BatchRun if plan.batch_n is not None else SequenceRun
-                        row = group(sitting, spec, editor, source, work_item).run()
+                        group_run = group(sitting, spec, editor, source, work_item)
+                        row = group_run.run()
                         seq_out().append(row)
+                        group_run.written()
                         summary.count_sequence(row)
                     else:
                         bar.set_description(f"{spec.name} {source} #{work_item.example_id}")

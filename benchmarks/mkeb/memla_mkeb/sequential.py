@@ -11,13 +11,16 @@ scored right after it was applied (``steps[i].scores``), and every edit again af
 Undo: the first original each editor hands back for a parameter is the parameter as loaded
 (later ones already hold earlier edits), PEFT adapters are unloaded and callables run, newest
 first; then the model is checked bit for bit against the load-time snapshot, as after a single
-edit. A sequence is written as one row when it is complete; an interrupted sequence leaves no
-row and is redone from its first edit by the next run (edits are not replayed from a midpoint).
+edit. A sequence is written as one row when it is complete. Until then its state is saved after
+every edit (:mod:`.seq_state`), so an interrupted sequence goes on from its last finished edit in the
+next run; one whose edits wrap the model (LoRA) or undo themselves by a callable is redone from its
+first edit.
 MEMLA attributes on the model as the earlier edits left it, so a sequential run never reads or
 writes the shared neuron cache (those attributions were made on the unedited model).
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
@@ -25,6 +28,7 @@ from typing import Any, Callable, Optional
 from . import envinfo, protocol, store
 from .methods import Editor, jsonable
 from .restore import ModelFlags, restore, verify_or_log
+from .seq_state import SequenceState
 from .settings import MethodSpec
 
 #: edit statistics too long to repeat N times in one row
@@ -88,6 +92,11 @@ def _stats(stats: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in (stats or {}).items() if k not in BULKY_STATS}
 
 
+def _identity(row: dict[str, Any]) -> dict[str, Any]:
+    """What a saved sequence state must share with the sitting that goes on with it."""
+    return {k: row[k] for k in ("key", "cfg_id", "seed", "record_ids", "protocol", "code", "prompt_format", "gen")}
+
+
 def _row_head(sitting: Any, spec: MethodSpec, source: str, records: list[Any]) -> dict[str, Any]:
     plan = sitting.plan
     return {
@@ -110,14 +119,22 @@ class SequenceRun:
         self.s, self.spec, self.editor, self.source, self.records = sitting, spec, editor, source, records
         self.undo = Undo()
         self.current: Any = sitting.model  # the model to score: the latest edit's output
+        self.state: Optional[SequenceState] = None
 
     def run(self) -> dict[str, Any]:
-        """Edit every record in order, score, rescore all after the last, undo and verify."""
+        """Edit every record in order, score, rescore all after the last, undo and verify.
+
+        Goes on from the saved state of an interrupted sitting where there is one."""
         s = self.s
         s.memory.start_window()
         refs = [s.unedited.get(s.model, s.tok, r) for r in self.records]  # before any edit
-        before = s.ppl.before(s.model) if s.ppl is not None else None
         row = _row_head(s, self.spec, self.source, self.records)
+        self.state = SequenceState(s.plan.run_dir, row["key"], _identity(row))
+        saved = self.state.load()
+        if saved is not None:
+            before = saved.get("perplexity_before")
+        else:
+            before = s.ppl.before(s.model) if s.ppl is not None else None
         if self.source not in s.requests:
             from .runner import build_requests
 
@@ -125,15 +142,27 @@ class SequenceRun:
         flags = ModelFlags.of(s.model)
         self.editor.begin_sequence()
         finished = False
+        steps: list[dict[str, Any]] = []
+        final: dict[str, Any] = {"scores": [], "eval_s": 0.0}
+        resumed_at: list[int] = []
         try:
-            row["steps"] = [self._step(i, rec, ref) for i, (rec, ref) in enumerate(zip(self.records, refs))]
-            row["final"] = self._final(refs)
+            if saved is not None:
+                steps, final, resumed_at = saved["steps"], saved["final"], saved["resumed_at"]
+                resumed_at.append(len(steps) + len(final["scores"]))
+                self._resume(saved)
+            for i in range(len(steps), len(self.records)):
+                steps.append(self._step(i, self.records[i], refs[i]))
+                self._save(steps, final, before, resumed_at, weights=True)
+            row["steps"] = steps
+            row["final"] = self._final(refs, final, lambda: self._save(steps, final, before, resumed_at))
             if before is not None:
                 row["perplexity"] = {"before": before, "after": s.ppl.measure(self.current)}
             finished = True
         finally:
             self.editor.end_sequence()
             row["restore"] = self._restore(row, flags, check=finished)
+        if resumed_at:
+            row["resumed_at"] = resumed_at  # edits (then final rescorings) where a later sitting went on
         for what in ("edit_s", "eval_s"):
             row[what] = sum(st.get(what) or 0.0 for st in row["steps"])
         row["counts"] = {k: sum(st["status"] == k for st in row["steps"]) for k in ("ok", "error", "skipped")}
@@ -142,6 +171,43 @@ class SequenceRun:
             row["row_peak_rss_mib"] = s.memory.window_peak_mib()
         envinfo.release_freed_memory()
         return row
+
+    def written(self) -> None:
+        """The row is written: its saved state is no longer needed."""
+        if self.state is not None:
+            self.state.clear()
+
+    def _resumable(self) -> Optional[dict[str, Any]]:
+        """The editor's state when the sequence can be saved (its edits changed parameters only), else None."""
+        if self.undo.wrapper is not None or self.undo.callables or self.current is not self.s.model:
+            return None
+        return self.editor.sequence_state()
+
+    def _save(self, steps: list[dict[str, Any]], final: dict[str, Any], before: Any, resumed_at: list[int],
+              weights: bool = False) -> None:
+        editor_state = self._resumable()
+        if editor_state is None or self.state is None:
+            return
+        values = ({name: self.s.model.get_parameter(name) for name in self.undo.originals} if weights else None)
+        self.state.save({"steps": steps, "final": final, "perplexity_before": before, "resumed_at": resumed_at,
+                         "flags": dataclasses.asdict(ModelFlags.of(self.s.model)), "editor": editor_state},
+                        values)
+
+    def _resume(self, saved: dict[str, Any]) -> None:
+        """Put the saved edits into the loaded model: the parameters (their loaded values kept for the
+        undo), the model's flags as the edits left them, and the editor's state."""
+        import torch
+
+        assert self.state is not None
+        model = self.s.model
+        with torch.no_grad():
+            for name, value in self.state.weights().items():
+                param = model.get_parameter(name)
+                self.undo.originals.setdefault(name, param.detach().clone())
+                param.copy_(value.to(device=param.device, dtype=param.dtype))
+        ModelFlags(**saved["flags"]).put_back(model)
+        self.editor.resume_sequence(saved["editor"])
+        self.current = model
 
     def _templates(self) -> tuple[str, Optional[str]]:
         gen = self.editor.prompt_template(self.s.gen_template) if self.s.gen_template is not None else None
@@ -170,14 +236,16 @@ class SequenceRun:
         step["edit_stats"] = _stats(step["edit_stats"])
         return step
 
-    def _final(self, refs: list[Any]) -> dict[str, Any]:
-        """Every record scored on the model after the whole sequence."""
+    def _final(self, refs: list[Any], final: dict[str, Any], save: Callable[[], None]) -> dict[str, Any]:
+        """Every record scored on the model after the whole sequence (going on after ``final``'s scores)."""
         template, gen = self._templates()
-        t0, scores = time.perf_counter(), []
-        for rec, ref in zip(self.records, refs):
+        for rec, ref in list(zip(self.records, refs))[len(final["scores"]):]:
             scratch: dict[str, Any] = {}
-            scores.append(jsonable(self.s._score(scratch, self.current, rec, ref, template, gen)))
-        return {"scores": scores, "eval_s": time.perf_counter() - t0}
+            t0 = time.perf_counter()
+            final["scores"].append(jsonable(self.s._score(scratch, self.current, rec, ref, template, gen)))
+            final["eval_s"] += time.perf_counter() - t0
+            save()
+        return final
 
     def _restore(self, row: dict[str, Any], flags: ModelFlags, check: bool) -> dict[str, Any]:
         return undo_and_verify(self.s, self.undo, row, flags, check, "sequence")
