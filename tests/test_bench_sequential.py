@@ -1,6 +1,7 @@
 """Sequential editing in the harness (sequential.n): rows, retention, restore, resume, settings, perplexity."""
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -250,6 +251,16 @@ def test_ike_context_keeps_every_fact_of_a_sequence(monkeypatch):
     for fact in facts:
         editor.edit(None, tok, fact)
     assert editor.context == "demo for B is\nNew Fact: A is x\nNew Fact: B is y\nPrompt: "
+    # a later sitting takes up the saved state and goes on as if it had never stopped
+    later = IKEEditor(MethodSpec("ike", "easyedit", "IKE"), tok, SimpleNamespace())
+    monkeypatch.setattr(later, "_retrieve", lambda model, tok, req: [f"demo for {req['prompt']}\n"])
+    later.begin_sequence()
+    later.resume_sequence(json.loads(json.dumps(editor.sequence_state())))
+    assert later.prompt_template("{}") == editor.prompt_template("{}")
+    third = {"prompt": "C is", "target_new": "z"}
+    editor.edit(None, tok, third)
+    later.edit(None, tok, third)
+    assert later.context == editor.context == "demo for C is\nNew Fact: A is x\nNew Fact: B is y\nNew Fact: C is z\nPrompt: "
     editor.end_sequence()
     assert editor.context == "" and editor.facts is None
 
