@@ -10,7 +10,9 @@
 #                                                            # and the grid's neuron cache (MEMLA's attributions)
 #   ONLY=unedited,mend benchmarks/mkeb/results/dev_chosen/run.sh [N]   # these methods on dev records 1..N
 #   benchmarks/mkeb/results/dev_chosen/run.sh [N]            # every method (default N = 10)
-#   benchmarks/mkeb/results/dev_chosen/run.sh report         # report.md with the grid, formats and Pareto view
+#   benchmarks/mkeb/results/dev_chosen/run.sh report         # report.md of these rows (composite, Pareto view,
+#                                                            # what the edited model says); the grid, its curves
+#                                                            # and the prompt formats: ../dev_grid/report.md
 #   ONLY=preset benchmarks/mkeb/results/dev_chosen/run.sh    # the refined preset and its ablations (issue 28)
 #   benchmarks/mkeb/results/dev_chosen/run.sh preset         # their table
 #
