@@ -11,6 +11,12 @@ undone and checked bit for bit. Prints per record and the means, and MEMLA / ROM
     python benchmarks/perf/edit_cost.py --records 3 --cheap atp
     python benchmarks/perf/edit_cost.py --records 3 --cheap ig5 --eval-langs en,zh,fr
     python benchmarks/perf/edit_cost.py --from-json rows.json      # the means of a run stopped early
+    python benchmarks/perf/edit_cost.py --from-run-dir benchmarks/mkeb/results/dev_chosen --cheap ig5
+
+``--from-run-dir`` reads the same figures from a benchmark run dir whose sittings ran MEMLA with the
+cheap setting (method ``memla_<cheap>``) and ROME on each record in one process (as
+``dev_chosen/run.sh`` does), on the records both have. Rows whose attribution came from the neuron
+cache (``cache_hits`` > 0) are marked: their edit time leaves the attribution out.
 """
 from __future__ import annotations
 
@@ -95,9 +101,33 @@ def edit_one(name, editor, model, tok, record, source, langs, ref, template, sna
 def fmt_row(row: dict) -> str:
     vals = " ".join(f"{'-' if row[k] is None else f'{100 * row[k]:5.1f}':>7s}"
                     for m in METRICS for k in (m, f"{m}_others"))
-    attr = row["attribution_s"]
+    attr = "cached" if row.get("cached") and row["record"] != "mean" else row["attribution_s"]
+    if isinstance(attr, float):
+        attr = f"{attr:.1f}"
     return (f"{row['record']:>6s} {row['method']:12s} {row['edit_s']:7.1f} {row['edit_cpu_s']:7.1f} "
-            f"{'-' if attr is None else f'{attr:.1f}':>6s} {vals}")
+            f"{'-' if attr is None else attr:>6s} {vals}")
+
+
+def rows_from_run_dir(run_dir: Path, cheap: str, source: str) -> tuple[list[dict], list[str]]:
+    """edit_cost rows from a benchmark run dir: memla, memla_<cheap> and rome on the records all have."""
+    from memla_mkeb.store import RESULTS_GLOB, iter_files, read_jsonl
+
+    names = ["memla", f"memla_{cheap}", "rome"]
+    found = [r for p in iter_files(Path(run_dir), RESULTS_GLOB) for r in read_jsonl(p)
+             if r.get("method") in names and r.get("source") == source and r.get("status") == "ok"]
+    names = [n for n in names if any(r["method"] == n for r in found)]
+    if f"memla_{cheap}" not in names or "rome" not in names:
+        raise SystemExit(f"--from-run-dir {run_dir}: no ok rows of memla_{cheap} and rome for source {source}")
+    common = set.intersection(*({str(r["record_id"]) for r in found if r["method"] == n} for n in names))
+    rows = []
+    for r in sorted(found, key=lambda r: (r["record_index"], names.index(r["method"]))):
+        if str(r["record_id"]) not in common:
+            continue
+        stats = r.get("edit_stats") or {}
+        rows.append(dict(method=r["method"], record=str(r["record_id"]), edit_s=r["edit_s"],
+                         edit_cpu_s=r.get("edit_cpu_s"), attribution_s=stats.get("attribution_s"),
+                         cached=bool(stats.get("cache_hits")), **summarise_scores(r["scores"], source)))
+    return rows, names
 
 
 def report(rows: list[dict], names: list[str], cheap: str) -> None:
@@ -106,16 +136,17 @@ def report(rows: list[dict], names: list[str], cheap: str) -> None:
     for name in names:
         rs = [r for r in rows if r["method"] == name]
         m = {}
-        for k in (k for k in rs[0] if k not in ("method", "record")):
+        for k in (k for k in rs[0] if k not in ("method", "record", "cached")):
             vals = [r[k] for r in rs if r[k] is not None]
             m[k] = sum(vals) / len(vals) if vals else None
-        m.update(method=name, record="mean")
+        m.update(method=name, record="mean", cached=any(r.get("cached") for r in rs))
         means[name] = m
         print(fmt_row(m))
     rome = means["rome"]["edit_s"]
-    for name in names[:2]:
+    for name in (n for n in names if n != "rome"):
+        note = " (attribution read from the neuron cache, not in the edit time)" if means[name]["cached"] else ""
         print(f"{name} / rome edit time: {means[name]['edit_s'] / rome:.3f}x wall "
-              f"({means[name]['edit_cpu_s'] / means['rome']['edit_cpu_s']:.3f}x CPU)")
+              f"({means[name]['edit_cpu_s'] / means['rome']['edit_cpu_s']:.3f}x CPU){note}")
 
 
 def main(argv=None) -> int:
@@ -128,7 +159,16 @@ def main(argv=None) -> int:
     ap.add_argument("--prompt-format", default="bare")
     ap.add_argument("--out", default=None, help="write the rows as JSON here (after every record)")
     ap.add_argument("--from-json", default=None, help="only print the means of rows (stopped) runs saved with --out (comma-separated files)")
+    ap.add_argument("--from-run-dir", default=None, help="only print these figures from a benchmark run dir's rows")
     args = ap.parse_args(argv)
+    if args.from_run_dir:
+        rows, names = rows_from_run_dir(Path(args.from_run_dir), args.cheap, args.source)
+        print(f"{'record':>6s} {'method':12s} {'edit s':>7s} {'CPU s':>7s} {'attr s':>6s} "
+              + " ".join(f"{k:>7s}" for m in METRICS for k in (m, m[:5] + '_oth')))
+        for row in rows:
+            print(fmt_row(row))
+        report(rows, names, args.cheap)
+        return 0
     if args.from_json:
         rows = [r for f in args.from_json.split(",") for r in json.loads(Path(f).read_text())]
         names = list(dict.fromkeys(r["method"] for r in rows))
