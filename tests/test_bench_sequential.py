@@ -95,6 +95,14 @@ def test_saved_sequence_state_round_trip_identity_and_torn_writes(tmp_path):
     assert torch.equal(state.weights()["layers.0.w"], w1["layers.0.w"])
     other = SequenceState(tmp_path, "seq2|rome|en|7", {**ident, "code": {"commit": "c2", "dirty": False}})
     assert other.load() is None and not other.dir.exists()
+    # numpy values are written as plain numbers; weights that cannot be read make the sequence start again
+    import numpy as np
+
+    st.save({"steps": [{"position": 0, "x": np.float32(0.5)}], "final": {"scores": []}}, w1)
+    assert SequenceState(tmp_path, "seq2|rome|en|7", ident).load()["steps"][0]["x"] == 0.5
+    (st.dir / "weights.1.safetensors").write_bytes(b"not a safetensors file")
+    broken = SequenceState(tmp_path, "seq2|rome|en|7", ident)
+    assert broken.load() is None and not broken.dir.exists()
 
 
 def test_host_sequences_resume_with_their_context_templates(tmp_path, bench_model_dir, monkeypatch):

@@ -40,6 +40,13 @@ def _write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def _plain(value: Any) -> Any:
+    """numpy / torch scalars and arrays as JSON values (everything else in a row already is one)."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
 class SequenceState:
     """The saved state of one sequence (``key``), valid only for the same ``identity``.
 
@@ -52,7 +59,7 @@ class SequenceState:
         self.key = key
         self.identity = json.loads(json.dumps(identity))  # as it reads back from disk
         self._weights_file: Optional[str] = None
-        self._saved: dict[str, Any] = {}
+        self._values: dict[str, Any] = {}
 
     def load(self) -> Optional[dict[str, Any]]:
         """The saved state, or None (nothing saved, or saved under another identity)."""
@@ -68,22 +75,26 @@ class SequenceState:
                   f"or code; the sequence starts again from its first edit", file=sys.stderr)
             self.clear()
             return None
-        weights = state.get("weights")
-        if weights is not None and not (self.dir / weights).is_file():
-            print(f"memla-mkeb: {self.key}: the saved weights {weights} are missing; the sequence starts "
-                  f"again from its first edit", file=sys.stderr)
+        self._weights_file = state.get("weights")
+        try:
+            self._values = self._read_weights()
+        except Exception as exc:  # missing or unreadable: nothing can go on from this state
+            print(f"memla-mkeb: {self.key}: the saved weights {self._weights_file} cannot be read "
+                  f"({type(exc).__name__}: {exc}); the sequence starts again from its first edit", file=sys.stderr)
             self.clear()
             return None
-        self._weights_file, self._saved = weights, state
         return state
 
-    def weights(self) -> dict[str, Any]:
-        """The saved parameter values of the loaded state ({} when it saved none)."""
+    def _read_weights(self) -> dict[str, Any]:
         if self._weights_file is None:
             return {}
         from safetensors.torch import load_file
 
         return load_file(str(self.dir / self._weights_file))
+
+    def weights(self) -> dict[str, Any]:
+        """The saved parameter values of the loaded state ({} when it saved none), read by :meth:`load`."""
+        return self._values
 
     def save(self, state: dict[str, Any], weights: Optional[dict[str, Any]] = None) -> None:
         """Write ``state``; ``weights`` (name -> tensor), when given, replace the saved values.
@@ -100,7 +111,7 @@ class SequenceState:
             os.replace(tmp, self.dir / name)
             self._weights_file = name
         record = {**state, "identity": self.identity, "weights": self._weights_file}
-        _write_atomic(self.dir / "state.json", json.dumps(record).encode("utf-8"))
+        _write_atomic(self.dir / "state.json", json.dumps(record, default=_plain).encode("utf-8"))
         for old in self.dir.glob("weights.*.safetensors"):
             if old.name != self._weights_file:
                 old.unlink(missing_ok=True)
@@ -108,7 +119,7 @@ class SequenceState:
     def clear(self) -> None:
         """Forget the state (after the row is written, or when it cannot be used)."""
         shutil.rmtree(self.dir, ignore_errors=True)
-        self._weights_file, self._saved = None, {}
+        self._weights_file, self._values = None, {}
         parent = self.dir.parent
         if parent.is_dir() and not any(parent.iterdir()):
             parent.rmdir()
