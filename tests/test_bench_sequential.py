@@ -87,7 +87,7 @@ def test_saved_sequence_state_round_trip_identity_and_torn_writes(tmp_path):
     again = SequenceState(tmp_path, "seq2|rome|en|7", ident)
     state = again.load()
     assert state["steps"] == [{"position": 0}] and state["final"]["scores"] == [{"en": {}}]
-    assert torch.equal(again.weights()["layers.0.w"], w1["layers.0.w"])
+    assert torch.equal(again.weights()["layers.0.w"], w1["layers.0.w"]) and again.weights() == {}  # handed over once
     # a torn write: new weights on disk, state.json still naming the old ones
     (again.dir / "weights.2.safetensors").write_bytes(b"partial")
     state = SequenceState(tmp_path, "seq2|rome|en|7", ident)

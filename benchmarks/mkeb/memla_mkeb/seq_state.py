@@ -93,8 +93,10 @@ class SequenceState:
         return load_file(str(self.dir / self._weights_file))
 
     def weights(self) -> dict[str, Any]:
-        """The saved parameter values of the loaded state ({} when it saved none), read by :meth:`load`."""
-        return self._values
+        """The saved parameter values of the loaded state ({} when it saved none), read by :meth:`load`;
+        handed over once (they are copied into the model, no need to hold them twice)."""
+        values, self._values = self._values, {}
+        return values
 
     def save(self, state: dict[str, Any], weights: Optional[dict[str, Any]] = None) -> None:
         """Write ``state``; ``weights`` (name -> tensor), when given, replace the saved values.
