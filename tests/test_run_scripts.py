@@ -73,3 +73,26 @@ def test_protocol2_refuses_before_pin_then_names_catalog_methods(tmp_path):
         (call,) = _calls(res.stdout)
         assert set(_methods(call)) <= CATALOG, set(_methods(call)) - CATALOG
         assert "data=test" in call and "prompt_format=preamble" in call and f"run_dir={tmp_path}/{series}" in call
+
+
+def test_keep_rule_turns_off_switches_that_do_not_help():
+    """preset_table --decide: a switch stays only when the preset's composite beats its ablation's."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("preset_table", REPO / "benchmarks" / "mkeb" / "preset_table.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+
+    def row(method, rid, es, ns):  # en + one other language; "others" = the zh values
+        sc = {"ES": es, "PS": es, "NS_cf": ns}
+        return {"method": method, "record_id": rid, "source": "en", "status": "ok",
+                "scores": {"en": {"ES": 1.0, "PS": 1.0, "NS_cf": 1.0}, "zh": sc}}
+
+    rows = []
+    for rid in ("1", "2"):
+        rows += [row("p", rid, 0.6, 0.8), row("p_no_helps", rid, 0.4, 0.8),   # off: lower ES -> the switch helps
+                 row("p_no_same", rid, 0.6, 0.8),                              # identical: difference 0 -> off
+                 row("p_no_hurts", rid, 0.6, 0.9)]                             # ablation better -> off
+    got = {s: (n, stays) for s, n, _, stays in mod.decisions(rows, ["p", "p_no_helps", "p_no_same", "p_no_hurts",
+                                                                     "p_no_missing"], "p", "en", 50, 0)}
+    assert got == {"helps": (2, True), "same": (2, False), "hurts": (2, False), "missing": (0, None)}

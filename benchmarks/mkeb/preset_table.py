@@ -8,6 +8,7 @@ edits trained. Failed edits are counted apart, never averaged in.
 
     python benchmarks/mkeb/preset_table.py benchmarks/mkeb/results/dev_chosen --preset memla_refined
     benchmarks/mkeb/results/dev_chosen/run.sh preset     # the same, with the catalog's switch list
+    ... --decide     # and the keep rule's verdict per switch
 """
 from __future__ import annotations
 
@@ -73,6 +74,28 @@ def table(rows: list[dict], methods: list[str], preset: str, source: str, n_boot
     return "\n".join(out) + f"\n\n{where}; source {source}; metrics in %.\n"
 
 
+def decisions(rows: list[dict], methods: list[str], preset: str, source: str, n_boot: int,
+              seed: int) -> list[tuple[str, int, float | None, bool | None]]:
+    """The keep rule (benchmarks/mkeb/README.md, "Which switches the refined preset keeps"): per
+    ablation ``<preset>_no_<switch>``, the paired composite of ``preset`` minus the ablation's (others
+    view) over the records both have; the switch stays when it is above 0. (switch, records, diff, stays);
+    stays is None while the ablation has no rows shared with the preset."""
+    ok = [r for r in rows if r.get("status", "ok") == "ok" and r.get("source", source) == source]
+    base = record_triples([r for r in ok if r["method"] == preset], source, "others")
+    out = []
+    for m in methods:
+        if not m.startswith(f"{preset}_no_"):
+            continue
+        tri = record_triples([r for r in ok if r["method"] == m], source, "others")
+        n = len(set(tri) & set(base))
+        if n == 0:
+            out.append((m[len(preset) + 4:], 0, None, None))
+            continue
+        d, _ = composite_difference(base, tri, label=f"keep|{m}", seed=seed, n_boot=n_boot)
+        out.append((m[len(preset) + 4:], n, d.mean, d.mean is not None and d.mean > 0))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run_dirs", nargs="+", help="run dirs whose rows are pooled (one row per method and record)")
@@ -83,11 +106,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--pairwise", action="store_true",
                     help="each row on the records it shares with the preset, not on the records all methods share")
+    ap.add_argument("--decide", action="store_true",
+                    help="also print the keep rule's verdict per switch (preset minus its ablation, others view)")
     args = ap.parse_args(argv)
     files = [f for d in args.run_dirs for f in sorted(Path(d).glob("results*.jsonl"))]  # shards' files too
     rows = [json.loads(l) for f in files for l in f.read_text("utf-8").splitlines() if l.strip()]
     methods = args.methods.split(",") if args.methods else list(dict.fromkeys(r["method"] for r in rows))
     print(table(rows, methods, args.preset, args.source, args.n_boot, args.seed, args.pairwise))
+    if args.decide:
+        n_preset = len({str(r["record_id"]) for r in rows if r["method"] == args.preset})
+        print(f"Keep rule ({args.preset} minus each ablation, composite, others view, paired; "
+              f"{args.preset} has {n_preset} records):")
+        for switch, n, diff, stays in decisions(rows, methods, args.preset, args.source, args.n_boot, args.seed):
+            verdict = "no rows yet" if diff is None else ("stays on" if stays else "turned off")
+            value = "n/a" if diff is None else f"{100 * diff:+.1f}"
+            print(f"  {switch}: {value} on {n} records -> {verdict}")
     return 0
 
 

@@ -44,7 +44,7 @@ case "${1:-}" in
             fi
             exit 0 ;;
     report) exec "$PY" -m memla_mkeb.report "$R" --out "$R/report.md" ;;
-    preset) exec "$PY" benchmarks/mkeb/preset_table.py "$R" --preset memla_refined --methods "unedited,memla,$PRESET" ;;
+    preset) exec "$PY" benchmarks/mkeb/preset_table.py "$R" --preset memla_refined --methods "unedited,memla,$PRESET" --decide ;;
 esac
 N="${1:-10}"
 LANES="${LANES:-1}"
