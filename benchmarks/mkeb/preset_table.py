@@ -86,13 +86,14 @@ def decisions(rows: list[dict], methods: list[str], preset: str, source: str, n_
     for m in methods:
         if not m.startswith(f"{preset}_no_"):
             continue
+        switch = m[len(f"{preset}_no_"):]
         tri = record_triples([r for r in ok if r["method"] == m], source, "others")
         n = len(set(tri) & set(base))
         if n == 0:
-            out.append((m[len(preset) + 4:], 0, None, None))
+            out.append((switch, 0, None, None))
             continue
         d, _ = composite_difference(base, tri, label=f"keep|{m}", seed=seed, n_boot=n_boot)
-        out.append((m[len(preset) + 4:], n, d.mean, d.mean is not None and d.mean > 0))
+        out.append((switch, n, d.mean, d.mean is not None and d.mean > 0))
     return out
 
 

@@ -31,6 +31,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks" / "mkeb")]  # run from a checkout without installing
 
 METRICS = ("ES", "PS", "NS_cf", "loc_acc")
+HEADER = (f"{'record':>6s} {'method':12s} {'edit s':>7s} {'CPU s':>7s} {'attr s':>6s} "
+          + " ".join(f"{k:>7s}" for m in METRICS for k in (m, m[:5] + "_oth")))
 
 
 def cheap_overrides(name: str) -> dict:
@@ -101,7 +103,7 @@ def edit_one(name, editor, model, tok, record, source, langs, ref, template, sna
 def fmt_row(row: dict) -> str:
     vals = " ".join(f"{'-' if row[k] is None else f'{100 * row[k]:5.1f}':>7s}"
                     for m in METRICS for k in (m, f"{m}_others"))
-    attr = "cached" if row.get("cached") and row["record"] != "mean" else row["attribution_s"]
+    attr = "cached" if row.get("cached") else row["attribution_s"]
     if isinstance(attr, float):
         attr = f"{attr:.1f}"
     return (f"{row['record']:>6s} {row['method']:12s} {row['edit_s']:7.1f} {row['edit_cpu_s']:7.1f} "
@@ -163,8 +165,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.from_run_dir:
         rows, names = rows_from_run_dir(Path(args.from_run_dir), args.cheap, args.source)
-        print(f"{'record':>6s} {'method':12s} {'edit s':>7s} {'CPU s':>7s} {'attr s':>6s} "
-              + " ".join(f"{k:>7s}" for m in METRICS for k in (m, m[:5] + '_oth')))
+        print(HEADER)
         for row in rows:
             print(fmt_row(row))
         report(rows, names, args.cheap)
@@ -191,8 +192,7 @@ def main(argv=None) -> int:
     editors = make_editors(model, tok, args.cheap, args.prompt_format)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; load average "
           f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
-    print(f"{'record':>6s} {'method':12s} {'edit s':>7s} {'CPU s':>7s} {'attr s':>6s} "
-          + " ".join(f"{k:>7s}" for m in METRICS for k in (m, m[:5] + '_oth')), flush=True)
+    print(HEADER, flush=True)
     rows = []
     for rid in ids:
         record = records[str(rid)]
