@@ -380,3 +380,33 @@ def test_published_runs_keep_one_memla_hparams_file():
                 assert spec["hparams"] == pinned, (name, method)
                 checked += 1
     assert checked >= 1
+
+
+def test_second_series_runs_use_its_pinned_hparams():
+    """protocol2/run.sh pins every method's hparams before the first row; each run dir's plan hashed those files.
+
+    The pinned files also hold the same settings as the repository's files (comments may differ), so the
+    published series edits at the operating points the repository ships.
+    """
+    import yaml
+    from memla_mkeb.settings import file_sha256
+
+    series = REPO / "benchmarks" / "mkeb" / "results" / "protocol2"
+    pinned = sorted((series / "hparams").glob("*/*.yaml"))
+    assert pinned, "protocol2/run.sh pin has not been run"
+    for f in pinned:
+        shipped = REPO / "hparams" / f.parent.name / f.name
+        assert yaml.safe_load(f.read_text("utf-8")) == yaml.safe_load(shipped.read_text("utf-8")), f
+    hashes = {file_sha256(f)[:16]: f for f in pinned}
+    expected = {"memla": "MEMLA/qwen2.5-0.5b.yaml", "memla_refined": "MEMLA/qwen2.5-0.5b-refined.yaml",
+                "rome": "ROME/qwen2.5-0.5b.yaml", "memit": "MEMIT/qwen2.5-0.5b.yaml"}
+    checked = 0
+    for plan in sorted(series.glob("*/plan*.json")):
+        for method, spec in json.loads(plan.read_text(encoding="utf-8"))["settings"]["methods"].items():
+            if spec["hparams"] is None:
+                continue
+            assert spec["hparams"] in hashes, (plan.name, method)
+            if method in expected:
+                assert hashes[spec["hparams"]] == series / "hparams" / expected[method], (plan, method)
+            checked += 1
+    assert checked >= 1 or not list(series.glob("*/plan*.json"))
