@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Every run of the second series in the order they were queued, for one of two one-thread lanes:
+#
+#   LANE=0 benchmarks/mkeb/results/protocol2/series.sh     # in one terminal (or nohup ... &)
+#   LANE=1 benchmarks/mkeb/results/protocol2/series.sh     # in another
+#
+# The order is the order of the issues they answer: the refined preset's one test comparison (en, first
+# 30 records), then the published page (ablations on those 30, en grown to 60, sources zh and fr), then
+# sequences, batches and the extra edit languages (../issue31.sh). Every step resumes where the rows end,
+# so after an interruption the same command goes on; a finished step is a quick "nothing to do".
+# Steps split by records (protocol2/run.sh's lanes, and shards of the de/ru/ja and batch runs) or, where
+# a run is one sequence, by methods (ROME alone costs about as much as the others together).
+set -euo pipefail
+cd "$(dirname "$0")/../../../.."
+LANE="${LANE:?set LANE=0 or LANE=1}"
+P="benchmarks/mkeb/results/protocol2/run.sh"
+I="benchmarks/mkeb/results/issue31.sh"
+export OMP_WAIT_POLICY=PASSIVE
+ONE="run.threads=1"
+step() { echo "series lane $LANE: $* ($(date -u +%FT%TZ))"; }
+
+step en 30;        LANES=2 "$P" en 30
+step ablations 30; LANES=2 "$P" ablations 30
+step en 60;        LANES=2 "$P" en 60
+step zh_fr 30;     LANES=2 "$P" zh_fr 30
+# one sequence of 10 (the first 10 test records); a second method subset writes under its own file tag
+if [ "$LANE" = 0 ]; then
+    step seq10; N=10 ONLY=unedited,rome,lora,ike EXTRA="$ONE" "$I" seq10
+else
+    step seq10; N=10 ONLY=memla,memla_refined,memit,ft_m EXTRA="$ONE shard.count=2 shard.index=0" "$I" seq10
+fi
+step batch;   EXTRA="$ONE shard.count=2 shard.index=$LANE shard.mode=strided" "$I" batch
+step sources; EXTRA="$ONE shard.count=2 shard.index=$LANE shard.mode=strided" "$I" sources
+if [ "$LANE" = 0 ]; then
+    step seq50; ONLY=unedited,rome EXTRA="$ONE" "$I" seq50
+else
+    step seq50; ONLY=memla,memit,ft_m,lora,ike EXTRA="$ONE shard.count=2 shard.index=0" "$I" seq50
+fi
+step done
