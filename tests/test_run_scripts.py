@@ -96,3 +96,31 @@ def test_keep_rule_turns_off_switches_that_do_not_help():
     got = {s: (n, stays) for s, n, _, stays in mod.decisions(rows, ["p", "p_no_helps", "p_no_same", "p_no_hurts",
                                                                      "p_no_missing"], "p", "en", 50, 0)}
     assert got == {"helps": (2, True), "same": (2, False), "hurts": (2, False), "missing": (0, None)}
+
+
+def test_series_queue_names_catalog_methods_and_splits_the_work(tmp_path):
+    """protocol2/series.sh on two lanes: every call names catalog methods; record-split steps take one shard
+    each; a one-sequence step is split by methods, the two lanes together editing every method once under
+    two different result files."""
+    (tmp_path / "hparams" / "MEMLA").mkdir(parents=True)
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "memla-mkeb").write_text('#!/usr/bin/env bash\necho memla_mkeb.app "$@"\n', encoding="utf-8")
+    (fake / "memla-mkeb").chmod(0o755)
+    calls = {}
+    for lane in ("0", "1"):
+        res = _dry(RESULTS / "protocol2" / "series.sh", LANE=lane, PROTOCOL2_DIR=str(tmp_path), MEMLA_BIN=str(fake))
+        assert res.returncode == 0, res.stderr
+        calls[lane] = _calls(res.stdout)
+        for call in calls[lane]:
+            assert set(_methods(call)) <= CATALOG, (call, set(_methods(call)) - CATALOG)
+            assert "run.threads=1" in call, call
+            assert "shard.count=2" in call or "sequential.n=" in call, call  # only a sequence runs whole
+        assert f"series lane {lane}: done" in res.stdout
+    en = [c for c in calls["0"] if f"run_dir={tmp_path}/en" in c]
+    assert [re.search(r"data.limit=(\d+)", c).group(1) for c in en][:15] == [str(n) for n in range(1, 31, 2)]
+    for seq in ("sequential.n=10", "sequential.n=50"):
+        (a,), (b,) = ([c for c in calls[lane] if seq in c] for lane in ("0", "1"))
+        assert not set(_methods(a)) & set(_methods(b))
+        assert ("shard.count" in a) != ("shard.count" in b)  # different result files in one run dir
+        assert {"memla", "rome", "memit", "ft_m", "lora", "ike"} <= set(_methods(a)) | set(_methods(b))
