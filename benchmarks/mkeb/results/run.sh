@@ -35,6 +35,9 @@ case "${1:-}" in
     report)    # the run dirs made so far; --common-records: a step cut short by the end of a sitting
                # leaves every method of a run dir with the same records
                dirs=(); for d in en zh_fr ablations; do [ -d "$R/$d" ] && dirs+=("$R/$d"); done
-               "$BIN/memla-mkeb-report" "${dirs[@]}" --out docs/RESULTS.md --common-records ;;
+               # (once protocol2/run.sh publish has put the second series on docs/RESULTS.md, this one's page
+               # is docs/RESULTS_v1.md)
+               out=docs/RESULTS.md; [ -e docs/RESULTS_v1.md ] && out=docs/RESULTS_v1.md
+               "$BIN/memla-mkeb-report" "${dirs[@]}" --out "$out" --common-records ;;
     *) echo "usage: $0 en|zh_fr|ablations [N] | report" >&2; exit 2 ;;
 esac

@@ -10,6 +10,8 @@
 #   benchmarks/mkeb/results/protocol2/run.sh zh_fr [N]      # sources zh and fr, first N (30)
 #   benchmarks/mkeb/results/protocol2/run.sh ablations [N]  # source en, first N (30): MEMLA's and the preset's ablations
 #   benchmarks/mkeb/results/protocol2/run.sh report         # report.md of the run dirs made so far
+#   benchmarks/mkeb/results/protocol2/run.sh publish        # docs/RESULTS.md from them (the first series' page
+#                                                           # becomes docs/RESULTS_v1.md), when the series is complete
 #
 # Resumable: records are added one at a time and rows already written are skipped; LANES=2 splits the
 # records over two one-thread processes (strided shards), LANE=i runs one of them. All run dirs share
@@ -36,10 +38,19 @@ case "${1:-}" in
             exit 0 ;;
     report) dirs=(); for d in en zh_fr ablations; do [ -d "$R/$d" ] && dirs+=("$R/$d"); done
             exec "$PY" -m memla_mkeb.report "${dirs[@]}" --out "$R/report.md" --common-records ;;
+    publish) # docs/RESULTS.md from this series (relative paths, so the page's Regenerate line works in any
+            # checkout); the first series' page is kept once as docs/RESULTS_v1.md, never mixed into this one
+            P=benchmarks/mkeb/results/protocol2; V1=benchmarks/mkeb/results
+            if [ ! -e docs/RESULTS_v1.md ]; then
+                "$PY" -m memla_mkeb.report "$V1/en" "$V1/zh_fr" "$V1/ablations" --out docs/RESULTS_v1.md --common-records
+            fi
+            dirs=(); for d in en zh_fr ablations; do [ -d "$P/$d" ] && dirs+=("$P/$d"); done
+            rm -rf docs/RESULTS_files  # the first series' figures: the new page writes its own
+            exec "$PY" -m memla_mkeb.report "${dirs[@]}" --out docs/RESULTS.md --common-records ;;
     en)        NAME=en;        N="${2:-60}"; SOURCES=en;    LIST="$METHODS" ;;
     zh_fr)     NAME=zh_fr;     N="${2:-30}"; SOURCES=zh,fr; LIST="$METHODS" ;;
     ablations) NAME=ablations; N="${2:-30}"; SOURCES=en;    LIST="$ABLATIONS" ;;
-    *) echo "usage: $0 pin | en|zh_fr|ablations [N] | report" >&2; exit 2 ;;
+    *) echo "usage: $0 pin | en|zh_fr|ablations [N] | report | publish" >&2; exit 2 ;;
 esac
 [ -d "$R/hparams/MEMLA" ] || { echo "run '$0 pin' first (the hparams are pinned before the first row)" >&2; exit 2; }
 LANES="${LANES:-1}"
