@@ -107,3 +107,42 @@ def test_rows_of_two_protocols_are_not_reported_together(fair_run):
         f.write(json.dumps(old) + "\n")
     with pytest.raises(ReportError, match="different evaluation protocols"):
         collect([fair_run])
+
+
+PRESET_SCORES = {
+    "memla_refined": ((1, 1, 1), (0.75, 0.75, 1)),  # composite others HM(.75, .75, 1) = 9/11
+    "memla_refined_no_k_of_n": ((1, 1, 1), (0.5, 0.5, 1)),  # HM(.5, .5, 1) = .6
+}
+
+
+def test_refined_preset_is_judged_on_its_own(fair_run):
+    """memla_refined against memla and every baseline, its switch against the ablation, and the paper's claim
+    checked for it apart from memla's; a run without preset rows shows none of it."""
+    before = write_report([fair_run], n_boot=200, seed=0).read_text(encoding="utf-8")
+    assert "## The refined preset" not in before and "**The refined preset" not in before
+    SCORES.update(PRESET_SCORES)
+    try:
+        rows = [_row(m, r) for m in PRESET_SCORES for r in range(1, 5)]
+    finally:
+        for m in PRESET_SCORES:
+            del SCORES[m]
+    with (fair_run / "results.jsonl").open("a", encoding="utf-8") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in rows))
+    md = write_report([fair_run], n_boot=200, seed=0).read_text(encoding="utf-8")
+    section = md.split("## The refined preset\n", 1)[1].split("\n## ", 1)[0]
+    # preset minus memla (4 pairs): 9/11 - 9/13 = +12.6; minus rome on rome's 3 successful edits: 9/11 - .6 = +21.8
+    assert "| memla | 4 | 81.8 | 69.2 | +12.6 [+12.6, +12.6] | +0.0 [+0.0, +0.0] | +25.0 [+25.0, +25.0] " \
+           "| +0.0 [+0.0, +0.0] | preset higher |" in section
+    assert "| rome | 3 | 81.8 | 60.0 | +21.8 [+21.8, +21.8] | +25.0 [+25.0, +25.0] |" in section
+    assert "| lora | 4 | 81.8 | 0.0 | +81.8 [+81.8, +81.8] | -25.0 [-25.0, -25.0] |" in section
+    assert "| memla_refined_no_k_of_n | 4 | 81.8 | 60.0 | +21.8 [+21.8, +21.8] | +25.0 [+25.0, +25.0] |" in section
+    # Findings: the preset's own paragraph; ES/PS against rome (lora is outside the locality margin)
+    para = md.split("**The refined preset, edit language en**", 1)[1].split("\n", 1)[0]
+    assert "81.8 is above memla 69.2 (+12.6 [+12.6, +12.6], n = 4)" in para
+    assert "81.8 is above rome 60.0 (+21.8 [+21.8, +21.8], n = 3)" in para
+    assert "supported on 2, contradicted on 0, not resolved on 2 of 4 metrics" in para
+    assert "ES supported (+25.0 [+25.0, +25.0] vs rome, n = 3)" in para
+    # memla's own claim is unchanged by the preset's rows
+    assert before.split("**The paper's claim.**", 1)[1].split("\n## ", 1)[0] == \
+        md.split("**The paper's claim.**", 1)[1].split("\n## ", 1)[0]
+    assert "preset.csv" in {p.name for p in (fair_run / "report_files").iterdir()}

@@ -102,28 +102,35 @@ def best_baseline(ests: Mapping[EstKey, Estimate], source: str, metric: str, vie
     return max(cands, key=lambda t: (t[0], -baselines.index(t[1])))[1]
 
 
+def pair_label(subject: str, other: str, source: str, metric: str, view: str) -> str:
+    """The bootstrap label of ``subject`` minus ``other``: one pair gets one interval wherever it is shown.
+    (MEMLA against the best baseline keeps the label its published intervals were drawn with.)"""
+    return f"vsbest|{source}|{metric}|{view}" if subject == "memla" else f"{subject}|{other}|{source}|{metric}|{view}"
+
+
 def compare_with_best(source: str, methods: Sequence[str], kinds: Mapping[str, str], metrics: Sequence[str],
                       ests: Mapping[EstKey, Estimate], values: Values, *,
                       seed: int, n_boot: int, restricted: Sequence[str] = (),
-                      eligible: Optional[Sequence[str]] = None) -> list[Comparison]:
-    """Every (metric, view) of ``source`` where MEMLA and some baseline have values, in metric order.
+                      eligible: Optional[Sequence[str]] = None, subject: str = "memla") -> list[Comparison]:
+    """Every (metric, view) of ``source`` where ``subject`` (MEMLA, or a preset of it) and some baseline
+    have values, in metric order.
 
     For the metrics in ``restricted`` the best baseline is picked among ``eligible`` only (the
     baselines that keep the model's other knowledge; ``None``: every baseline).
     """
     baselines = baselines_of(methods, kinds)
-    if "memla" not in methods or not baselines:
+    if subject not in methods or not baselines:
         return []
     out = []
     for x in metrics:
         pool = baselines if eligible is None or x not in restricted else [b for b in baselines if b in eligible]
         for v in VIEWS:
             best = best_baseline(ests, source, x, v, pool)
-            if best is None or ests[("memla", source, x, v)].mean is None:
+            if best is None or ests[(subject, source, x, v)].mean is None:
                 continue
-            e, ok = paired_difference(values[("memla", source, x, v)], values[(best, source, x, v)],
-                                      label=f"vsbest|{source}|{x}|{v}", seed=seed, n_boot=n_boot)
-            out.append(Comparison(source, x, v, best, ests[("memla", source, x, v)], ests[(best, source, x, v)],
+            e, ok = paired_difference(values[(subject, source, x, v)], values[(best, source, x, v)],
+                                      label=pair_label(subject, best, source, x, v), seed=seed, n_boot=n_boot)
+            out.append(Comparison(source, x, v, best, ests[(subject, source, x, v)], ests[(best, source, x, v)],
                                   e, has_interval=ok))
     return out
 
@@ -187,6 +194,7 @@ __all__ = [
     "compare_with_best",
     "join_words",
     "n_span",
+    "pair_label",
     "paired_difference",
     "variant_changes",
     "variants_of",

@@ -161,6 +161,22 @@ def _verdict(c: Optional[Comparison]) -> str:
     return f"{word} ({_pp(c.diff.mean)} [{_pp(c.diff.lo)}, {_pp(c.diff.hi)}] vs {c.baseline}, n = {c.diff.n})"
 
 
+def claim_verdicts(comparisons: Sequence[Comparison], metrics: Sequence[str]) -> tuple[list[str], dict[str, list[str]]]:
+    """The paper's claim per metric from one edit language's comparisons with the best baseline, others view:
+    (["ES contradicted (...)", ...] in ``metrics`` order, {"supported"|"contradicted"|"not resolved": [metric]})."""
+    tested = {c.metric: c for c in comparisons if c.view == CLAIM_VIEW and c.metric in MKEB_METRICS}
+    items: list[str] = []
+    tally: dict[str, list[str]] = {"supported": [], "contradicted": [], "not resolved": []}
+    if not tested:
+        return items, tally
+    for x in metrics:
+        c = tested.get(x)
+        items.append(f"{x} {_verdict(c)}")
+        if c is not None:
+            tally[{WIN: "supported", LOSS: "contradicted"}.get(c.outcome or "", "not resolved")].append(x)
+    return items, tally
+
+
 def findings_section(sources: Sequence[str], present: Mapping[str, Sequence[str]], kinds: Mapping[str, str],
                      comparisons: Mapping[str, Sequence[Comparison]], ests: Mapping[EstKey, Estimate],
                      metrics: Sequence[str], extra: Sequence[str] = (),
@@ -202,18 +218,14 @@ def findings_section(sources: Sequence[str], present: Mapping[str, Sequence[str]
                   else "no metric has values for MEMLA and a baseline")
         md.append(f"The comparison is not available: {reason}.\n")
         return md
-    tally = {"supported": [], "contradicted": [], "not resolved": []}
+    tally: dict[str, list[str]] = {"supported": [], "contradicted": [], "not resolved": []}
     for s in sources:
         if not tested[s]:
             md.append(f"- edit language {s}: not available (no MEMLA-versus-baseline comparison)")
             continue
-        items = []
-        for x in mk:
-            c = tested[s].get(x)
-            items.append(f"{x} {_verdict(c)}")
-            if c is not None:
-                key = {WIN: "supported", LOSS: "contradicted"}.get(c.outcome or "", "not resolved")
-                tally[key].append(f"{x} ({s})")
+        items, mine = claim_verdicts(list(tested[s].values()), mk)
+        for key, got in mine.items():
+            tally[key] += [f"{x} ({s})" for x in got]
         md.append(f"- edit language {s}: " + "; ".join(items))
     md.append("")
     total = sum(len(v) for v in tally.values())
@@ -237,4 +249,4 @@ def findings_section(sources: Sequence[str], present: Mapping[str, Sequence[str]
     return md
 
 
-__all__ = ["CLAIM_VIEW", "LOCALITY_METRIC", "PAPER", "findings_section"]
+__all__ = ["CLAIM_VIEW", "LOCALITY_METRIC", "PAPER", "claim_verdicts", "findings_section"]

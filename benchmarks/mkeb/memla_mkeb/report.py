@@ -7,7 +7,9 @@ sittings (a key seen twice must carry the same scores, else it is an error), and
 * ``FILE`` (default ``report.md`` in the first run dir): markdown with the command that
   regenerates it, which run dir ran on which hardware, the Findings in words
   (:mod:`.findings`), per-method tables, deltas against the unedited model, MEMLA
-  minus the best baseline, MEMLA's variants minus MEMLA (:mod:`.ablations`), record
+  minus the best baseline, MEMLA's variants minus MEMLA (:mod:`.ablations`), the refined
+  preset against MEMLA and the baselines with its own check of the paper's claim
+  (:mod:`.preset_sections`), record
   counts, seeds, per-edit wall time and restore checks;
 * ``<FILE stem>_files/``: CSV tables and PNG plots.
 
@@ -35,6 +37,7 @@ from . import gen_sections
 from . import seq_sections
 from . import batch_sections
 from . import composite_sections
+from . import preset_sections
 from .collect import Collected, ReportError, collect
 from .invocation import DEFAULT_BOOT, DEFAULT_SEED, Invocation, parse_args
 from .report_data import ReportData
@@ -46,6 +49,7 @@ SECTIONS: tuple[Callable[[ReportData, dict[str, bytes]], list[str]], ...] = (
     sections.runs,
     sections.findings,
     composite_sections.composite_and_locality,
+    preset_sections.preset_section,
     grid_sections.method_status,
     sections.counts,
     grid_sections.tuning_grid,

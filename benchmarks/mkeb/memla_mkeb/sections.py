@@ -16,6 +16,7 @@ from .ablations import variants_paragraph, variants_table
 from .compare import LOSS, TIE, WIN
 from .composite_sections import findings_paragraphs
 from .findings import findings_section
+from .preset_sections import preset_findings
 from .markdown import csv_bytes, fmt_est, md_table, num
 from .report_data import ALL_METRICS, FAMILIES, ReportData, lang_order, method_order
 from .protocol import DESCRIPTIONS, commits_of, protocols_of
@@ -99,6 +100,7 @@ def runs(d: ReportData, files: Files) -> list[str]:
 def findings(d: ReportData, files: Files) -> list[str]:
     """The Findings in words, from the same comparisons as the tables below them."""
     words = [variants_paragraph(s, d.variants[s], d.changes) for s in d.sources if d.variants[s]]
+    words += preset_findings(d)
     contenders = {s: d.contenders(s) for s in d.sources}
     return findings_section(d.sources, contenders, d.kinds, d.comparisons, d.ests, d.metrics, extra=words,
                             deltas=d.deltas, lead=findings_paragraphs(d), eligible=d.eligible)
