@@ -413,3 +413,8 @@ def test_second_series_runs_use_its_pinned_hparams():
                 assert hashes[spec["hparams"]] == series / "hparams" / expected[method], (plan, method)
             checked += 1
     assert checked >= 1 or not list(series.glob("*/plan*.json"))
+    # the operating points the report cites name these files by the same hashes
+    points = json.loads((series / "operating_points.json").read_text(encoding="utf-8"))["methods"]
+    assert {"memla", "memla_refined", "rome", "memit", "mend", "ft_l", "ft_m", "lora", "ike"} <= set(points)
+    for method, entry in points.items():
+        assert hashes[entry["hparams_sha"]] == REPO / entry["hparams"], method

@@ -6,12 +6,15 @@ Both only read what the run dirs hold: the rows' ``grid_point`` (written by the 
 """
 from __future__ import annotations
 
+import posixpath
 from typing import Any, Mapping, Sequence
 
 from .composite import LOCALITY_METRIC
 from .grid import Knob, format_value
 from .markdown import csv_bytes, fmt_est, md_table, num
 from .method_status import TEST, not_functional
+from .operating_points import FILE_NAME as POINTS_FILE
+from .operating_points import load as load_points
 from .report_data import ReportData
 from .select import RULE, select
 from .stats import Estimate, pct
@@ -104,4 +107,66 @@ def method_status(d: ReportData, files: Files) -> list[str]:
     return md + [""]
 
 
-__all__ = ["knobs_from_rows", "method_status", "tuning_grid"]
+def _recorded(d: ReportData) -> dict[str, tuple[set[str], dict[str, Any]]]:
+    """Per method: the hparams hashes the plans of these rows recorded, and its catalog overrides."""
+    out: dict[str, tuple[set[str], dict[str, Any]]] = {}
+    for plan in d.c.plans:
+        for m, spec in (plan.get("settings") or {}).get("methods", {}).items():
+            if spec.get("hparams"):
+                got = out.setdefault(m, (set(), dict(spec.get("overrides") or {})))
+                got[0].add(spec["hparams"])
+    return out
+
+
+def _setting(m: str, entry: Mapping[str, Any], overrides: Mapping[str, Any], base: str) -> str:
+    text = f"{entry['knob']}={format_value(entry['value'])}" if "knob" in entry else f"`{posixpath.basename(entry['hparams'])}`"
+    if base != m:
+        text = f"{base}'s: {text}"
+    if overrides:
+        text += "; " + ", ".join(f"{k}={format_value(v)}" for k, v in sorted(overrides.items()))
+    return text
+
+
+def operating_points(d: ReportData, files: Files) -> list[str]:
+    """Each method's settings in these rows and the dev evidence that chose them, checked by content hash."""
+    docs = []
+    for i, rd in enumerate(d.c.run_dirs):
+        got = load_points(rd)
+        if got is not None:
+            shown = d.shown.run_dirs[i] if i < len(d.shown.run_dirs) else str(rd)
+            where = posixpath.join(posixpath.dirname(shown.rstrip("/")) if got[0] else shown, POINTS_FILE)
+            if all(where != w for w, _ in docs):
+                docs.append((where, got[1]))
+    if not docs:
+        return []
+    recorded = _recorded(d)
+    md = ["## Operating points\n",
+          "The settings every method was edited with, pinned before the series' first row and chosen on dev records "
+          "only (the test split chose nothing). A method the grid tuned shows its knob, the value chosen and that "
+          "point's dev composite (others view, 95% interval); a variant runs another method's file with the "
+          "overrides shown. \"hash\": ✓ when every plan of these rows recorded the pinned file's content hash for "
+          "the method, so the rows were edited with exactly the file the selection is cited for.\n"]
+    for where, doc in docs:
+        entries = doc.get("methods", {})
+        by_sha = {e["hparams_sha"]: m for m, e in entries.items()}
+        table = []
+        for m in d.methods:
+            if m not in recorded:
+                continue
+            shas, overrides = recorded[m]
+            base = m if m in entries else next((by_sha[x] for x in sorted(shas) if x in by_sha), None)
+            if base is None:
+                table.append([m, "–", "–", "not among the operating points", "–"])
+                continue
+            e = entries[base]
+            dev = e.get("dev_composite")
+            composite = fmt_est(Estimate(dev["n"], dev["mean"], dev["lo"], dev["hi"])) if dev and base == m else "–"
+            chosen = e["chosen_by"] if base == m else f"as {base}"
+            ok = "✓" if shas == {e["hparams_sha"]} else "differs: " + ", ".join(sorted(shas))
+            table.append([m, _setting(m, e, overrides if base != m else {}, base), composite, chosen, ok])
+        md += [f"From `{where}` (selection rule: {doc.get('rule')}; source {doc.get('source')}):\n",
+               md_table(["method", "setting", "dev composite", "chosen by", "hash"], table), ""]
+    return md
+
+
+__all__ = ["knobs_from_rows", "method_status", "operating_points", "tuning_grid"]

@@ -51,6 +51,7 @@ SECTIONS: tuple[Callable[[ReportData, dict[str, bytes]], list[str]], ...] = (
     composite_sections.composite_and_locality,
     preset_sections.preset_section,
     grid_sections.method_status,
+    grid_sections.operating_points,
     sections.counts,
     grid_sections.tuning_grid,
     format_sections.prompt_formats,

@@ -35,6 +35,13 @@ case "${1:-}" in
                     [ -e "$R/hparams/$alg/$(basename "$f")" ] || cp "$f" "$R/hparams/$alg/"
                 done
             done
+            # which dev evidence chose each pinned file (refused if a pinned value is not the grid's choice);
+            # the report's "Operating points" cites it and checks the rows' hparams hashes against it
+            [ -e "$R/operating_points.json" ] || "$PY" -m memla_mkeb.operating_points \
+                --selection benchmarks/mkeb/results/dev_grid/selection.json --hparams-dir "$R/hparams" \
+                --out "$R/operating_points.json" \
+                --also "mend=no grid (its strength is learned in training); functional by the dev test: benchmarks/mkeb/results/dev_grid/method_status.json" \
+                --also "memla_refined=apply_scale as chosen for memla; its switches kept by the dev keep rule: benchmarks/mkeb/results/dev_chosen/preset_table.md"
             exit 0 ;;
     report) dirs=(); for d in en zh_fr ablations; do [ -d "$R/$d" ] && dirs+=("$R/$d"); done
             exec "$PY" -m memla_mkeb.report "${dirs[@]}" --out "$R/report.md" --common-records ;;
