@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from pathlib import Path
 from typing import Any, Optional
 
@@ -418,3 +419,17 @@ def test_second_series_runs_use_its_pinned_hparams():
     assert {"memla", "memla_refined", "rome", "memit", "mend", "ft_l", "ft_m", "lora", "ike"} <= set(points)
     for method, entry in points.items():
         assert hashes[entry["hparams_sha"]] == REPO / entry["hparams"], method
+
+
+def test_readme_results_summary_holds_only_numbers_of_the_page():
+    """The front page's results summary says nothing the published page does not: each number in it is there."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    start, end = "<!-- results-summary", "<!-- /results-summary -->"
+    assert start in readme and end in readme, "README.md lost its results-summary markers"
+    summary = readme.split(start, 1)[1].split(end, 1)[0].split("-->", 1)[1]
+    page = RESULTS_DOC.read_text(encoding="utf-8")
+    prose = re.sub(r"\(docs/[^)]*\)|`[^`]*`", "", summary)  # links and paths are not findings
+    numbers = re.findall(r"(?<![\w.])[+-]?\d+(?:\.\d+)?(?![\w.])", prose)
+    assert numbers, "the summary states no figure at all"
+    missing = [x for x in numbers if x not in page]
+    assert not missing, f"README's results summary has numbers docs/RESULTS.md does not: {missing}"
