@@ -10,6 +10,8 @@
 # so after an interruption the same command goes on; a finished step is a quick "nothing to do".
 # Steps split by records (protocol2/run.sh's lanes, and shards of the de/ru/ja and batch runs) or, where
 # a run is one sequence, by methods (ROME alone costs about as much as the others together).
+# How far it has got: python -m memla_mkeb.progress benchmarks/mkeb/results/protocol2/{en,zh_fr,ablations} \
+#   benchmarks/mkeb/results/{seq10,seq50,batch1,batch8,batch32,de_ru_ja} (rows per method, sequences under way).
 set -euo pipefail
 cd "$(dirname "$0")/../../../.."
 LANE="${LANE:?set LANE=0 or LANE=1}"

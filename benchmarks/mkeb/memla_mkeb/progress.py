@@ -1,0 +1,77 @@
+"""``python -m memla_mkeb.progress RUN_DIR... [--expect N]``: how far long runs have got.
+
+For a series that takes many sittings: per run dir, method and edit language, the finished rows
+(failed edits among them) against the records expected, and the sequences and batches finished;
+a sequence still under way shows how many of its edits (then final rescorings) its saved state
+holds (:mod:`.seq_state`), i.e. where the next sitting goes on. Reads files only; loads no model.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Optional, Sequence
+
+from . import store
+from .seq_state import STATE_DIR
+
+
+def row_counts(run_dir: Path) -> dict[tuple[str, str], Counter]:
+    """(method, source) -> Counter of row statuses, over every shard's results file."""
+    out: dict[tuple[str, str], Counter] = {}
+    for row in store.done_keys(run_dir).values():
+        out.setdefault((row["method"], row["source"]), Counter())[row.get("status", "ok")] += 1
+    return out
+
+
+def open_sequences(run_dir: Path) -> list[tuple[str, int, int]]:
+    """(key, edits saved, final rescorings saved) of every sequence state left in ``run_dir``."""
+    out = []
+    for f in sorted((run_dir / STATE_DIR).glob("*/state.json")):
+        try:
+            state = json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            continue  # a torn state is redone by the next sitting; nothing to report
+        key = str((state.get("identity") or {}).get("key") or f.parent.name)
+        out.append((key, len(state.get("steps") or []), len((state.get("final") or {}).get("scores") or [])))
+    return out
+
+
+def report(run_dirs: Sequence[Path], expect: Optional[int] = None) -> str:
+    lines = []
+    for rd in run_dirs:
+        lines.append(f"{rd}:")
+        counts = row_counts(rd)
+        if not counts:
+            lines.append("  no rows yet")
+        for (method, source), c in sorted(counts.items()):
+            done = sum(c.values())
+            of = f" of {expect}" if expect else ""
+            failed = f" ({c['error']} failed)" if c.get("error") else ""
+            lines.append(f"  {method:34s} {source}  {done}{of} rows{failed}")
+        for label, pattern in (("sequences", store.SEQUENCES_GLOB), ("batches", store.BATCHES_GLOB)):
+            done_groups = store.done_sequences(rd, pattern)
+            if done_groups:
+                lines.append(f"  {label} finished: " + ", ".join(sorted(done_groups)))
+        for key, steps, final in open_sequences(rd):
+            lines.append(f"  sequence under way: {key}: {steps} edits" + (f", {final} rescored at the end" if final else ""))
+    return "\n".join(lines)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run_dirs", nargs="+", type=Path)
+    ap.add_argument("--expect", type=int, default=None, help="records each method should reach")
+    args = ap.parse_args(argv)
+    missing = [str(d) for d in args.run_dirs if not d.is_dir()]
+    if missing:
+        print(f"memla_mkeb.progress: not a directory: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    print(report(args.run_dirs, args.expect))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
