@@ -10,6 +10,7 @@
 #   benchmarks/mkeb/results/protocol2/run.sh zh_fr [N]      # sources zh and fr, first N (30)
 #   benchmarks/mkeb/results/protocol2/run.sh ablations [N]  # source en, first N (30): MEMLA's and the preset's ablations
 #   benchmarks/mkeb/results/protocol2/run.sh report         # report.md of the run dirs made so far
+#   benchmarks/mkeb/results/protocol2/run.sh neurons        # neuron_diagnostics.md: memla's and the preset's sets
 #   benchmarks/mkeb/results/protocol2/run.sh publish        # docs/RESULTS.md from them (the first series' page
 #                                                           # becomes docs/RESULTS_v1.md), when the series is complete
 #
@@ -45,6 +46,19 @@ case "${1:-}" in
             exit 0 ;;
     report) dirs=(); for d in en zh_fr ablations; do [ -d "$R/$d" ] && dirs+=("$R/$d"); done
             exec "$PY" -m memla_mkeb.report "${dirs[@]}" --out "$R/report.md" --common-records ;;
+    neurons) # neuron statistics of memla and the preset over every record the series' cache holds
+            N="$R/neurons"; K=Qwen2.5-Coder-0.5B-Instruct-Q4_K_M-fp32-1d9614638d18__amig-m20-t0.3
+            B=benchmarks/mkeb/results/background
+            { echo "# Neuron diagnostics of the second series: memla and memla_refined"; echo
+              echo "Made by \`benchmarks/mkeb/results/protocol2/run.sh neurons\` from the series' neuron cache (every record it holds)."; echo
+              echo "## memla (the paper's attribution; LIKN = en & zh & fr)"; echo
+              "$PY" benchmarks/mkeb/neuron_diagnostics.py --neuron-dir "$N" --key "$K-preamble" --records all \
+                  --background "$B" --max-share 0.15 --min-langs 2; echo
+              echo "## memla_refined (scored target, each position; LIKN = 2 of 3; generic filter 0.15)"; echo
+              "$PY" benchmarks/mkeb/neuron_diagnostics.py --neuron-dir "$N" --key "$K-scored-preamble-poseach" \
+                  --records all --background "$B" --max-share 0.15 --min-langs 2 --filter --compare "$K-preamble"
+            } > "$R/neuron_diagnostics.md"
+            exit 0 ;;
     publish) # docs/RESULTS.md from this series (relative paths, so the page's Regenerate line works in any
             # checkout); the first series' page is kept once as docs/RESULTS_v1.md, never mixed into this one
             P=benchmarks/mkeb/results/protocol2; V1=benchmarks/mkeb/results
@@ -57,7 +71,7 @@ case "${1:-}" in
     en)        NAME=en;        N="${2:-60}"; SOURCES=en;    LIST="$METHODS" ;;
     zh_fr)     NAME=zh_fr;     N="${2:-30}"; SOURCES=zh,fr; LIST="$METHODS" ;;
     ablations) NAME=ablations; N="${2:-30}"; SOURCES=en;    LIST="$ABLATIONS" ;;
-    *) echo "usage: $0 pin | en|zh_fr|ablations [N] | report | publish" >&2; exit 2 ;;
+    *) echo "usage: $0 pin | en|zh_fr|ablations [N] | report | neurons | publish" >&2; exit 2 ;;
 esac
 [ -d "$R/hparams/MEMLA" ] || { echo "run '$0 pin' first (the hparams are pinned before the first row)" >&2; exit 2; }
 LANES="${LANES:-1}"
