@@ -13,12 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .compare import baselines_of, compare_with_best, paired_difference, pair_label
+from .compare import Comparison, baselines_of, compare_with_best, pair_label, paired_difference
 from .composite import LOCALITY_METRIC, SUCCESS_METRICS, composite_difference
 from .findings import CLAIM_VIEW, claim_verdicts
 from .markdown import csv_bytes, fmt_est, md_table, num
 from .report_data import ReportData
-from .stats import VIEW_LABEL, Estimate, interval_side, pct
+from .stats import MKEB_METRICS, VIEW_LABEL, Estimate, interval_side, pct
 
 Files = dict[str, bytes]
 
@@ -69,6 +69,7 @@ def comparators(d: ReportData, s: str) -> list[str]:
 
 
 def ablations(d: ReportData, s: str) -> list[str]:
+    """The preset's switch ablations with rows for edit language ``s``."""
     return [m for m in d.present.get(s, []) if m.startswith(ABLATION_PREFIX)]
 
 
@@ -90,7 +91,7 @@ def _table(d: ReportData, s: str, vs: list[Versus], csv_rows: list[list[Any]], k
     return md_table(head, rows)
 
 
-def claim(d: ReportData, s: str):
+def claim(d: ReportData, s: str) -> list[Comparison]:
     """The paper's claim for the preset: the preset minus the best baseline per MKEB metric (others view),
     ES/PS against the baselines within the locality margin, as for ``memla``."""
     return compare_with_best(s, d.contenders(s), d.kinds, d.metrics, d.ests, d.values, seed=d.seed,
@@ -139,7 +140,7 @@ def preset_findings(d: ReportData) -> list[str]:
             said.append(f"{pct(d.composites[(PRESET, s, CLAIM_VIEW)].mean)} is {verb} {v.other} "
                         f"{pct(d.composites[(v.other, s, CLAIM_VIEW)].mean)} ({_cell(v.composite, v.composite_ok)}, "
                         f"n = {v.composite.n})")
-        items, tally = claim_verdicts(claim(d, s), [x for x in ("ES", "PS", "NS", "MQ") if x in d.metrics])
+        items, tally = claim_verdicts(claim(d, s), [x for x in MKEB_METRICS if x in d.metrics])
         text = (f"**The refined preset, edit language {s}** (`{PRESET}`, not the paper's method; composite, "
                 f"{VIEW_LABEL[CLAIM_VIEW]}): " + "; ".join(said) + ".")
         if items:
@@ -151,4 +152,4 @@ def preset_findings(d: ReportData) -> list[str]:
     return out
 
 
-__all__ = ["PRESET", "Versus", "comparators", "preset_findings", "preset_section", "versus"]
+__all__ = ["PRESET", "Versus", "ablations", "claim", "comparators", "preset_findings", "preset_section", "versus"]
