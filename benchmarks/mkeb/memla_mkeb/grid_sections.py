@@ -119,7 +119,11 @@ def _recorded(d: ReportData) -> dict[str, tuple[set[str], dict[str, Any]]]:
 
 
 def _setting(m: str, entry: Mapping[str, Any], overrides: Mapping[str, Any], base: str) -> str:
-    text = f"{entry['knob']}={format_value(entry['value'])}" if "knob" in entry else f"`{posixpath.basename(entry['hparams'])}`"
+    """"apply_scale=0.5", or the file's name for a method without a grid; a variant names its base and overrides."""
+    if "knob" in entry:
+        text = f"{entry['knob']}={format_value(entry['value'])}"
+    else:
+        text = f"`{posixpath.basename(entry['hparams'])}`"
     if base != m:
         text = f"{base}'s: {text}"
     if overrides:
