@@ -178,10 +178,14 @@ def _failures(d: ReportData) -> str:
             "mean; a method's figures rest on its successful edits only.")
 
 
+#: How a composite difference's interval reads in words ("X is above Y"), by the side of 0 it lies on.
+COMPOSITE_VERB = {1: "above", -1: "below", 0: "not distinguishable from", None: "(no interval) compared with"}
+
+
 def _composite_words(d: ReportData, s: str) -> Optional[str]:
     said = []
     for v, base, diff, side in _best_by_view(d, s):
-        verb = {1: "above", -1: "below", 0: "not distinguishable from", None: "(no interval) compared with"}[side]
+        verb = COMPOSITE_VERB[side]
         said.append(f"{VIEW_LABEL[v]}: MEMLA {pct(d.composites[('memla', s, v)].mean)} is {verb} {base} "
                     f"{pct(d.composites[(base, s, v)].mean)} ({pct(diff.mean, True)} [{pct(diff.lo, True)}, "
                     f"{pct(diff.hi, True)}], n = {diff.n})")
@@ -208,4 +212,4 @@ def findings_paragraphs(d: ReportData) -> list[str]:
     return out
 
 
-__all__ = ["CHOICES", "MARGIN_TEXT", "composite_and_locality", "findings_paragraphs", "pareto_points"]
+__all__ = ["CHOICES", "COMPOSITE_VERB", "MARGIN_TEXT", "composite_and_locality", "findings_paragraphs", "pareto_points"]

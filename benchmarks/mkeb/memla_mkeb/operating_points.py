@@ -25,7 +25,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 import yaml
 
-from .settings import file_sha256
+from .settings import catalog_alg_name, catalog_hparams_path, file_sha256
 
 FILE_NAME = "operating_points.json"
 CATALOG = Path(__file__).resolve().parent / "conf" / "catalog" / "default.yaml"
@@ -36,12 +36,11 @@ class OperatingPointError(ValueError):
 
 
 def hparams_file(method: str, catalog: Mapping[str, Any], hparams_dir: Path, model_key: str) -> Path:
-    """The hparams file the harness loads for ``method`` (the catalog's template filled in)."""
+    """The hparams file the harness loads for ``method`` (the catalog's template filled in as it does)."""
     entry = catalog.get(method)
-    if not entry or not entry.get("alg_name"):
+    if not entry or str(entry.get("kind", "easyedit")) == "unedited":
         raise OperatingPointError(f"method {method!r} is not an editing method of the catalog {CATALOG}")
-    template = str(entry.get("hparams") or "{hparams_dir}/" + entry["alg_name"] + "/{model}.yaml")
-    return Path(template.replace("{hparams_dir}", str(hparams_dir)).replace("{model}", model_key))
+    return Path(catalog_hparams_path(entry, catalog_alg_name(method, entry), hparams_dir, model_key))
 
 
 def _entry(method: str, catalog: Mapping[str, Any], hparams_dir: Path, model_key: str) -> tuple[Path, dict[str, Any]]:

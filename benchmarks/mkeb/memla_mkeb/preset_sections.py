@@ -15,6 +15,7 @@ from typing import Any
 
 from .compare import Comparison, baselines_of, compare_with_best, pair_label, paired_difference
 from .composite import LOCALITY_METRIC, SUCCESS_METRICS, composite_difference
+from .composite_sections import COMPOSITE_VERB
 from .findings import CLAIM_VIEW, claim_verdicts
 from .markdown import csv_bytes, fmt_est, md_table, num
 from .report_data import ReportData
@@ -136,7 +137,7 @@ def preset_findings(d: ReportData) -> list[str]:
         said = []
         for v in versus(d, s, wanted):
             side = interval_side(v.composite, v.composite_ok)
-            verb = {1: "above", -1: "below", 0: "not distinguishable from", None: "(no interval) compared with"}[side]
+            verb = COMPOSITE_VERB[side]
             said.append(f"{pct(d.composites[(PRESET, s, CLAIM_VIEW)].mean)} is {verb} {v.other} "
                         f"{pct(d.composites[(v.other, s, CLAIM_VIEW)].mean)} ({_cell(v.composite, v.composite_ok)}, "
                         f"n = {v.composite.n})")

@@ -101,6 +101,19 @@ def default_hparams_dir() -> Path:
     return repo if repo.is_dir() else Path.cwd() / "hparams"
 
 
+def catalog_alg_name(name: str, entry: dict[str, Any]) -> str:
+    """The EasyEdit algorithm of catalog method ``name`` (``alg_name``, else MEMLA / the name upper-cased)."""
+    kind = str(entry.get("kind", "easyedit"))
+    return str(entry.get("alg_name") or ("MEMLA" if kind == "memla" else name.upper()))
+
+
+def catalog_hparams_path(entry: dict[str, Any], alg: str, hparams_dir: Path, model_key: str) -> str:
+    """The hparams file a catalog entry names: its ``hparams`` template (default
+    ``{hparams_dir}/<alg>/{model}.yaml``) with the folder and the model's hparams name filled in."""
+    template = str(entry.get("hparams") or "{hparams_dir}/" + alg + "/{model}.yaml")
+    return template.replace("{hparams_dir}", str(hparams_dir)).replace("{model}", model_key)
+
+
 def resolve_methods(cfg: Any) -> list[MethodSpec]:
     """Look up every name of ``cfg.methods`` in ``cfg.catalog``; unknown names are errors."""
     names = [str(x) for x in _as_list(cfg.methods, "methods")]
@@ -132,9 +145,8 @@ def resolve_methods(cfg: Any) -> list[MethodSpec]:
         alg = entry.get("alg_name")
         hparams = None
         if kind != "unedited":
-            alg = str(alg or ("MEMLA" if kind == "memla" else name.upper()))
-            template = str(entry.get("hparams") or "{hparams_dir}/" + alg + "/{model}.yaml")
-            hparams = template.replace("{hparams_dir}", str(hp_dir)).replace("{model}", model_key)
+            alg = catalog_alg_name(name, entry)
+            hparams = catalog_hparams_path(entry, alg, hp_dir, model_key)
         overrides = entry.get("overrides") or {}
         if not isinstance(overrides, dict):
             raise BenchConfigError(f"catalog.{name}.overrides must be a mapping, got {overrides!r}")
@@ -392,6 +404,8 @@ __all__ = [
     "BenchConfigError",
     "MKEB_LANGS",
     "MethodSpec",
+    "catalog_alg_name",
+    "catalog_hparams_path",
     "check_drop_embedding_pages",
     "checked",
     "check_batch",
