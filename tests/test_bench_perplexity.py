@@ -1,10 +1,13 @@
 """Held-out perplexity in the harness (perplexity.*): before/after per row and per sequence, overlap refused."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from conftest_bench import bench_env, bench_model_dir, compose, read_rows  # noqa: F401
 from memla_mkeb import store
+from memla_mkeb.collect import collect, single_edit_ids
 from memla_mkeb.runner import run_benchmark
 
 
@@ -51,3 +54,25 @@ def test_shipped_default_holds_out_the_last_100_test_records():
     with pytest.raises(Exception, match=r"perplexity: 1 evaluated record"):
         run_benchmark(compose(["data=test", f"data.limit={len(test_ids) - 99}", "perplexity.enabled=true",
                                "methods=[unedited]", "model.name_or_path=/nonexistent"]))
+
+
+def test_one_report_of_single_edits_and_sequences(bench_env, tmp_path):
+    """The unedited rows of a sequence run and a single-edit run are one setting, so one report takes both
+    and its perplexity table has a line per setting (issue31.sh report: seq10, seq50 and the single edits)."""
+    from memla_mkeb.report import write_report
+
+    single, seq = tmp_path / "single", tmp_path / "seq2"
+    # single edits of record 100; the sequence also edits 101, whose unedited row only it holds
+    run_benchmark(compose(_ppl(bench_env, "data.limit=1", f"run_dir={single}")))
+    run_benchmark(compose(_ppl(bench_env, "data.limit=2", "sequential.n=2", f"run_dir={seq}")))
+    plan = json.loads((single / "plan.json").read_text())
+    # no grouping setting: the id is the planner's own
+    assert single_edit_ids([plan]) == {v: v for v in plan["method_ids"].values()}
+    seq_plan = json.loads((seq / "plan.json").read_text())
+    assert seq_plan["method_ids"]["unedited"] != plan["method_ids"]["unedited"]
+    c = collect([single, seq])
+    assert c.duplicates == 1
+    assert {k for k in c.rows if k.startswith("unedited")} == {"unedited|en|100", "unedited|en|101"}
+    md = write_report([single, seq], tmp_path / "r.md", n_boot=20, plots=False).read_text(encoding="utf-8")
+    section = md[md.index("## Held-out perplexity"):]
+    assert "| memla | en | single edits | 1 |" in section and "| memla | en | sequences of 2 | 1 |" in section

@@ -124,3 +124,9 @@ def test_series_queue_names_catalog_methods_and_splits_the_work(tmp_path):
         assert not set(_methods(a)) & set(_methods(b))
         assert ("shard.count" in a) != ("shard.count" in b)  # different result files in one run dir
         assert {"memla", "rome", "memit", "ft_m", "lora", "ike"} <= set(_methods(a)) | set(_methods(b))
+    # single edits with perplexity on the records of seq10's sequence, same methods, split by records
+    seq10 = {m for lane in ("0", "1") for c in calls[lane] if "sequential.n=10" in c for m in _methods(c)}
+    for lane in ("0", "1"):
+        (ppl,) = [c for c in calls[lane] if "/ppl1" in c]
+        assert "sequential.n" not in ppl and "perplexity.enabled=true" in ppl and "data.limit=10" in ppl
+        assert f"shard.index={lane}" in ppl and set(_methods(ppl)) == seq10

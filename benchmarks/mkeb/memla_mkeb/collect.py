@@ -16,6 +16,10 @@ from memla_plugin.errors import MEMLAError
 
 from . import store
 from .protocol import row_protocol
+from .settings import stable_hash
+
+#: run settings that group edits (sequences, batches); they never change a single-edit row
+GROUPING_SETTINGS = ("sequential", "batch")
 
 
 class ReportError(MEMLAError, ValueError):
@@ -102,6 +106,24 @@ def _add_grouped(into: dict[str, dict[str, Any]], run_dir: Path, pattern: str, s
             into.setdefault(row["key"], row)
 
 
+def single_edit_ids(plans: Sequence[dict[str, Any]]) -> dict[str, str]:
+    """cfg_id -> the same method's id with the grouping settings left out, from the run dirs' plans.
+
+    A sequential or batch run writes single-edit rows for the unedited model only, and those rows do
+    not depend on how the edited methods group their edits; so the unedited rows of a run of sequences
+    of 10, one of sequences of 50 and a single-edit run with otherwise equal settings are one setting.
+    """
+    out: dict[str, str] = {}
+    for plan in plans:
+        settings, ids = plan.get("settings") or {}, plan.get("method_ids") or {}
+        base = {k: v for k, v in (settings.get("base") or {}).items() if k not in GROUPING_SETTINGS}
+        for name, cfg_id in ids.items():
+            method = (settings.get("methods") or {}).get(name)
+            if method is not None:
+                out[cfg_id] = stable_hash({"base": stable_hash(base), "method": method})
+    return out
+
+
 def collect(run_dirs: Sequence[Path], *, common_records: bool = False) -> Collected:
     """Read and merge the rows of ``run_dirs`` (dedupe by key; conflicting duplicates are errors).
 
@@ -154,10 +176,13 @@ def collect(run_dirs: Sequence[Path], *, common_records: bool = False) -> Collec
             out.unedited += [{"record_id": r.get("record_id"), "eval_s": r.get("eval_s")} for r in store.read_jsonl(p)
                              if not common_records or str(r.get("record_id")) in kept_ids]
     _one_protocol(rows, origin)
-    # one method, one setting: rows of a method made with different configs must not mix
+    # one method, one setting: rows of a method made with different configs must not mix (how a run
+    # grouped its edits does not count: it never changes a single-edit row)
+    neutral = single_edit_ids(out.plans)
     ids: dict[str, dict[str, Path]] = defaultdict(dict)
     for key, row in rows.items():
-        ids[row["method"]].setdefault(str(row.get("cfg_id")), origin[key])
+        cfg_id = str(row.get("cfg_id"))
+        ids[row["method"]].setdefault(neutral.get(cfg_id, cfg_id), origin[key])
     for method, by_id in sorted(ids.items()):
         if len(by_id) > 1:
             where = ", ".join(f"{k} in {v}" for k, v in sorted(by_id.items()))
@@ -165,4 +190,4 @@ def collect(run_dirs: Sequence[Path], *, common_records: bool = False) -> Collec
     return out
 
 
-__all__ = ["Collected", "ReportError", "collect", "common_record_rows"]
+__all__ = ["Collected", "GROUPING_SETTINGS", "ReportError", "collect", "common_record_rows", "single_edit_ids"]

@@ -3,7 +3,7 @@
 # de/ru/ja). Not run by the tests; the commands are explained in benchmarks/mkeb/README.md ("Sequential
 # editing", "Batch editing", "Held-out perplexity", "Edit languages"). Every step resumes when run again
 # (a sequence goes on from its last finished edit).
-#   benchmarks/mkeb/results/issue31.sh seq10|seq50|batch|sources|report
+#   benchmarks/mkeb/results/issue31.sh seq10|seq50|ppl1|batch|sources|report
 # MEMLA_BIN: where memla-mkeb is; ONLY: a comma-separated subset of the step's methods; EXTRA: more overrides
 # (e.g. "shard.count=3 shard.index=0" to run a second method subset on the same run dir under its own tag).
 # Every step edits with the published series' pinned hparams (protocol2/hparams: each method at the point
@@ -23,6 +23,10 @@ case "${1:-}" in
     seq50)   # 1 sequence of 50 edits on the same records
              "$BIN/memla-mkeb" "${COMMON[@]}" data.limit=50 sequential.n=50 source_langs=[en] \
                  "methods=[$SEQ_METHODS]" perplexity.enabled=true "run_dir=$R/seq50" ${EXTRA:-} ;;
+    ppl1)    # single edits of the first N (10) test records, the records of seq10's sequence, with the same
+             # perplexity texts: the downstream cost of one edit next to that of a sequence (one report)
+             "$BIN/memla-mkeb" "${COMMON[@]}" data.limit="${N:-10}" source_langs=[en] \
+                 "methods=[$SEQ_METHODS]" perplexity.enabled=true "run_dir=$R/ppl1" ${EXTRA:-} ;;
     batch)   # the first 32 test records in batches of 1, 8 and 32: MEMLA's joint edit against MEMIT's batch
              # edit (ROME, not batchable in EasyEdit, is left out: one by one it is a sequence, see seq10/seq50)
              for B in 1 8 32; do
@@ -34,12 +38,12 @@ case "${1:-}" in
              "$BIN/memla-mkeb" "${COMMON[@]}" data.limit=30 "source_langs=[de,ru,ja]" \
                  "methods=[${ONLY:-unedited,memla,memla_refined,rome}]" "run_dir=$R/de_ru_ja" \
                  "run.neuron_dir=$P/neurons" ${EXTRA:-} ;;
-    report)  # two reports: the sequential runs share their settings (their unedited rows coincide), the
-             # de/ru/ja run is a plain single-edit run without perplexity
-             dirs=(); for d in seq10 seq50; do [ -d "$R/$d" ] && dirs+=("$R/$d"); done
+    report)  # three reports: the sequential runs and the single edits with perplexity share their settings
+             # (their unedited rows coincide), the batch sizes one table, the de/ru/ja run a plain single-edit run
+             dirs=(); for d in seq10 seq50 ppl1; do [ -d "$R/$d" ] && dirs+=("$R/$d"); done
              if [ ${#dirs[@]} -gt 0 ]; then "$BIN/memla-mkeb-report" "${dirs[@]}" --out "$R/sequential_report.md"; fi
              dirs=(); for B in 1 8 32; do [ -d "$R/batch$B" ] && dirs+=("$R/batch$B"); done
              if [ ${#dirs[@]} -gt 0 ]; then "$BIN/memla-mkeb-report" "${dirs[@]}" --out "$R/batch_report.md"; fi
              if [ -d "$R/de_ru_ja" ]; then "$BIN/memla-mkeb-report" "$R/de_ru_ja" --out "$R/de_ru_ja/report.md"; fi ;;
-    *) echo "usage: $0 seq10|seq50|batch|sources|report" >&2; exit 2 ;;
+    *) echo "usage: $0 seq10|seq50|ppl1|batch|sources|report" >&2; exit 2 ;;
 esac

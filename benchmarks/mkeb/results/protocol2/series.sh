@@ -6,12 +6,13 @@
 #
 # The order is the order of the issues they answer: the refined preset's one test comparison (en, first
 # 30 records), then the published page (ablations on those 30, en grown to 60, sources zh and fr), then
-# sequences, batches and the extra edit languages (../issue31.sh). Every step resumes where the rows end,
-# so after an interruption the same command goes on; a finished step is a quick "nothing to do".
+# sequences, batches, the extra edit languages and single edits with perplexity (../issue31.sh). Every
+# step resumes where the rows end, so after an interruption the same command goes on; a finished step is a
+# quick "nothing to do".
 # Steps split by records (protocol2/run.sh's lanes, and shards of the de/ru/ja and batch runs) or, where
 # a run is one sequence, by methods (ROME alone costs about as much as the others together).
 # How far it has got: python -m memla_mkeb.progress benchmarks/mkeb/results/protocol2/{en,zh_fr,ablations} \
-#   benchmarks/mkeb/results/{seq10,seq50,batch1,batch8,batch32,de_ru_ja} (rows per method, sequences under way).
+#   benchmarks/mkeb/results/{seq10,seq50,ppl1,batch1,batch8,batch32,de_ru_ja} (rows per method, sequences under way).
 set -euo pipefail
 cd "$(dirname "$0")/../../../.."
 LANE="${LANE:?set LANE=0 or LANE=1}"
@@ -33,6 +34,7 @@ else
 fi
 step batch;   EXTRA="$ONE shard.count=2 shard.index=$LANE shard.mode=strided" "$I" batch
 step sources; EXTRA="$ONE shard.count=2 shard.index=$LANE shard.mode=strided" "$I" sources
+step ppl1;    EXTRA="$ONE shard.count=2 shard.index=$LANE shard.mode=strided" "$I" ppl1
 if [ "$LANE" = 0 ]; then
     step seq50; ONLY=unedited,rome EXTRA="$ONE" "$I" seq50
 else
