@@ -306,3 +306,44 @@ def test_shards_split_whole_sequences(bench_env):
                                                                                       [["102", "103"]]]
     assert [len(p.sequence_keys()) for p in plans] == [1, 1] and plans[1].tag == ".shard1of2"
     assert [[m.name for m, _, _ in p.keys()] for p in plans] == [["unedited"] * 2, ["unedited"] * 2]
+
+
+def test_drops_are_after_all_minus_right_after_per_fact():
+    from memla_mkeb.seq_sections import drops
+
+    def scores(en, fr, zh):
+        return {"en": {"ES": en}, "fr": {"ES": fr}, "zh": {"ES": zh}}
+
+    row = {"source": "en", "record_ids": ["7", "8", "9"],
+           "steps": [{"status": "ok", "scores": scores(1.0, 1.0, 0.0)},
+                     {"status": "error", "scores": scores(0.0, 0.0, 0.0)},
+                     {"status": "ok", "scores": scores(1.0, 0.5, 0.5)}],
+           "final": {"scores": [scores(0.0, 0.5, 0.0), scores(1.0, 1.0, 1.0), scores(1.0, 0.5, 0.5)]}}
+    # the failed edit of 8 has no drop, nor the last edit (9): nothing came after it
+    assert drops([row], "ES", "e2e") == {"7": -1.0}
+    assert drops([row], "ES", "others") == {"7": -0.25}  # mean of fr and zh: 0.5 -> 0.25
+
+
+def test_report_pairs_memla_forgetting_with_each_baseline(bench_env, tmp_path):
+    """The forgetting table: MEMLA's drop minus FT-M's on the same facts, as computed by hand from the rows."""
+    from memla_mkeb.report import write_report
+
+    write_host_hparams(bench_env)
+    run_benchmark(compose(bench_env.overrides("data.limit=4", "sequential.n=2", "methods=[unedited,memla,ft_m]")))
+    seqs = read_sequences(bench_env.run_dir)
+
+    def drop(method):
+        out = {}
+        for first in ("100", "102"):
+            row = seqs[f"seq2|{method}|en|{first}"]
+            # the first edit of each sequence of 2: the second came after it
+            out[first] = row["final"]["scores"][0]["en"]["ES"] - row["steps"][0]["scores"]["en"]["ES"]
+        return out
+
+    m, f = drop("memla"), drop("ft_m")
+    want = 100 * sum(m[r] - f[r] for r in m) / len(m)
+    md = write_report([bench_env.run_dir], tmp_path / "r.md", n_boot=20, plots=False).read_text(encoding="utf-8")
+    assert "Forgetting, paired by fact" in md
+    (line,) = [x for x in md.splitlines() if x.startswith("| memla | ft_m |")]
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells[2] == "2" and cells[3].split(" [")[0] == f"{want:+.1f}".replace("-0.0", "+0.0")

@@ -10,13 +10,18 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from .markdown import csv_bytes, md_table, num, safe_name
+from .compare import baselines_of, paired_difference
+from .markdown import csv_bytes, fmt_est, md_table, num, safe_name
 from .report_data import ReportData, method_order
-from .stats import pct
+from .stats import interval_side, pct
 
 Files = dict[str, bytes]
 #: (metric, view) pairs of the retention table; "e2e": the edit language, "others": the mean over the rest
 RETENTION = (("ES", "e2e"), ("ES", "others"), ("PS", "others"), ("NS_cf", "others"))
+#: (metric, view) pairs of the forgetting comparison
+FORGETTING = (("ES", "e2e"), ("ES", "others"))
+#: what a forgetting interval says, by :func:`.stats.interval_side` (the subject's drop minus the other's)
+FORGETS = {1: "forgets less", -1: "forgets more", 0: "no clear difference", None: "no interval"}
 
 
 def _mean(values: Sequence[Optional[float]]) -> Optional[float]:
@@ -44,6 +49,50 @@ def retention_points(rows: Sequence[dict[str, Any]], metric: str, view: str) -> 
                 now[i].append(view_value(step["scores"], r["source"], metric, view))
                 after[i].append(view_value(r["final"]["scores"][i], r["source"], metric, view))
     return [(_mean(a), _mean(b)) for a, b in zip(now, after)]
+
+
+def drops(rows: Sequence[dict[str, Any]], metric: str, view: str) -> dict[str, float]:
+    """Per record id: its score after all N edits minus its score right after its own edit; negative when
+    later edits undid some of it. Successful edits only, and not a sequence's last edit (no edit came after
+    it, so its drop is 0 by construction for every method)."""
+    out: dict[str, float] = {}
+    for r in rows:
+        for i, (rid, step) in enumerate(zip(r["record_ids"][:-1], r["steps"])):
+            if step["status"] != "ok":
+                continue
+            now = view_value(step["scores"], r["source"], metric, view)
+            after = view_value(r["final"]["scores"][i], r["source"], metric, view)
+            if now is not None and after is not None:
+                out[str(rid)] = after - now
+    return out
+
+
+def forgetting(d: ReportData, by_method: dict[str, list[dict[str, Any]]], n: int, source: str) -> list[str]:
+    """MEMLA's (and each preset's) drop minus each baseline's, paired over the facts both edited."""
+    methods = method_order(list(by_method), d.kinds)
+    subjects = [m for m in methods if d.kinds.get(m) == "memla"]
+    others = baselines_of(methods, d.kinds)
+    if not subjects or not others:
+        return []
+    table = []
+    for subject in subjects:
+        for other in others:
+            cells = [subject, other]
+            for metric, view in FORGETTING:
+                a, b = drops(by_method[subject], metric, view), drops(by_method[other], metric, view)
+                e, ok = paired_difference(a, b, label=f"forget|{n}|{source}|{subject}|{other}|{metric}|{view}",
+                                          seed=d.seed, n_boot=d.n_boot)
+                cells += [str(e.n), fmt_est(e, signed=True), FORGETS[interval_side(e, ok)] if e.n else "–"]
+            table.append(cells)
+    head = ["method", "vs"]
+    for metric, view in FORGETTING:
+        where = "edit lang" if view == "e2e" else "others"
+        head += [f"pairs ({metric} {where})", f"Δ drop {metric} {where} [95% CI]", "interval says"]
+    return ["Forgetting, paired by fact: the drop of an edit (its score after all N minus right after it was "
+            "applied) for MEMLA minus the same fact's drop for each baseline, with a 95% bootstrap interval over "
+            "the facts both edited successfully, a sequence's last edit left out (nothing came after it). Above 0: MEMLA's earlier edits lose less than the baseline's "
+            "(\"forgets less\"); below 0: they lose more.\n",
+            md_table(head, table), ""]
 
 
 def _groups(d: ReportData) -> dict[tuple[int, str], dict[str, list[dict[str, Any]]]]:
@@ -115,6 +164,7 @@ def retention(d: ReportData, files: Files) -> list[str]:
                md_table(["method", "sequences", "edits ok/failed/skipped"]
                         + [f"{m} {'edit lang' if v == 'e2e' else 'others'} now → after N" for m, v in RETENTION]
                         + ["restore checks passed"], table), ""]
+        md += forgetting(d, by_method, n, source)
         if d.plots:
             name = f"retention_n{n}_{safe_name(source)}.png"
             with tempfile.TemporaryDirectory() as tmp:
@@ -171,4 +221,5 @@ def perplexity(d: ReportData, files: Files) -> list[str]:
             "offline here.\n"]
 
 
-__all__ = ["RETENTION", "perplexity", "retention", "retention_points", "view_value"]
+__all__ = ["FORGETTING", "RETENTION", "drops", "forgetting", "perplexity", "retention", "retention_points",
+           "view_value"]
