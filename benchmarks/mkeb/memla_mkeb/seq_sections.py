@@ -90,8 +90,8 @@ def forgetting(d: ReportData, by_method: dict[str, list[dict[str, Any]]], n: int
         head += [f"pairs ({metric} {where})", f"Δ drop {metric} {where} [95% CI]", "interval says"]
     return ["Forgetting, paired by fact: the drop of an edit (its score after all N minus right after it was "
             "applied) for MEMLA minus the same fact's drop for each baseline, with a 95% bootstrap interval over "
-            "the facts both edited successfully, a sequence's last edit left out (nothing came after it). Above 0: MEMLA's earlier edits lose less than the baseline's "
-            "(\"forgets less\"); below 0: they lose more.\n",
+            "the facts both edited successfully, a sequence's last edit left out (nothing came after it). Above "
+            "0: MEMLA's earlier edits lose less than the baseline's (\"forgets less\"); below 0: they lose more.\n",
             md_table(head, table), ""]
 
 
