@@ -158,3 +158,13 @@ def test_report_gains_the_batch_size_table(batch_run, tmp_path):
     csv = (tmp_path / "rep_files" / "batch.csv").read_text().splitlines()
     assert csv[0].startswith("method,batch_size,source,batches,facts_ok") and len(csv) == 2
     assert "Sequential retention" not in md
+
+
+def test_report_plots_scores_against_the_batch_size(batch_run, tmp_path):
+    from memla_mkeb.report import write_report
+
+    env, _, _ = batch_run
+    md = write_report([env.run_dir], tmp_path / "rep.md", n_boot=20).read_text(encoding="utf-8")
+    assert "(rep_files/batch_en.png)" in md
+    png = (tmp_path / "rep_files" / "batch_en.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000

@@ -5,10 +5,12 @@ them, docs/RESULTS.md among them, keep their bytes.
 """
 from __future__ import annotations
 
+import tempfile
 from collections import defaultdict
+from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from .markdown import csv_bytes, md_table, num, secs
+from .markdown import csv_bytes, md_table, num, safe_name, secs
 from .report_data import ReportData, method_order
 from .seq_sections import view_value
 from .stats import pct
@@ -16,6 +18,8 @@ from .stats import pct
 Files = dict[str, bytes]
 #: (metric, view) columns: "e2e" the edit language, "others" the mean over the other languages
 COLUMNS = (("ES", "e2e"), ("ES", "others"), ("PS", "e2e"), ("PS", "others"), ("NS_cf", "e2e"), ("NS_cf", "others"))
+#: (metric, view) panels of the batch-size plot: cross-lingual success and locality
+PLOTTED = (("ES", "others"), ("NS_cf", "others"))
 
 
 def _mean(values: Sequence[Optional[float]]) -> Optional[float]:
@@ -43,6 +47,28 @@ def _groups(d: ReportData) -> dict[str, dict[tuple[str, int], list[dict[str, Any
     return out
 
 
+def _figure(path: Path, curves: dict[str, list[tuple[int, dict[str, Optional[float]]]]], source: str) -> None:
+    """Mean ES and NS_cf in the other languages against the batch size, one line per method."""
+    from .plots import _figure as checked_figure
+
+    methods = list(curves)
+    sizes = sorted({size for pts in curves.values() for size, _ in pts})
+    with checked_figure(path, (10.0, 4.2), methods, ncols=2) as (fig, grid):
+        axes = grid[0]  # one row of two panels
+        for ax, (metric, view) in zip(axes, PLOTTED):
+            for k, m in enumerate(methods):
+                pts = [(size, means[f"{metric}/{view}"]) for size, means in curves[m]]
+                ax.plot([x for x, _ in pts], [100 * y if y is not None else float("nan") for _, y in pts], "-o",
+                        color=f"C{k % 10}", markersize=4, label=m)
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(sizes, [str(x) for x in sizes])
+            ax.minorticks_off()
+            ax.set(xlabel="facts edited at once (batch size)", ylabel=f"{metric}, other languages (%)",
+                   ylim=(-5, 105), title=f"{metric}, other languages (edited in {source})")
+        axes[0].legend(fontsize=8, loc="lower left")
+        fig.suptitle("Batch editing: each fact scored on the model holding its whole batch", fontsize=10)
+
+
 def batch_size(d: ReportData, files: Files) -> list[str]:
     """Batch editing: each fact of a batch scored on the model holding the whole batch."""
     groups = _groups(d)
@@ -58,9 +84,10 @@ def batch_size(d: ReportData, files: Files) -> list[str]:
     csv_rows: list[list[Any]] = []
     for source, by_key in sorted(groups.items()):
         order = {m: i for i, m in enumerate(method_order(sorted({m for m, _ in by_key}), d.kinds))}
-        table = []
+        table, curves = [], defaultdict(list)
         for method, size in sorted(by_key, key=lambda k: (order[k[0]], k[1])):
             s = batch_means(by_key[(method, size)])
+            curves[method].append((size, s["means"]))
             table.append([method, str(size), str(s["batches"]), "/".join(map(str, s["counts"]))]
                          + [pct(s["means"][f"{m}/{v}"]) for m, v in COLUMNS]
                          + [secs(s["edit_s_per_fact"]), str(s["restore_checks"])])
@@ -70,6 +97,13 @@ def batch_size(d: ReportData, files: Files) -> list[str]:
                md_table(["method", "batch size", "batches", "facts ok/failed/skipped"]
                         + [f"{m} {'edit lang' if v == 'e2e' else 'others'}" for m, v in COLUMNS]
                         + ["edit s/fact", "restore checks passed"], table), ""]
+        if d.plots:
+            name = f"batch_{safe_name(source)}.png"
+            with tempfile.TemporaryDirectory() as tmp:
+                _figure(Path(tmp) / name, dict(curves), source)
+                files[f"{d.files_dir}/{name}"] = (Path(tmp) / name).read_bytes()
+            md += [f"![ES and NS_cf in the other languages against the batch size, edited in {source}]"
+                   f"({d.files_dir}/{name})\n"]
     files[f"{d.files_dir}/batch.csv"] = csv_bytes(
         ["method", "batch_size", "source", "batches", "facts_ok", "facts_failed", "facts_skipped"]
         + [f"{m}_{v}" for m, v in COLUMNS] + ["edit_s_per_fact"], csv_rows)
