@@ -3,7 +3,9 @@
 For a series that takes many sittings: per run dir, method and edit language, the finished rows
 (failed edits among them) against the records expected, and the sequences and batches finished;
 a sequence still under way shows how many of its edits (then final rescorings) its saved state
-holds (:mod:`.seq_state`), i.e. where the next sitting goes on. Reads files only; loads no model.
+holds (:mod:`.seq_state`), i.e. where the next sitting goes on. With ``--expect``, what is left is
+priced at the mean edit + evaluation seconds of each method's finished rows, so a long series can
+be planned in sittings. Reads files only; loads no model.
 """
 from __future__ import annotations
 
@@ -26,6 +28,30 @@ def row_counts(run_dir: Path) -> dict[tuple[str, str], Counter]:
     return out
 
 
+def row_seconds(run_dir: Path) -> dict[tuple[str, str], list[float]]:
+    """(method, source) -> edit + evaluation seconds of each finished row that recorded them.
+
+    The unedited model's rows reuse the evaluation cached per record (``unedited_cache*.jsonl``), which
+    every method's row needs first: its time is counted there.
+    """
+    cache = store.load_cache(run_dir)
+    out: dict[tuple[str, str], list[float]] = {}
+    for row in store.done_keys(run_dir).values():
+        if row.get("kind") == "unedited" and str(row.get("record_id")) in cache:
+            secs = cache[str(row["record_id"])].get("eval_s")
+        elif row.get("edit_s") is not None or row.get("eval_s") is not None:
+            secs = float(row.get("edit_s") or 0.0) + float(row.get("eval_s") or 0.0)
+        else:
+            continue
+        if secs is not None:
+            out.setdefault((row["method"], row["source"]), []).append(float(secs))
+    return out
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
 def open_sequences(run_dir: Path) -> list[tuple[str, int, int]]:
     """(key, edits saved, final rescorings saved) of every sequence state left in ``run_dir``."""
     out = []
@@ -43,14 +69,26 @@ def report(run_dirs: Sequence[Path], expect: Optional[int] = None) -> str:
     lines = []
     for rd in run_dirs:
         lines.append(f"{rd}:")
-        counts = row_counts(rd)
+        counts, seconds = row_counts(rd), row_seconds(rd)
         if not counts:
             lines.append("  no rows yet")
+        left_total = 0.0
         for (method, source), c in sorted(counts.items()):
             done = sum(c.values())
             of = f" of {expect}" if expect else ""
             failed = f" ({c['error']} failed)" if c.get("error") else ""
-            lines.append(f"  {method:34s} {source}  {done}{of} rows{failed}")
+            timed = seconds.get((method, source)) or []
+            cost = ""
+            if timed:
+                mean = sum(timed) / len(timed)
+                cost = f", {mean / 60:.1f} min/row"
+                if expect and done < expect:
+                    left_total += mean * (expect - done)
+                    cost += f", ~{_duration(mean * (expect - done))} left"
+            lines.append(f"  {method:34s} {source}  {done}{of} rows{failed}{cost}")
+        if left_total:
+            lines.append(f"  left: ~{_duration(left_total)} of one-thread work at these rows' mean edit + evaluation "
+                         "time (model loading between sittings not counted); divide by the lanes running it")
         for label, pattern in (("sequences", store.SEQUENCES_GLOB), ("batches", store.BATCHES_GLOB)):
             done_groups = store.done_sequences(rd, pattern)
             if done_groups:
