@@ -281,6 +281,11 @@ def test_report_gains_retention_section_and_plot(seq_run, tmp_path):
     md = out.read_text(encoding="utf-8")
     assert "## Sequential retention" in md and "### 2 edits in a row, edited in en" in md
     assert "| memla | 2 | 4/0/0 |" in md and "retention_n2_en.png" in md
+    # the unedited model on the same records, ES in the edit language: by hand from its rows
+    unedited = [r for r in read_rows(env.run_dir) if r["method"] == "unedited"]
+    es = 100 * sum(r["scores"]["en"]["ES"] for r in unedited) / len(unedited)
+    (line,) = [x for x in md.splitlines() if x.startswith("| unedited (no edit; 4 of the 4 records) | – | – |")]
+    assert line.split("|")[4].strip() == f"{es:.1f}"
     files = tmp_path / "rep_files"
     assert (files / "retention_n2_en.png").is_file()
     csv = (files / "retention.csv").read_text().splitlines()

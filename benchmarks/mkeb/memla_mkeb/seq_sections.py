@@ -131,6 +131,21 @@ def _figure(path: Path, curves: dict[str, dict[str, list[tuple[Optional[float], 
                      fontsize=10)
 
 
+def unedited_reference(d: ReportData, by_method: dict[str, list[dict[str, Any]]],
+                       source: str) -> Optional[list[str]]:
+    """A table row with the unedited model's scores on the records of these sequences (where "after N"
+    would fall if every edit were undone), or None when the run dirs hold no unedited rows for them."""
+    ids = {str(rid) for rows in by_method.values() for r in rows for rid in r["record_ids"]}
+    ref = [r for r in d.rows if d.kinds.get(r["method"]) == "unedited" and str(r["source"]) == source
+           and str(r["record_id"]) in ids]
+    if not ref:
+        return None
+    cells = [f"{ref[0]['method']} (no edit; {len(ref)} of the {len(ids)} records)", "–", "–"]
+    cells += [pct(_mean([view_value(r.get("scores"), source, metric, view) for r in ref]))
+              for metric, view in RETENTION]
+    return cells + ["–"]
+
+
 def retention(d: ReportData, files: Files) -> list[str]:
     """Sequential retention: each edit right after it was applied and after the whole sequence."""
     groups = _groups(d)
@@ -142,7 +157,9 @@ def retention(d: ReportData, files: Files) -> list[str]:
           "restore and check the weights bit for bit. \"now\": the mean right after each edit; \"after N\": the mean "
           "of the same edits after all N; ES/PS of failed or skipped edits are left out. NS_cf (locality) is each "
           "record's neighbourhood, so \"after N\" shows the locality of the model holding all N edits. Means over "
-          "edits, %.\n"]
+          "edits, %. Where the run dirs hold the unedited model's rows for the sequences' records, a last line "
+          "gives its scores on them: where \"after N\" would fall if the later edits had undone the earlier "
+          "ones.\n"]
     csv_rows: list[list[Any]] = []
     for (n, source), by_method in sorted(groups.items()):
         methods = method_order(list(by_method), d.kinds)
@@ -160,6 +177,9 @@ def retention(d: ReportData, files: Files) -> list[str]:
                 csv_rows += [[m, n, source, i + 1, metric, view, num(a), num(b)] for i, (a, b) in enumerate(pts)]
             cells.append(str(sum(bool(r["restore"].get("checked")) for r in rows)))
             table.append(cells)
+        reference = unedited_reference(d, by_method, source)
+        if reference is not None:
+            table.append(reference)
         md += [f"### {n} edits in a row, edited in {source}\n",
                md_table(["method", "sequences", "edits ok/failed/skipped"]
                         + [f"{m} {'edit lang' if v == 'e2e' else 'others'} now → after N" for m, v in RETENTION]
