@@ -5,11 +5,11 @@ them, docs/RESULTS.md among them, keep their bytes.
 """
 from __future__ import annotations
 
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from .figures import save_figure
 from .markdown import csv_bytes, md_table, num, safe_name, secs
 from .report_data import ReportData, method_order
 from .seq_sections import view_value
@@ -98,12 +98,9 @@ def batch_size(d: ReportData, files: Files) -> list[str]:
                         + [f"{m} {'edit lang' if v == 'e2e' else 'others'}" for m, v in COLUMNS]
                         + ["edit s/fact", "restore checks passed"], table), ""]
         if d.plots:
-            name = f"batch_{safe_name(source)}.png"
-            with tempfile.TemporaryDirectory() as tmp:
-                _figure(Path(tmp) / name, dict(curves), source)
-                files[f"{d.files_dir}/{name}"] = (Path(tmp) / name).read_bytes()
-            md += [f"![ES and NS_cf in the other languages against the batch size, edited in {source}]"
-                   f"({d.files_dir}/{name})\n"]
+            link = save_figure(d, files, f"batch_{safe_name(source)}.png",
+                               lambda out: _figure(out, dict(curves), source))
+            md += [f"![ES and NS_cf in the other languages against the batch size, edited in {source}]({link})\n"]
     files[f"{d.files_dir}/batch.csv"] = csv_bytes(
         ["method", "batch_size", "source", "batches", "facts_ok", "facts_failed", "facts_skipped"]
         + [f"{m}_{v}" for m, v in COLUMNS] + ["edit_s_per_fact"], csv_rows)

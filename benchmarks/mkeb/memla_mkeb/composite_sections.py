@@ -7,12 +7,11 @@ eligible baselines, attempts), so the tables, the picture and the Findings parag
 """
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 from typing import Any, Optional
 
 from .compare import baselines_of, join_words
 from .composite import LOCALITY_MARGIN, LOCALITY_METRIC, PARTS, SUCCESS_METRICS
+from .figures import save_figure
 from .grid import format_value
 from .markdown import csv_bytes, fmt_est, md_table, num, safe_name
 from .report_data import ReportData
@@ -93,13 +92,12 @@ def _pareto(d: ReportData, files: Files, source: str) -> list[str]:
 
     name = f"pareto_{safe_name(source)}.png"
     title = f"Edit language {source}: {LOCALITY_METRIC} against ES, other languages"
-    with tempfile.TemporaryDirectory() as tmp:
-        pareto_figure(points, Path(tmp) / name, title, xlabel=f"locality: {LOCALITY_METRIC}, other languages (%)")
-        files[f"{d.files_dir}/{name}"] = (Path(tmp) / name).read_bytes()
+    link = save_figure(d, files, name, lambda out: pareto_figure(
+        points, out, title, xlabel=f"locality: {LOCALITY_METRIC}, other languages (%)"))
     curves = [p["method"] for p in points if p["curve"]]
     grid_txt = (f" Thin lines: the tuning grid of {join_words(curves)}, each point labelled by its knob value."
                 if curves else "")
-    return [f"![{LOCALITY_METRIC} against ES, edit language {source}]({d.files_dir}/{name})\n",
+    return [f"![{LOCALITY_METRIC} against ES, edit language {source}]({link})\n",
             f"x: {LOCALITY_METRIC} in the other evaluation languages; y: ES in the other evaluation languages; "
             f"whiskers: 95% bootstrap intervals over records; the star is the unedited model.{grid_txt}\n"]
 

@@ -9,6 +9,7 @@ Two sections, same contract as :mod:`.sections` (markdown lines back, PNG files 
 """
 from __future__ import annotations
 
+import functools
 import re
 import tempfile
 from pathlib import Path
@@ -114,13 +115,13 @@ def _records(d: ReportData, source: str, methods: Sequence[str]) -> str:
     return "0" if not n else str(n[0]) if len(n) == 1 else f"{n[0]}–{n[-1]}"
 
 
-def _drawer(d: ReportData, files: Files, tmp: str) -> Callable[[str, Callable[[Path], Any]], str]:
-    """``draw(name, plot)``: ``plot(path)`` writes the PNG, which goes into ``files``; returns its link."""
-    def draw(name: str, plot: Callable[[Path], Any]) -> str:
+def save_figure(d: ReportData, files: Files, name: str, plot: Callable[[Path], Any]) -> str:
+    """``plot(path)`` writes the PNG ``name`` (in a scratch folder), which goes into ``files`` under the
+    report's files folder; returns the link the markdown uses."""
+    with tempfile.TemporaryDirectory() as tmp:
         plot(Path(tmp) / name)
         files[f"{d.files_dir}/{name}"] = (Path(tmp) / name).read_bytes()
-        return f"{d.files_dir}/{name}"
-    return draw
+    return f"{d.files_dir}/{name}"
 
 
 def at_a_glance(d: ReportData, files: Files) -> list[str]:
@@ -132,9 +133,8 @@ def at_a_glance(d: ReportData, files: Files) -> list[str]:
 
     source, x, points = choice
     title = f"Edit language {source}: locality against cross-lingual edit success"
-    with tempfile.TemporaryDirectory() as tmp:
-        path = _drawer(d, files, tmp)("at_a_glance.png", lambda out: P.pareto_figure(
-            points, out, title, xlabel=f"locality: {x}, other languages (%)"))
+    path = save_figure(d, files, "at_a_glance.png", lambda out: P.pareto_figure(
+        points, out, title, xlabel=f"locality: {x}, other languages (%)"))
     ref = next((p for p in points if p["is_reference"]), None)
     notes = (f" The unedited model (star, dashed lines) sits at {x} {pct(ref['x'])}, ES {pct(ref['y'])}."
              if ref else "")
@@ -159,35 +159,34 @@ def plots(d: ReportData, files: Files) -> list[str]:
     from . import plots as P
 
     fd, md = d.files_dir, ["## Plots\n"]
-    with tempfile.TemporaryDirectory() as tmp:
-        draw = _drawer(d, files, tmp)
-        md.append("Per edit language, each editor on every evaluation language (bars: mean over records with 95% "
-                  "bootstrap intervals; hatched: the edit language; black line: the unedited model; under each "
-                  "group: the mean over the other languages with its interval):\n")
-        for s in d.sources:
-            for name, ms in method_groups(d.present.get(s, []), d.kinds):
-                panels = _panels(d, s, ms)
-                if panels:
-                    what = {"baselines": "MEMLA and the baselines", "ablations": "MEMLA and its ablations",
-                            "presets": "MEMLA and its improved presets"}[name]
-                    title = (f"Edit language {s}: {what}, per evaluation language "
-                             f"({_records(d, s, ms)} records per editor)")
-                    path = draw(f"languages_{s}_{name}.png", lambda out: P.language_panels(
-                        out, panels, ms, d.targets, s, title))
-                    md.append(f"![{what}, edit language {s}]({path})\n")
-        md.append("Source × target heatmaps (mean over records, %):\n")
-        for m in d.methods:
-            links = []
-            for x in [x for x in MKEB_METRICS if x in d.metrics]:
-                grid = d.matrix.get((m, x)) or {}
-                if grid:
-                    title = f"{m}: {x} ({METRIC_TITLE.get(x, x)})"
-                    path = draw(f"heatmap_{safe_name(m)}_{x}.png", lambda out: P.heatmap(
-                        out, grid, list(grid), d.targets, title))
-                    links.append(f"[{x}]({path})")
-            if links:
-                md.append(f"- {m}: " + " · ".join(links))
-        md.append("")
+    draw = functools.partial(save_figure, d, files)
+    md.append("Per edit language, each editor on every evaluation language (bars: mean over records with 95% "
+              "bootstrap intervals; hatched: the edit language; black line: the unedited model; under each "
+              "group: the mean over the other languages with its interval):\n")
+    for s in d.sources:
+        for name, ms in method_groups(d.present.get(s, []), d.kinds):
+            panels = _panels(d, s, ms)
+            if panels:
+                what = {"baselines": "MEMLA and the baselines", "ablations": "MEMLA and its ablations",
+                        "presets": "MEMLA and its improved presets"}[name]
+                title = (f"Edit language {s}: {what}, per evaluation language "
+                         f"({_records(d, s, ms)} records per editor)")
+                path = draw(f"languages_{s}_{name}.png", lambda out: P.language_panels(
+                    out, panels, ms, d.targets, s, title))
+                md.append(f"![{what}, edit language {s}]({path})\n")
+    md.append("Source × target heatmaps (mean over records, %):\n")
+    for m in d.methods:
+        links = []
+        for x in [x for x in MKEB_METRICS if x in d.metrics]:
+            grid = d.matrix.get((m, x)) or {}
+            if grid:
+                title = f"{m}: {x} ({METRIC_TITLE.get(x, x)})"
+                path = draw(f"heatmap_{safe_name(m)}_{x}.png", lambda out: P.heatmap(
+                    out, grid, list(grid), d.targets, title))
+                links.append(f"[{x}]({path})")
+        if links:
+            md.append(f"- {m}: " + " · ".join(links))
+    md.append("")
     extra = [f", `{name}`" for name in ("memory.csv", "memla_vs_best.csv", "variants_vs_memla.csv")
              if f"{fd}/{name}" in files]
     md.append(f"CSV tables: `{fd}/summary.csv` (means, intervals, deltas), `matrix.csv` (source × "
@@ -196,4 +195,4 @@ def plots(d: ReportData, files: Files) -> list[str]:
 
 
 __all__ = ["ABLATION", "LOCALITY_WORDS", "PANEL_METRICS", "at_a_glance", "glance_choice", "glance_points",
-           "method_groups", "plots"]
+           "method_groups", "plots", "save_figure"]

@@ -14,29 +14,29 @@ import json
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 from . import store
 from .seq_state import STATE_DIR
 
 
-def row_counts(run_dir: Path) -> dict[tuple[str, str], Counter]:
-    """(method, source) -> Counter of row statuses, over every shard's results file."""
+def row_counts(rows: Mapping[str, dict[str, Any]]) -> dict[tuple[str, str], Counter]:
+    """(method, source) -> Counter of row statuses, over a run dir's rows (:func:`.store.done_keys`)."""
     out: dict[tuple[str, str], Counter] = {}
-    for row in store.done_keys(run_dir).values():
+    for row in rows.values():
         out.setdefault((row["method"], row["source"]), Counter())[row.get("status", "ok")] += 1
     return out
 
 
-def row_seconds(run_dir: Path) -> dict[tuple[str, str], list[float]]:
+def row_seconds(rows: Mapping[str, dict[str, Any]],
+                cache: Mapping[str, dict[str, Any]]) -> dict[tuple[str, str], list[float]]:
     """(method, source) -> edit + evaluation seconds of each finished row that recorded them.
 
-    The unedited model's rows reuse the evaluation cached per record (``unedited_cache*.jsonl``), which
-    every method's row needs first: its time is counted there.
+    The unedited model's rows reuse the evaluation cached per record (``cache``, the run dir's
+    :func:`.store.load_cache`), which every method's row needs first: its time is counted there.
     """
-    cache = store.load_cache(run_dir)
     out: dict[tuple[str, str], list[float]] = {}
-    for row in store.done_keys(run_dir).values():
+    for row in rows.values():
         if row.get("kind") == "unedited" and str(row.get("record_id")) in cache:
             secs = cache[str(row["record_id"])].get("eval_s")
         elif row.get("edit_s") is not None or row.get("eval_s") is not None:
@@ -69,7 +69,8 @@ def report(run_dirs: Sequence[Path], expect: Optional[int] = None) -> str:
     lines = []
     for rd in run_dirs:
         lines.append(f"{rd}:")
-        counts, seconds = row_counts(rd), row_seconds(rd)
+        rows = store.done_keys(rd)
+        counts, seconds = row_counts(rows), row_seconds(rows, store.load_cache(rd))
         if not counts:
             lines.append("  no rows yet")
         left_total = 0.0

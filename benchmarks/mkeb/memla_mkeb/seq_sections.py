@@ -5,12 +5,12 @@ field), so reports of runs without them, docs/RESULTS.md among them, keep their 
 """
 from __future__ import annotations
 
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from .compare import baselines_of, paired_difference
+from .figures import save_figure
 from .markdown import csv_bytes, fmt_est, md_table, num, safe_name
 from .report_data import ReportData, method_order
 from .stats import interval_side, pct
@@ -74,12 +74,14 @@ def forgetting(d: ReportData, by_method: dict[str, list[dict[str, Any]]], n: int
     others = baselines_of(methods, d.kinds)
     if not subjects or not others:
         return []
+    drop = {(m, metric, view): drops(by_method[m], metric, view)
+            for m in subjects + others for metric, view in FORGETTING}
     table = []
     for subject in subjects:
         for other in others:
             cells = [subject, other]
             for metric, view in FORGETTING:
-                a, b = drops(by_method[subject], metric, view), drops(by_method[other], metric, view)
+                a, b = drop[(subject, metric, view)], drop[(other, metric, view)]
                 e, ok = paired_difference(a, b, label=f"forget|{n}|{source}|{subject}|{other}|{metric}|{view}",
                                           seed=d.seed, n_boot=d.n_boot)
                 cells += [str(e.n), fmt_est(e, signed=True), FORGETS[interval_side(e, ok)] if e.n else "–"]
@@ -186,11 +188,9 @@ def retention(d: ReportData, files: Files) -> list[str]:
                         + ["restore checks passed"], table), ""]
         md += forgetting(d, by_method, n, source)
         if d.plots:
-            name = f"retention_n{n}_{safe_name(source)}.png"
-            with tempfile.TemporaryDirectory() as tmp:
-                _figure(Path(tmp) / name, curves, n, source)
-                files[f"{d.files_dir}/{name}"] = (Path(tmp) / name).read_bytes()
-            md += [f"![retention after {n} edits, edited in {source}]({d.files_dir}/{name})\n"]
+            link = save_figure(d, files, f"retention_n{n}_{safe_name(source)}.png",
+                               lambda out: _figure(out, curves, n, source))
+            md += [f"![retention after {n} edits, edited in {source}]({link})\n"]
     files[f"{d.files_dir}/retention.csv"] = csv_bytes(
         ["method", "n", "source", "position", "metric", "view", "right_after", "after_all"], csv_rows)
     return md
