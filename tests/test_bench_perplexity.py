@@ -44,12 +44,12 @@ def test_evaluated_records_cannot_be_held_out(bench_env, capsys):
 
 
 def test_shipped_default_holds_out_the_last_100_test_records():
-    from memla_mkeb.planning import _heldout
+    from memla_mkeb.planning import perplexity_records
     from memla_plugin.mkeb.loader import read_test_ids, resolve_data_path, shipped_data_dir
 
     cfg = compose(["data=test", "perplexity.enabled=true"])
     test_ids = read_test_ids(shipped_data_dir() / "test_ids.txt")
-    held, identity = _heldout(cfg, resolve_data_path(None), [])
+    held, identity = perplexity_records(cfg, resolve_data_path(None), [])
     assert list(held.ids) == test_ids[-100:] and "perplexity" in identity
     with pytest.raises(Exception, match=r"perplexity: 1 evaluated record"):
         run_benchmark(compose(["data=test", f"data.limit={len(test_ids) - 99}", "perplexity.enabled=true",

@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from memla_mkeb.app import compose_config
-    from memla_mkeb.planning import _heldout
+    from memla_mkeb.planning import perplexity_records
     from memla_plugin.languages import MKEB_LANGS
     from memla_plugin.mkeb.loader import resolve_data_path
     from memla_plugin.mkeb.perplexity import heldout_texts, perplexity, summary
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     cfg = compose_config(["perplexity.enabled=true", *args.set])
-    held, _ = _heldout(cfg, resolve_data_path(None), [])  # no evaluated records: nothing can overlap
+    held, _ = perplexity_records(cfg, resolve_data_path(None), [])  # no evaluated records: nothing can overlap
     texts = heldout_texts(held.records, list(MKEB_LANGS))
     model, tok = load_model(args.model)
     n_texts = sum(len(v) for v in texts.values())

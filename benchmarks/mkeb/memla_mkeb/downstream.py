@@ -1,6 +1,6 @@
 """Downstream cost of an edit in the loop: held-out perplexity before and after (``perplexity.*``).
 
-The texts come from records no run evaluates (:func:`.planning._heldout` refuses an overlap);
+The texts come from records no run evaluates (:func:`.planning.perplexity_records` refuses an overlap);
 the unedited model's perplexity is measured once per sitting, on the model as loaded, and every
 edited row (or sequence) adds the perplexity of the edited model. See
 :mod:`memla_plugin.mkeb.perplexity` for what is computed.

@@ -231,7 +231,7 @@ def plan_run(cfg: Any) -> Plan:
         from .batch import check_batch_methods
 
         check_batch_methods(methods)
-    heldout, ppl_identity = _heldout(cfg, data_path, records)
+    heldout, ppl_identity = perplexity_records(cfg, data_path, records)
     extra = {**({"sequential": {"n": seq_n}} if seq_n else {}), **({"batch": {"size": batch_n}} if batch_n else {}),
              **ppl_identity}
     base, method_settings = _identity(cfg, methods, eval_langs, data_path, seed, prompt_format, extra)
@@ -253,7 +253,7 @@ def plan_run(cfg: Any) -> Plan:
     )
 
 
-def _heldout(cfg: Any, data_path: Path, evaluated: list[Any]) -> tuple[Optional[HeldOut], dict[str, Any]]:
+def perplexity_records(cfg: Any, data_path: Path, evaluated: list[Any]) -> tuple[Optional[HeldOut], dict[str, Any]]:
     """The perplexity texts' records (None when off) and their part of the run's identity.
 
     A record both evaluated (or edited) and held out would make the perplexity text part of
