@@ -73,3 +73,30 @@ def test_setting_agreement_is_the_per_record_jaccard():
     assert got["en"]["mean"] == pytest.approx((1.0 + 0.0) / 2) and got["en"]["same_set"] == 0.5
     assert got["zh"] == {"n": 0}
 
+
+
+def test_generic_line_names_the_share_with_and_without_the_filter(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    cache = NeuronCache(tmp_path / "cache", "m__k")
+    for lang, per in SETS.items():
+        for rid, found in per.items():
+            cache.put(rid, lang, "", found)
+    background = NeuronCache(tmp_path / "bg", "m__k")
+    for n, found in enumerate([{(0, 1)}, {(0, 1)}, {(7, 7)}, {(3, 3)}]):  # (0, 1) in 2 of 4 facts
+        for lang in ("en", "zh", "fr"):
+            background.put(100 + n, lang, "", found)
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "mkeb" / "neuron_diagnostics.py"
+    spec = importlib.util.spec_from_file_location("neuron_diagnostics", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    for filtered in (False, True):
+        args = argparse.Namespace(neuron_dir=str(tmp_path / "cache"), key="m__k", records="all", langs="en,zh,fr",
+                                  edit_lang="en", min_langs=0, background=str(tmp_path / "bg"), max_share=0.3,
+                                  filter=filtered, num_layers=10, json=None, loo_share=None, compare=None)
+        d = mod.diagnose(args)
+        assert d["generic_before_filter"]["n_generic"] == 1  # (0, 1): 0.5 > 0.3; the others 0.25
+        line = [l for l in mod.to_markdown(d).splitlines() if l.startswith("Generic neurons")][0]
+        assert line.startswith("Generic neurons (selected for more than 0.3 of the 4 background facts")
+        assert ("counted before the filter" in line) == filtered

@@ -51,6 +51,7 @@ def diagnose(args: argparse.Namespace) -> dict:
     if background is not None:
         shares, n_bg = background.shares(args.edit_lang, background.languages())
         out["background_facts"] = n_bg
+        out["generic_at_share"] = args.max_share
         out["generic_before_filter"] = ns.generic_share(sets, args.edit_lang, records, shares, args.max_share)
         if args.filter:
             drop = {l: generic_neurons(background.shares(l, background.languages())[0], args.max_share) for l in langs}
@@ -89,7 +90,9 @@ def to_markdown(d: dict) -> str:
         f"{k} {v['mean_shared']:.1f} ({v['mean_jaccard']:.2f})" for k, v in d["overlaps"].items()))
     if "generic_before_filter" in d:
         g = d["generic_before_filter"]
-        lines.append(f"Generic neurons (>{d.get('filtered_at_share', 'share')} of {d['background_facts']} background facts): "
+        when = ", counted before the filter" if "filtered_at_share" in d else ""
+        lines.append(f"Generic neurons (selected for more than {d['generic_at_share']} of the {d['background_facts']} "
+                     f"background facts{when}): "
                      f"{g['n_generic']} neurons; mean share of a record's edit-language neurons {100 * g['mean_share']:.0f}%; "
                      f"records with >= 3: {g['records_with_3_or_more']} of {g['records']}")
     if "generic_leave_one_out" in d:

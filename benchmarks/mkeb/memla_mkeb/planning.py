@@ -18,6 +18,7 @@ from memla_plugin.mkeb.generation import GEN_MAX_NEW_TOKENS
 from memla_plugin.mkeb.loader import check_prompt_lengths
 
 from . import store
+from .protocol import check_one_checkout
 from .settings import (
     MKEB_LANGS,
     BenchConfigError,
@@ -209,6 +210,7 @@ def _identity(cfg: Any, methods: list[MethodSpec], eval_langs: list[str], data_p
 
 def plan_run(cfg: Any) -> Plan:
     """Validate ``cfg`` and select the records this process runs. Raises BenchConfigError."""
+    check_one_checkout()
     methods = resolve_methods(cfg)
     sources = check_langs(cfg.get("source_langs"), "source_langs")
     eval_raw = cfg.get("eval_langs")

@@ -6,7 +6,10 @@ row says its protocol and the report names the protocol of each number it prints
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Optional
+
+from .settings import BenchConfigError
 
 #: The protocol rows written by this code follow.
 PROTOCOL = 2
@@ -40,6 +43,31 @@ def code_commit() -> dict[str, Any]:
 
     version = code_version()
     return {"commit": version.get("commit"), "dirty": version.get("dirty")}
+
+
+def checkout_of(package_file: str, depth: int) -> Optional[Path]:
+    """The git checkout holding a package's ``__init__.py`` ``depth`` folders down, or None outside one."""
+    root = Path(package_file).resolve().parents[depth]
+    return root if (root / ".git").exists() else None
+
+
+def check_one_checkout(plugin_file: Optional[str] = None, harness_file: Optional[str] = None) -> None:
+    """Refuse a run whose plugin and harness come from two checkouts.
+
+    A row records the commit of the checkout ``memla_plugin`` was imported from. Run from one checkout with
+    PYTHONPATH pointing at another, ``python -m`` puts the current directory first on sys.path, so the
+    plugin can come from one tree and the harness from the other: the row would name a commit that is not
+    the code that ran. Installed packages (no checkout) are not checked.
+    """
+    import memla_plugin
+
+    plugin = checkout_of(plugin_file or str(memla_plugin.__file__), 1)  # <root>/memla_plugin/__init__.py
+    harness = checkout_of(harness_file or __file__, 3)  # <root>/benchmarks/mkeb/memla_mkeb/protocol.py
+    if plugin is not None and harness is not None and plugin != harness:
+        raise BenchConfigError(
+            f"memla_plugin is imported from {plugin} but the harness (memla_mkeb) from {harness}: the rows "
+            f"would record the commit of {plugin}. Run from one checkout, or set PYTHONSAFEPATH=1 so that "
+            f"the current directory does not shadow PYTHONPATH")
 
 
 def commits_of(rows: Iterable[Mapping[str, Any]]) -> list[str]:
