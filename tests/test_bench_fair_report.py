@@ -66,7 +66,7 @@ def fair_run(tmp_path) -> Path:
 
 def test_composite_table_margin_and_findings(fair_run):
     md = write_report([fair_run], n_boot=200, seed=0).read_text(encoding="utf-8")
-    assert "- Protocol: protocol 2:" in md and "- Code: `cccccccccccc`" in md
+    assert "- Protocol: protocol 2:" in md and "- Code: `cccccccccccc` (24 rows)\n" in md
     # composite table: attempts, parts, composites (exact: constant samples), the margin
     assert "| memla | 4 | 4 | 0 | 75.0 [75.0, 75.0] | 50.0 [50.0, 50.0] | 100.0 [100.0, 100.0] | 100.0 [100.0, 100.0] " \
            "| 69.2 [69.2, 69.2] |" in md
@@ -82,6 +82,18 @@ def test_composite_table_margin_and_findings(fair_run):
     assert "**What the Findings read.** Locality in these Findings is NS_cf" in md
     assert (fair_run / "report_files" / "pareto_en.png").read_bytes()[:4] == b"\x89PNG"
     assert "composite.csv" in {p.name for p in (fair_run / "report_files").iterdir()}
+
+
+def test_code_line_counts_rows_and_links_a_code_note(fair_run):
+    rows = [json.loads(x) for x in (fair_run / "results.jsonl").read_text(encoding="utf-8").splitlines()]
+    for row in rows[:5]:
+        row["code"] = {"commit": "d" * 40, "dirty": True}
+    (fair_run / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    (fair_run.parent / "CODE.md").write_text("which code ran\n", encoding="utf-8")
+    md = write_report([fair_run], n_boot=50, seed=0, plots=False).read_text(encoding="utf-8")
+    code = [line for line in md.splitlines() if line.startswith("- Code: ")][0]
+    assert code.startswith("- Code: `dddddddddddd (dirty)` (5 rows), `cccccccccccc` (19 rows)")
+    assert code.endswith(f"; which code made the rows: `{(fair_run.parent / 'CODE.md').as_posix()}`")
 
 
 def test_pareto_points_draw_the_grid_as_memla_curve(fair_run):

@@ -70,17 +70,26 @@ def check_one_checkout(plugin_file: Optional[str] = None, harness_file: Optional
             f"the current directory does not shadow PYTHONPATH")
 
 
-def commits_of(rows: Iterable[Mapping[str, Any]]) -> list[str]:
-    """The distinct code commits of ``rows`` as "abcdef123456" or "abcdef123456 (dirty)", in first-seen order."""
-    seen: list[str] = []
+def commit_counts(rows: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    """Rows per code commit, as "abcdef123456" or "abcdef123456 (dirty)", in first-seen order."""
+    counts: dict[str, int] = {}
     for row in rows:
         code = row.get("code") or {}
         if not code.get("commit"):
             continue
         text = str(code["commit"])[:12] + (" (dirty)" if code.get("dirty") else "")
-        if text not in seen:
-            seen.append(text)
-    return seen
+        counts[text] = counts.get(text, 0) + 1
+    return counts
 
 
-__all__ = ["DESCRIPTIONS", "PROTOCOL", "code_commit", "commits_of", "protocols_of", "row_protocol"]
+def commits_of(rows: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The distinct code commits of ``rows`` (see :func:`commit_counts`), in first-seen order."""
+    return list(commit_counts(rows))
+
+
+#: A file a series may keep beside its run dirs to say which code made rows that name several commits.
+CODE_NOTE = "CODE.md"
+
+
+__all__ = ["CODE_NOTE", "DESCRIPTIONS", "PROTOCOL", "check_one_checkout", "code_commit", "commit_counts", "commits_of",
+           "protocols_of", "row_protocol"]

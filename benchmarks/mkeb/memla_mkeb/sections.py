@@ -6,6 +6,7 @@ their path relative to the markdown file. The costs (wall time, memory) are in
 """
 from __future__ import annotations
 
+import posixpath
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from .findings import findings_section
 from .preset_sections import preset_findings
 from .markdown import csv_bytes, fmt_est, md_table, num
 from .report_data import ALL_METRICS, FAMILIES, ReportData, lang_order, method_order
-from .protocol import DESCRIPTIONS, commits_of, protocols_of
+from .protocol import CODE_NOTE, DESCRIPTIONS, commit_counts, protocols_of
 from .stats import COUNTERFACT_METRICS, VIEW_LABEL, VIEWS, pct
 
 Files = dict[str, bytes]
@@ -61,9 +62,11 @@ def header(d: ReportData, files: Files) -> list[str]:
         md.append("- Data: " + ", ".join(f"`{x}`" for x in data_files) + f" (record selection: {', '.join(id_sets)})")
     protocols = protocols_of(rows)
     md.append("- Protocol: " + "; ".join(DESCRIPTIONS.get(p, f"protocol {p}") for p in protocols))
-    commits = commits_of(rows)
-    md.append("- Code: " + (", ".join(f"`{x}`" for x in commits) if commits else
-                            "not recorded (the rows predate the code commit field)"))
+    commits = commit_counts(rows)
+    line = "- Code: " + (", ".join(f"`{x}` ({n} row{'s' * (n != 1)})" for x, n in commits.items()) if commits else
+                         "not recorded (the rows predate the code commit field)")
+    notes = _code_notes(d)
+    md.append(line + ("; which code made the rows: " + ", ".join(f"`{x}`" for x in notes) if notes else ""))
     seeds = sorted({int(r.get("seed", 0)) for r in rows})
     md.append(f"- Seeds: editing/evaluation seed {', '.join(map(str, seeds))}; bootstrap seed {d.seed}, "
               f"{d.n_boot} resamples of records, 95% percentile intervals")
@@ -83,6 +86,17 @@ def header(d: ReportData, files: Files) -> list[str]:
               "mean over the other evaluation languages, then the mean over records. Intervals: bootstrap over "
               "records. Δ: paired difference to the unedited model on the same records.")
     return md + [""]
+
+
+def _code_notes(d: ReportData) -> list[str]:
+    """The CODE.md files kept in a run dir or the folder above it, as the report spells their paths."""
+    found: list[str] = []
+    for real, given in zip(d.c.run_dirs, d.shown.run_dirs):
+        for up, shown in ((real, given), (real.parent, posixpath.dirname(given.rstrip("/")))):
+            text = posixpath.join(shown, CODE_NOTE) if shown else CODE_NOTE
+            if (up / CODE_NOTE).is_file() and text not in found:
+                found.append(text)
+    return found
 
 
 def runs(d: ReportData, files: Files) -> list[str]:
