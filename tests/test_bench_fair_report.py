@@ -158,3 +158,19 @@ def test_refined_preset_is_judged_on_its_own(fair_run):
     assert before.split("**The paper's claim.**", 1)[1].split("\n## ", 1)[0] == \
         md.split("**The paper's claim.**", 1)[1].split("\n## ", 1)[0]
     assert "preset.csv" in {p.name for p in (fair_run / "report_files").iterdir()}
+
+
+def test_first_n_records_keeps_a_comparison_reproducible_as_runs_grow(fair_run):
+    from memla_mkeb.invocation import Invocation
+
+    md = write_report([fair_run], n_boot=50, seed=0, plots=False, first=3).read_text(encoding="utf-8")
+    assert "`--first 3`); 12 rows of later records left out" in md  # record_index 3 and 4 of six methods
+    assert Invocation.from_markdown(md).first == 3 and "--no-plots --first 3`" in md
+    assert "| memla | 2 | 2 | 0 |" in md  # records 1 and 2 only
+    rows = [json.loads(x) for x in (fair_run / "results.jsonl").read_text(encoding="utf-8").splitlines()]
+    del rows[0]["record_index"]
+    (fair_run / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    with pytest.raises(ReportError, match="has no record_index, so --first cannot select it"):
+        collect([fair_run], first=3)
+    with pytest.raises(ReportError, match="--first must be at least 1"):
+        collect([fair_run], first=0)

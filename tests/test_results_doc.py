@@ -31,6 +31,8 @@ from memla_mkeb.report import Invocation, ReportError, main, write_report
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS_DOC = REPO / "docs" / "RESULTS.md"
+#: the refined preset's one test comparison: the first 30 en test records of the second series
+PRESET_TEST_REPORT = REPO / "benchmarks" / "mkeb" / "results" / "protocol2" / "report_en30.md"
 
 LANGS = ("en", "zh", "fr")
 N = 12
@@ -117,7 +119,7 @@ def check_regenerates(md_path: Path, tmp: Path) -> list[str]:
     root = _root_of(md_path, inv.out_path())
     tmp.mkdir(parents=True, exist_ok=True)
     new_md = write_report([root / d for d in inv.run_dirs], tmp / md_path.name, n_boot=inv.n_boot, seed=inv.seed,
-                          plots=inv.plots, common_records=inv.common_records, shown=inv)
+                          plots=inv.plots, common_records=inv.common_records, first=inv.first, shown=inv)
     diffs = []
     new_text = new_md.read_bytes()
     if new_text != text:
@@ -347,19 +349,19 @@ def test_check_regenerates_reports_each_kind_of_drift(repo, tmp_path):
 
 
 def test_docs_results_md_regenerates():
-    """The published results (and the first series' page, once it moved to RESULTS_v1.md) are exactly what
-    their recorded commands produce from the committed runs."""
+    """The published results (and the first series' page, once it moved to RESULTS_v1.md), and the refined
+    preset's one test comparison, are exactly what their recorded commands produce from the committed runs."""
     if not RESULTS_DOC.is_file():
         pytest.fail(f"{RESULTS_DOC.relative_to(REPO)} is missing: generate it with memla-mkeb-report from the "
                     "committed run dirs (e.g. `memla-mkeb-report benchmarks/mkeb/results/en --out docs/RESULTS.md`, "
                     "run from the repository root) and commit it with its RESULTS_files/")
     import tempfile
 
-    pages = [p for p in (RESULTS_DOC, RESULTS_DOC.with_name("RESULTS_v1.md")) if p.is_file()]
+    pages = [p for p in (RESULTS_DOC, RESULTS_DOC.with_name("RESULTS_v1.md"), PRESET_TEST_REPORT) if p.is_file()]
     for page in pages:
         with tempfile.TemporaryDirectory() as tmp:
             diffs = check_regenerates(page, Path(tmp))
-        assert not diffs, f"docs/{page.name} does not match its Regenerate command:\n" + "\n".join(diffs)
+        assert not diffs, f"{page.relative_to(REPO)} does not match its Regenerate command:\n" + "\n".join(diffs)
 
 
 def test_published_runs_keep_one_memla_hparams_file():

@@ -10,7 +10,7 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 from memla_plugin.errors import MEMLAError
 
@@ -43,6 +43,10 @@ class Collected:
     common_records: bool = False
     #: rows left out by ``--common-records``
     left_out: int = 0
+    #: ``--first N``: only the first N records of each run's selection (None: all)
+    first: Optional[int] = None
+    #: rows left out by ``--first``
+    left_out_first: int = 0
     #: sequence rows (``sequences*.jsonl``, sequential.n) by key
     sequences: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: batch rows (``batches*.jsonl``, batch.size) by key
@@ -79,6 +83,26 @@ def common_record_rows(
     common = {g: set.intersection(*by_method.values()) for g, by_method in have.items()}
     kept = [(p, r) for p, r in pairs
             if str(r.get("record_id")) in common[(run_dir_of.get(p, -1), str(r.get("source")))]]
+    return kept, len(pairs) - len(kept)
+
+
+def first_record_rows(
+    pairs: Sequence[tuple[Path, dict[str, Any]]], first: int
+) -> tuple[list[tuple[Path, dict[str, Any]]], int]:
+    """Keep the rows of the first ``first`` records of each run's selection (``record_index`` below it).
+
+    A comparison made once on the first N records stays reproducible after its run dirs have grown.
+    Returns (kept rows, number of rows left out).
+    """
+    if first < 1:
+        raise ReportError(f"--first must be at least 1 (got {first})")
+    kept = []
+    for path, row in pairs:
+        index = row.get("record_index")
+        if not isinstance(index, int):
+            raise ReportError(f"{path}: row {row.get('key')!r} has no record_index, so --first cannot select it")
+        if index < first:
+            kept.append((path, row))
     return kept, len(pairs) - len(kept)
 
 
@@ -124,10 +148,11 @@ def single_edit_ids(plans: Sequence[dict[str, Any]]) -> dict[str, str]:
     return out
 
 
-def collect(run_dirs: Sequence[Path], *, common_records: bool = False) -> Collected:
+def collect(run_dirs: Sequence[Path], *, common_records: bool = False, first: Optional[int] = None) -> Collected:
     """Read and merge the rows of ``run_dirs`` (dedupe by key; conflicting duplicates are errors).
 
-    ``common_records``: keep only the records every method of a run dir has (:func:`common_record_rows`).
+    ``first``: keep only the first N records of each run's selection (:func:`first_record_rows`), then
+    ``common_records``: only the records every method of a run dir has (:func:`common_record_rows`).
     """
     files: list[Path] = []
     file_run_dir: dict[Path, int] = {}
@@ -140,7 +165,9 @@ def collect(run_dirs: Sequence[Path], *, common_records: bool = False) -> Collec
     origin: dict[str, Path] = {}
     dup = 0
     pairs = list(store.rows_of(files))
-    left_out = 0
+    left_out = left_out_first = 0
+    if first is not None:
+        pairs, left_out_first = first_record_rows(pairs, first)
     if common_records:
         pairs, left_out = common_record_rows(pairs, file_run_dir)
     for path, row in pairs:
@@ -158,7 +185,7 @@ def collect(run_dirs: Sequence[Path], *, common_records: bool = False) -> Collec
         rows[key] = row
         origin[key] = path
     out = Collected(list(map(Path, run_dirs)), files, rows, origin, dup, file_run_dir=file_run_dir,
-                    common_records=common_records, left_out=left_out)
+                    common_records=common_records, left_out=left_out, first=first, left_out_first=left_out_first)
     kept_ids = {str(r.get("record_id")) for r in rows.values()}
     seen_dirs: list[Path] = []
     for f in files:
@@ -174,7 +201,7 @@ def collect(run_dirs: Sequence[Path], *, common_records: bool = False) -> Collec
         _add_grouped(out.batches, d, store.BATCHES_GLOB, ("statuses", "scores"), "batch")
         for p in store.iter_files(d, store.UNEDITED_GLOB):
             out.unedited += [{"record_id": r.get("record_id"), "eval_s": r.get("eval_s")} for r in store.read_jsonl(p)
-                             if not common_records or str(r.get("record_id")) in kept_ids]
+                             if not (common_records or first) or str(r.get("record_id")) in kept_ids]
     _one_protocol(rows, origin)
     # one method, one setting: rows of a method made with different configs must not mix (how a run
     # grouped its edits does not count: it never changes a single-edit row)
@@ -190,4 +217,5 @@ def collect(run_dirs: Sequence[Path], *, common_records: bool = False) -> Collec
     return out
 
 
-__all__ = ["Collected", "GROUPING_SETTINGS", "ReportError", "collect", "common_record_rows", "single_edit_ids"]
+__all__ = ["Collected", "GROUPING_SETTINGS", "ReportError", "collect", "common_record_rows", "first_record_rows",
+           "single_edit_ids"]

@@ -42,13 +42,15 @@ class Invocation:
     seed: int = DEFAULT_SEED
     plots: bool = True
     common_records: bool = False
+    first: Optional[int] = None
 
     @classmethod
     def of(cls, run_dirs: Sequence[Path | str], out: Optional[Path | str] = None, *, n_boot: int = DEFAULT_BOOT,
-           seed: int = DEFAULT_SEED, plots: bool = True, common_records: bool = False) -> "Invocation":
+           seed: int = DEFAULT_SEED, plots: bool = True, common_records: bool = False,
+           first: Optional[int] = None) -> "Invocation":
         """From real paths (absolute ones below the current dir are shown relative to it)."""
         return cls(tuple(shown_path(d) for d in run_dirs), None if out is None else shown_path(out),
-                   int(n_boot), int(seed), bool(plots), bool(common_records))
+                   int(n_boot), int(seed), bool(plots), bool(common_records), None if first is None else int(first))
 
     def argv(self) -> list[str]:
         """The arguments after the program name; options left at their defaults are omitted."""
@@ -63,6 +65,8 @@ class Invocation:
             a.append("--no-plots")
         if self.common_records:
             a.append("--common-records")
+        if self.first is not None:
+            a += ["--first", str(self.first)]
         return a
 
     def command(self) -> str:
@@ -81,7 +85,7 @@ class Invocation:
         except SystemExit as exc:
             raise ReportError(f"bad {PROG} arguments: {' '.join(argv)}") from exc
         return cls(tuple(d.as_posix() for d in a.run_dirs), None if a.out is None else a.out.as_posix(),
-                   a.bootstrap, a.seed, not a.no_plots, a.common_records)
+                   a.bootstrap, a.seed, not a.no_plots, a.common_records, a.first)
 
     @classmethod
     def from_markdown(cls, text: str) -> "Invocation":
@@ -106,6 +110,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     ap.add_argument("--common-records", action="store_true",
                     help="keep only the records that every method of a run dir has for an edit language (a run "
                          "growing in steps then reports the same records for every method)")
+    ap.add_argument("--first", type=int, default=None, metavar="N",
+                    help="only the first N records of each run's selection (a comparison made on the first N "
+                         "records stays reproducible after its run dirs have grown)")
     return ap.parse_args(argv)
 
 

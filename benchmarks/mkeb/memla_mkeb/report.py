@@ -81,7 +81,8 @@ def build(c: Collected, out: Path, *, n_boot: int = DEFAULT_BOOT, seed: int = DE
     ``shown``: the command line printed in the header (default: ``c.run_dirs`` and ``out``).
     """
     if shown is None:
-        shown = Invocation.of(c.run_dirs, out, n_boot=n_boot, seed=seed, plots=plots, common_records=c.common_records)
+        shown = Invocation.of(c.run_dirs, out, n_boot=n_boot, seed=seed, plots=plots, common_records=c.common_records,
+                              first=c.first)
     data = ReportData.load(c, out, n_boot=n_boot, seed=seed, plots=plots, shown=shown)
     files: dict[str, bytes] = {}
     md = [line for section in SECTIONS for line in section(data, files)]
@@ -89,7 +90,8 @@ def build(c: Collected, out: Path, *, n_boot: int = DEFAULT_BOOT, seed: int = DE
 
 
 def write_report(run_dirs: Sequence[Path], out: Optional[Path] = None, *, n_boot: int = DEFAULT_BOOT, seed: int = DEFAULT_SEED,
-                 plots: bool = True, common_records: bool = False, shown: Optional[Invocation] = None) -> Path:
+                 plots: bool = True, common_records: bool = False, first: Optional[int] = None,
+                 shown: Optional[Invocation] = None) -> Path:
     """Build the report of ``run_dirs`` and write it (markdown + ``<stem>_files/``). Returns the markdown path.
 
     ``shown``: the command line to print as the Regenerate line (default: these arguments, paths
@@ -98,9 +100,10 @@ def write_report(run_dirs: Sequence[Path], out: Optional[Path] = None, *, n_boot
     if not run_dirs:
         raise ReportError("name at least one run dir")
     if shown is None:
-        shown = Invocation.of(run_dirs, out, n_boot=n_boot, seed=seed, plots=plots, common_records=common_records)
+        shown = Invocation.of(run_dirs, out, n_boot=n_boot, seed=seed, plots=plots, common_records=common_records,
+                              first=first)
     out = Path(out) if out else Path(run_dirs[0]) / "report.md"
-    c = collect([Path(d) for d in run_dirs], common_records=common_records)
+    c = collect([Path(d) for d in run_dirs], common_records=common_records, first=first)
     rep = build(c, out, n_boot=n_boot, seed=seed, plots=plots, shown=shown)
     out.parent.mkdir(parents=True, exist_ok=True)
     files_dir = out.parent / (out.stem + "_files")
@@ -121,7 +124,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     try:
         out = write_report(args.run_dirs, args.out, n_boot=args.bootstrap, seed=args.seed, plots=not args.no_plots,
-                           common_records=args.common_records)
+                           common_records=args.common_records, first=args.first)
     except MEMLAError as exc:
         print(f"memla-mkeb-report: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2

@@ -49,6 +49,9 @@ def header(d: ReportData, files: Files) -> list[str]:
           "inputs give the same bytes)\n",
           "- Run directories: " + ", ".join(f"`{x}`" for x in d.shown.run_dirs),
           f"- Result rows: {len(rows)} (files: {len(c.files)}; identical duplicate rows merged: {c.duplicates})"]
+    if c.first is not None:
+        md.append(f"- Records: the first {c.first} of each run's record selection (`--first {c.first}`); "
+                  f"{c.left_out_first} rows of later records left out")
     if c.common_records:
         md.append(f"- Records: only those that every method of a run dir has for an edit language "
                   f"(`--common-records`); {c.left_out} rows of further records, from runs still growing, left out")
