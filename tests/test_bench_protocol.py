@@ -43,4 +43,5 @@ def test_plugin_and_harness_from_two_checkouts_are_refused(tmp_path):
         check_one_checkout(str(plugin_a), str(harness_b))
     assert str(tmp_path / "a") in str(err.value) and str(tmp_path / "b") in str(err.value)
     check_one_checkout(str(tmp_path / "site" / "memla_plugin" / "__init__.py"), str(harness_b))  # installed: not checked
+    check_one_checkout("/memla_plugin/__init__.py", "/protocol.py")  # too near the root to be a checkout
     check_one_checkout()  # this test session's own imports come from one checkout

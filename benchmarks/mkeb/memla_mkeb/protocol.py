@@ -46,8 +46,11 @@ def code_commit() -> dict[str, Any]:
 
 
 def checkout_of(package_file: str, depth: int) -> Optional[Path]:
-    """The git checkout holding a package's ``__init__.py`` ``depth`` folders down, or None outside one."""
-    root = Path(package_file).resolve().parents[depth]
+    """The folder ``depth`` levels above a package's file's folder when it is a git checkout, else None."""
+    parents = Path(package_file).resolve().parents
+    if depth >= len(parents):
+        return None
+    root = parents[depth]
     return root if (root / ".git").exists() else None
 
 
