@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from conftest_bench import bench_env, bench_model_dir, compose, read_rows  # noqa: F401
-from memla_mkeb.protocol import PROTOCOL, commits_of, protocols_of, row_protocol
+from memla_mkeb.protocol import PROTOCOL, commit_counts, protocols_of, row_protocol
 from memla_mkeb.runner import run_benchmark
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,7 +26,7 @@ def test_rows_without_the_field_are_protocol_1():
     old, new = {"method": "m"}, {"method": "m", "protocol": 2, "code": {"commit": "a" * 40, "dirty": True}}
     assert row_protocol(old) == 1 and row_protocol(new) == 2
     assert protocols_of([old, new, new]) == [1, 2]
-    assert commits_of([old, new, new]) == ["aaaaaaaaaaaa (dirty)"]
+    assert commit_counts([old, new, new]) == {"aaaaaaaaaaaa (dirty)": 2}
 
 
 def test_plugin_and_harness_from_two_checkouts_are_refused(tmp_path):

@@ -85,14 +85,9 @@ def commit_counts(rows: Iterable[Mapping[str, Any]]) -> dict[str, int]:
     return counts
 
 
-def commits_of(rows: Iterable[Mapping[str, Any]]) -> list[str]:
-    """The distinct code commits of ``rows`` (see :func:`commit_counts`), in first-seen order."""
-    return list(commit_counts(rows))
-
-
 #: A file a series may keep beside its run dirs to say which code made rows that name several commits.
 CODE_NOTE = "CODE.md"
 
 
-__all__ = ["CODE_NOTE", "DESCRIPTIONS", "PROTOCOL", "check_one_checkout", "code_commit", "commit_counts", "commits_of",
+__all__ = ["CODE_NOTE", "DESCRIPTIONS", "PROTOCOL", "check_one_checkout", "checkout_of", "code_commit", "commit_counts",
            "protocols_of", "row_protocol"]

@@ -96,7 +96,7 @@ def _code_notes(d: ReportData) -> list[str]:
     found: list[str] = []
     for real, given in zip(d.c.run_dirs, d.shown.run_dirs):
         for up, shown in ((real, given), (real.parent, posixpath.dirname(given.rstrip("/")))):
-            text = posixpath.join(shown, CODE_NOTE) if shown else CODE_NOTE
+            text = posixpath.join(shown, CODE_NOTE)
             if (up / CODE_NOTE).is_file() and text not in found:
                 found.append(text)
     return found
