@@ -24,6 +24,13 @@ step() { echo "series lane $LANE: $* ($(date -u +%FT%TZ))"; }
 
 step en 30;        LANES=2 "$P" en 30
 step ablations 30; LANES=2 "$P" ablations 30
+# ROME/MEMIT statistics and the MEND checkpoint live in the machine's cache, which a new session lacks:
+# one lane builds them (the other waits on the lock, then finds them), and lane 0 records their hashes
+# and whether MEND's training curve repeats the dev one (prepared.py -> prepared.jsonl).
+BIN="${MEMLA_BIN:-.venv/bin}"
+step prepare; flock /tmp/memla-prepare.lock "$BIN/python" -m memla_plugin.easyedit.prepare \
+    --methods ROME,MEMIT,MEND --hparams-dir benchmarks/mkeb/results/protocol2/hparams
+if [ "$LANE" = 0 ]; then "$BIN/python" benchmarks/mkeb/results/protocol2/prepared.py; fi
 step en 60;        LANES=2 "$P" en 60
 step zh_fr 30;     LANES=2 "$P" zh_fr 30
 # one sequence of 10 (the first 10 test records); a second method subset writes under its own file tag
