@@ -26,9 +26,11 @@ step en 30;        LANES=2 "$P" en 30
 step ablations 30; LANES=2 "$P" ablations 30
 # ROME/MEMIT statistics and the MEND checkpoint live in the machine's cache, which a new session lacks:
 # one lane builds them (the other waits on the lock, then finds them), and lane 0 records their hashes
-# and whether MEND's training curve repeats the dev one (prepared.py -> prepared.jsonl).
+# and whether MEND's training curve repeats the dev one (prepared.py -> prepared.jsonl). One torch thread,
+# as in the harness sittings (run.threads=1) that trained MEND for the rows before: a thread count can
+# change the order of a float sum, and with it the checkpoint.
 BIN="${MEMLA_BIN:-.venv/bin}"
-step prepare; flock /tmp/memla-prepare.lock "$BIN/python" -m memla_plugin.easyedit.prepare \
+step prepare; OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 flock /tmp/memla-prepare.lock "$BIN/python" -m memla_plugin.easyedit.prepare \
     --methods ROME,MEMIT,MEND --hparams-dir benchmarks/mkeb/results/protocol2/hparams
 if [ "$LANE" = 0 ]; then "$BIN/python" benchmarks/mkeb/results/protocol2/prepared.py; fi
 step en 60;        LANES=2 "$P" en 60
