@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import os
 import platform
 import socket
 import sys
@@ -64,7 +63,6 @@ def main() -> int:
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "host": socket.gethostname(),
         "platform": platform.platform(),
-        "torch_threads_env": os.environ.get("OMP_NUM_THREADS"),
         "stats": {p.name: sha256(p) for p in stats},
         "mend": [],
     }
