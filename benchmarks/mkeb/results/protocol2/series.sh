@@ -29,10 +29,10 @@ step ablations 30; LANES=2 "$P" ablations 30
 # and whether MEND's training curve repeats the dev one (prepared.py -> prepared.jsonl). One torch thread,
 # as in the harness sittings (run.threads=1) that trained MEND for the rows before: a thread count can
 # change the order of a float sum, and with it the checkpoint.
-BIN="${MEMLA_BIN:-.venv/bin}"
-step prepare; OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 flock /tmp/memla-prepare.lock "$BIN/python" -m memla_plugin.easyedit.prepare \
-    --methods ROME,MEMIT,MEND --hparams-dir benchmarks/mkeb/results/protocol2/hparams
-if [ "$LANE" = 0 ]; then "$BIN/python" benchmarks/mkeb/results/protocol2/prepared.py; fi
+PY="${MEMLA_PYTHON:-${MEMLA_BIN:-.venv/bin}/python}"
+step prepare; OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 flock /tmp/memla-prepare.lock "$PY" -m memla_plugin.easyedit.prepare \
+    --methods ROME,MEMIT,MEND --hparams-dir "${PROTOCOL2_DIR:-benchmarks/mkeb/results/protocol2}/hparams"
+if [ "$LANE" = 0 ]; then "$PY" benchmarks/mkeb/results/protocol2/prepared.py; fi
 step en 60;        LANES=2 "$P" en 60
 step zh_fr 30;     LANES=2 "$P" zh_fr 30
 # one sequence of 10 (the first 10 test records); a second method subset writes under its own file tag
