@@ -12,7 +12,6 @@ used the same bytes; a different hash is said here rather than found later.
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import platform
 import socket
@@ -23,14 +22,6 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 DEV_CURVE = HERE.parent / "dev_grid" / "mend_training_curve.csv"
 SKIP = {"seconds"}  # wall-clock time differs between machines; every other field must repeat
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def dev_curve() -> list[dict[str, str]]:
@@ -56,6 +47,7 @@ def curve_differences(curve: list[dict], reference: list[dict[str, str]]) -> lis
 
 def main() -> int:
     from memla_plugin.easyedit.paths import mend_dir, stats_dir  # the folders the harness fills
+    from memla_plugin.hashing import file_sha256
 
     stats = sorted(stats_dir().rglob("*.npz")) if stats_dir().is_dir() else []
     mend = sorted(mend_dir().rglob("provenance.json")) if mend_dir().is_dir() else []
@@ -63,17 +55,17 @@ def main() -> int:
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "host": socket.gethostname(),
         "platform": platform.platform(),
-        "stats": {p.name: sha256(p) for p in stats},
+        "stats": {p.name: file_sha256(p) for p in stats},
         "mend": [],
     }
+    reference = dev_curve()
     for prov_file in mend:
         prov = json.loads(prov_file.read_text(encoding="utf-8"))
         ckpt = prov_file.parent / "mend.pt"
-        diffs = curve_differences(prov.get("curve", []), dev_curve())
+        diffs = curve_differences(prov.get("curve", []), reference)
         line["mend"].append({
             "dir": prov_file.parent.name,
-            "sha256": sha256(ckpt) if ckpt.is_file() else None,
-            "provenance_sha256": prov.get("sha256"),
+            "sha256": file_sha256(ckpt) if ckpt.is_file() else None,
             "steps": prov.get("steps"),
             "curve_equals_dev": not diffs,
             "curve_differences": diffs[:10],

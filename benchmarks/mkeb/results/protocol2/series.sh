@@ -27,8 +27,8 @@ step ablations 30; LANES=2 "$P" ablations 30
 # ROME/MEMIT statistics and the MEND checkpoint live in the machine's cache, which a new session lacks:
 # one lane builds them (the other waits on the lock, then finds them), and lane 0 records their hashes
 # and whether MEND's training curve repeats the dev one (prepared.py -> prepared.jsonl). One torch thread,
-# as in the harness sittings (run.threads=1) that trained MEND for the rows before: a thread count can
-# change the order of a float sum, and with it the checkpoint.
+# as the series' harness sittings run (run.threads=1): a thread count can change the order of a float sum,
+# and with it the checkpoint; the curve check shows whether it did.
 PY="${MEMLA_PYTHON:-${MEMLA_BIN:-.venv/bin}/python}"
 step prepare; OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 flock /tmp/memla-prepare.lock "$PY" -m memla_plugin.easyedit.prepare \
     --methods ROME,MEMIT,MEND --hparams-dir "${PROTOCOL2_DIR:-benchmarks/mkeb/results/protocol2}/hparams"
