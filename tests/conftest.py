@@ -36,7 +36,7 @@ CORPUS = [
 ]
 
 
-def _build_tokenizer():
+def build_tokenizer():
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -55,10 +55,10 @@ def _build_tokenizer():
 
 @pytest.fixture(scope="session")
 def tiny_tok():
-    return _build_tokenizer()
+    return build_tokenizer()
 
 
-def _build_model(kind: str, vocab_size: int, eos_id: int):
+def build_model(kind: str, vocab_size: int, eos_id: int):
     from transformers import GPT2Config, GPT2LMHeadModel, Qwen2Config, Qwen2ForCausalLM
 
     torch.manual_seed(1234)
@@ -84,7 +84,7 @@ def _build_model(kind: str, vocab_size: int, eos_id: int):
 @pytest.fixture(scope="session")
 def _pristine_models(tiny_tok):
     vocab = len(tiny_tok)
-    return {kind: _build_model(kind, vocab, tiny_tok.eos_token_id) for kind in ("gpt2", "qwen2")}
+    return {kind: build_model(kind, vocab, tiny_tok.eos_token_id) for kind in ("gpt2", "qwen2")}
 
 
 @pytest.fixture
@@ -116,6 +116,11 @@ def tiny_model(request, make_tiny_model):
 @pytest.fixture
 def fact_request():
     """One fact in three languages, in the request shape MKEBDataset yields."""
+    return build_fact_request()
+
+
+def build_fact_request() -> dict:
+    """The ``fact_request`` fixture's value, for scripts that build the tiny models outside pytest."""
     return {
         "case_id": 7,
         "prompt": "The capital of France is",

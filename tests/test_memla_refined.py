@@ -6,8 +6,8 @@ existed, on the tiny session models.
 """
 from __future__ import annotations
 
-import hashlib
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -31,36 +31,45 @@ from memla_plugin.training import (
     train_masked_lora,
 )
 
-# sha256 of the updates execute_memla returned for the conftest fact_request with default
-# hparams (seed 42, model_name "tiny") at attr_threshold 0.3 and 0.1, computed with the code of
-# commit 76f66ad, before any switch of the refined preset existed. At 0.1 the GPT-2 edit has a
-# non-empty language-independent set, so both editors are covered.
-FAITHFUL = {
-    ("gpt2", 0.3): "eb466496a9e4ee9bcf88ea1f6b7c505eaa6f86c08b6e120aaadd49aa78283f19",
-    ("gpt2", 0.1): "dc52a8047f4b01851f4ccb026e0ec8d093d572027169b7df45c9a76be06afb2a",
-    ("qwen2", 0.3): "5f2eed3c894db903da20579f072d7c7ab06d4132a7277c1d682201b895c1ccca",
-    ("qwen2", 0.1): "ede1e0357933766e8c9e19cbb882e29d931a4d4af53f882a9c846fc14664a1cb",
-}
+# The updates execute_memla returned for the conftest fact_request with default hparams (seed 42,
+# model_name "tiny") at attr_threshold 0.3 and 0.1, computed with the code of commit 76f66ad, before
+# any switch of the refined preset existed (tests/data/memla_faithful/make_reference.py says how).
+# At 0.1 the GPT-2 edit has a non-empty language-independent set, so both editors are covered.
+#
+# Compared with a tolerance, not bit for bit: the float bits depend on the machine (sha256 digests
+# of these updates recorded on an earlier machine failed on an AVX2 one without AVX-512, where the
+# code of 76f66ad and of main give the same bits as each other), e.g. on which CPU kernels torch
+# picks. Forcing other kernels on one machine (ATEN_CPU_CAPABILITY=default, or MKL_CBWR=COMPATIBLE)
+# moved no entry by more than 1.5e-6 in updates of size 0.09-0.38; a change to the method (another
+# neuron mask, loss or step count) moves them by orders of magnitude more.
+FAITHFUL_REFERENCE = Path(__file__).parent / "data" / "memla_faithful" / "updates.pt"
+FAITHFUL_CASES = [("gpt2", 0.3), ("gpt2", 0.1), ("qwen2", 0.3), ("qwen2", 0.1)]
+FAITHFUL_ATOL = 2e-5
 SWITCHES_OFF = dict(attr_target_form="unspaced", likn_min_langs=None, background_dir=None,
                     generic_max_share=None, locality_weight=0.0)
 
 LOC_PROMPTS = ["Rome is a city in", "The capital of Germany is", "Toyota is produced by"]
 
 
-def digest(updates: dict[str, torch.Tensor]) -> str:
-    h = hashlib.sha256()
-    for name in sorted(updates):
-        h.update(name.encode())
-        h.update(updates[name].detach().to(torch.float32).contiguous().numpy().tobytes())
-    return h.hexdigest()
+@pytest.fixture(scope="module")
+def faithful_reference() -> dict[str, dict[str, torch.Tensor]]:
+    return torch.load(FAITHFUL_REFERENCE, weights_only=True)
 
 
-@pytest.mark.parametrize("kind,threshold", sorted(FAITHFUL))
-def test_the_papers_memla_is_bit_for_bit_unchanged(make_tiny_model, tiny_tok, fact_request, kind, threshold):
-    for hp in (MEMLAHyperParams(model_name="tiny", attr_threshold=threshold),
-               MEMLAHyperParams(model_name="tiny", attr_threshold=threshold, **SWITCHES_OFF)):
-        updates, _ = execute_memla(make_tiny_model(kind), tiny_tok, fact_request, hp)
-        assert digest(updates) == FAITHFUL[(kind, threshold)]
+@pytest.mark.parametrize("kind,threshold", FAITHFUL_CASES)
+def test_the_papers_memla_is_unchanged(make_tiny_model, tiny_tok, fact_request, faithful_reference,
+                                       kind, threshold):
+    reference = faithful_reference[f"{kind}|{threshold}"]
+    default, _ = execute_memla(make_tiny_model(kind), tiny_tok, fact_request,
+                               MEMLAHyperParams(model_name="tiny", attr_threshold=threshold))
+    switched_off, _ = execute_memla(make_tiny_model(kind), tiny_tok, fact_request,
+                                    MEMLAHyperParams(model_name="tiny", attr_threshold=threshold, **SWITCHES_OFF))
+    # every switch at its default is the same computation as every switch named off: same bits here
+    assert sorted(default) == sorted(switched_off) == sorted(reference)
+    for name in reference:
+        assert torch.equal(default[name], switched_off[name]), name
+        torch.testing.assert_close(default[name].to(torch.float32), reference[name],
+                                   rtol=0.0, atol=FAITHFUL_ATOL, msg=lambda m, n=name: f"{n}: {m}")
 
 
 # ----------------------------------------------------------------------------- hparams
