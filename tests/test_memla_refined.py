@@ -1,8 +1,8 @@
 """The switches of the refined MEMLA preset, and the paper's MEMLA left exactly as it was.
 
 Each switch is tested for what it claims to change; the faithful path (every switch at its
-default) is compared with digests of the updates the code computed before the switches
-existed, on the tiny session models.
+default) is compared with the updates the code computed before the switches existed (stored
+under tests/data/memla_faithful), on the tiny session models.
 """
 from __future__ import annotations
 
