@@ -1,8 +1,8 @@
 """The benchmark's run scripts, dry-run (MEMLA_PYTHON=echo prints each harness call instead of running it).
 
 What is checked: every method a script names exists in the harness catalog (a typo would only show
-hours into a series), the lanes split the records into strided shards, and the test-split series
-refuses to start before its hparams are pinned.
+hours into a series), the lanes split the records into strided shards and skip finished sittings, and
+the test-split series refuses to start before its hparams are pinned.
 """
 from __future__ import annotations
 
@@ -60,6 +60,19 @@ def test_lanes_split_records_into_strided_shards(tmp_path):
     calls = _calls(res.stdout)
     assert [re.search(r"data.limit=(\d+)", c).group(1) for c in calls] == ["2", "4"]
     assert all("shard.count=2" in c and "shard.index=1" in c and "run.threads=1" in c for c in calls)
+
+
+def test_lanes_skip_a_sitting_whose_rows_are_written(tmp_path):
+    """lanes.sh asks sitting_done.py first and starts the harness only when that does not answer "nothing to
+    do" (here a stand-in python says so for record 1 only)."""
+    fake = tmp_path / "python"
+    fake.write_text('#!/usr/bin/env bash\nif [[ "$1" == *sitting_done.py && " $* " == *" data.limit=1 "* ]]; '
+                    'then echo "nothing to do"; else echo "$@"; fi\n', encoding="utf-8")
+    fake.chmod(0o755)
+    res = _dry(RESULTS / "dev_chosen" / "run.sh", "3", DEV_CHOSEN_DIR=str(tmp_path), MEMLA_PYTHON=str(fake))
+    assert res.returncode == 0, res.stderr
+    assert [c.rsplit(" ", 1)[-1] for c in _calls(res.stdout)] == ["data.limit=2", "data.limit=3"]
+    assert "every row of the sitting data.limit=1 is written, skipped" in res.stderr
 
 
 def test_protocol2_refuses_before_pin_then_names_catalog_methods(tmp_path):

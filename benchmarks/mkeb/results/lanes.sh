@@ -1,14 +1,26 @@
 # Sourced by the dev run scripts: run_lanes runs memla_mkeb.app with the array COMMON on records 1..N,
 # one record per sitting, either in one process (LANES=1) or in LANES one-thread processes, lane i
-# taking the records of strided shard i (LANE=i runs only that lane). Needs PY, N, LANES and COMMON.
+# taking the records of strided shard i. Needs PY, N, LANES and COMMON.
+# A sitting whose rows are all written already is skipped after a quick look at the run dir
+# (sitting_done.py asks the harness's plan), so resuming a long series does not start the harness
+# once per finished record.
+
+sitting() {  # sitting N OVERRIDES...: the harness on records 1..N, unless its plan says nothing is left
+    local n="$1"; shift
+    if [ "$("$PY" benchmarks/mkeb/results/sitting_done.py "$@" 2>/dev/null)" = "nothing to do" ]; then
+        echo "lanes: every row of the sitting data.limit=$n is written, skipped" >&2
+        return 0
+    fi
+    "$PY" -m memla_mkeb.app "$@"
+}
 
 lane() {  # lane INDEX: the records of strided shard INDEX of LANES, one record per sitting
     local i="$1" n
     for n in $(seq 1 "$N"); do
         if [ "$LANES" -eq 1 ]; then
-            "$PY" -m memla_mkeb.app "${COMMON[@]}" "data.limit=$n"
+            sitting "$n" "${COMMON[@]}" "data.limit=$n"
         elif [ $(( (n - 1) % LANES )) -eq "$i" ]; then
-            "$PY" -m memla_mkeb.app "${COMMON[@]}" "data.limit=$n" "shard.count=$LANES" "shard.index=$i" \
+            sitting "$n" "${COMMON[@]}" "data.limit=$n" "shard.count=$LANES" "shard.index=$i" \
                 shard.mode=strided run.threads=1
         fi
     done
