@@ -114,15 +114,20 @@ def test_keep_rule_turns_off_switches_that_do_not_help():
 def test_series_queue_names_catalog_methods_and_splits_the_work(tmp_path):
     """protocol2/series.sh on two lanes: every call names catalog methods; record-split steps take one shard
     each; a one-sequence step is split by methods, the two lanes together editing every method once under
-    two different result files."""
+    two different result files. MEND's rows of en and zh/fr come last, after both lanes met and lane 0 moved
+    rows of another checkpoint aside (mend_rows.py)."""
     (tmp_path / "hparams" / "MEMLA").mkdir(parents=True)
+    sync = tmp_path / "sync"
+    sync.mkdir()
+    (sync / "memla-series-mend.1").touch()  # lane 1 "waits" at the mend step while the dry run of lane 0 goes
     fake = tmp_path / "bin"
     fake.mkdir()
     (fake / "memla-mkeb").write_text('#!/usr/bin/env bash\necho memla_mkeb.app "$@"\n', encoding="utf-8")
     (fake / "memla-mkeb").chmod(0o755)
     calls = {}
     for lane in ("0", "1"):
-        res = _dry(RESULTS / "protocol2" / "series.sh", LANE=lane, PROTOCOL2_DIR=str(tmp_path), MEMLA_BIN=str(fake))
+        res = _dry(RESULTS / "protocol2" / "series.sh", LANE=lane, PROTOCOL2_DIR=str(tmp_path), MEMLA_BIN=str(fake),
+                   SERIES_SYNC_DIR=str(sync))
         assert res.returncode == 0, res.stderr
         calls[lane] = _calls(res.stdout)
         for call in calls[lane]:
@@ -141,6 +146,17 @@ def test_series_queue_names_catalog_methods_and_splits_the_work(tmp_path):
                      and int(re.search(r"data.limit=(\d+)", c).group(1)) > 30)
         assert max(lines.index(p) for p in prepare) < grown
         assert ("prepared.py" in res.stdout) == (lane == "0")
+        # MEND: no row before the mend step; then on both sources, up to the series' sizes, after the move
+        single = [c for c in calls[lane] if f"run_dir={tmp_path}/en" in c or f"run_dir={tmp_path}/zh_fr" in c]
+        first_mend = next(i for i, c in enumerate(single) if "mend" in _methods(c))
+        assert all(_methods(c) == ["mend"] for c in single[first_mend:])
+        assert not any("mend" in _methods(c) for c in single[:first_mend])
+        last = {d: max(int(re.search(r"data.limit=(\d+)", c).group(1)) for c in single[first_mend:] if f"/{d} " in c)
+                for d in ("en", "zh_fr")}
+        assert last == {"en": 59 + int(lane), "zh_fr": 29 + int(lane)}
+        assert ("mend_rows.py en zh_fr" in res.stdout) == (lane == "0")
+        if lane == "0":
+            assert res.stdout.index("mend_rows.py") < res.stdout.index(single[first_mend])
     en = [c for c in calls["0"] if f"run_dir={tmp_path}/en" in c]
     assert [re.search(r"data.limit=(\d+)", c).group(1) for c in en][:15] == [str(n) for n in range(1, 31, 2)]
     for seq in ("sequential.n=10", "sequential.n=50"):

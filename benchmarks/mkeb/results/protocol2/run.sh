@@ -14,7 +14,8 @@
 #   benchmarks/mkeb/results/protocol2/run.sh publish        # docs/RESULTS.md from them (the first series' page
 #                                                           # becomes docs/RESULTS_v1.md), when the series is complete
 #
-# Resumable: records are added one at a time and rows already written are skipped; LANES=2 splits the
+# ONLY=a,b,... runs a subset of the methods of en or zh_fr (series.sh makes MEND's rows apart, see
+# mend_rows.py). Resumable: records are added one at a time and rows already written are skipped; LANES=2 splits the
 # records over two one-thread processes (strided shards), LANE=i runs one of them. All run dirs share
 # one neuron cache. The hparams are the pinned copies in ./hparams: a run dir refuses rows made with
 # another hparams file content, so the series never mixes operating points.
@@ -68,8 +69,8 @@ case "${1:-}" in
             dirs=(); for d in en zh_fr ablations; do [ -d "$P/$d" ] && dirs+=("$P/$d"); done
             rm -rf docs/RESULTS_files  # the first series' figures: the new page writes its own
             exec "$PY" -m memla_mkeb.report "${dirs[@]}" --out docs/RESULTS.md --common-records ;;
-    en)        NAME=en;        N="${2:-60}"; SOURCES=en;    LIST="$METHODS" ;;
-    zh_fr)     NAME=zh_fr;     N="${2:-30}"; SOURCES=zh,fr; LIST="$METHODS" ;;
+    en)        NAME=en;        N="${2:-60}"; SOURCES=en;    LIST="${ONLY:-$METHODS}" ;;
+    zh_fr)     NAME=zh_fr;     N="${2:-30}"; SOURCES=zh,fr; LIST="${ONLY:-$METHODS}" ;;
     ablations) NAME=ablations; N="${2:-30}"; SOURCES=en;    LIST="$ABLATIONS" ;;
     *) echo "usage: $0 pin | en|zh_fr|ablations [N] | report | neurons | publish" >&2; exit 2 ;;
 esac

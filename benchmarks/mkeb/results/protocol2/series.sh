@@ -5,7 +5,8 @@
 #   LANE=1 benchmarks/mkeb/results/protocol2/series.sh     # in another
 #
 # The order is the order of the issues they answer: the refined preset's one test comparison (en, first
-# 30 records), then the published page (ablations on those 30, en grown to 60, sources zh and fr), then
+# 30 records), then the published page (ablations on those 30, en grown to 60, sources zh and fr, then MEND's
+# rows of en and zh/fr in one session), then
 # sequences, batches, the extra edit languages and single edits with perplexity (../issue31.sh). Every
 # step resumes where the rows end, so after an interruption the same command goes on; a finished step is a
 # quick "nothing to do".
@@ -21,8 +22,14 @@ I="benchmarks/mkeb/results/issue31.sh"
 export OMP_WAIT_POLICY=PASSIVE
 ONE="run.threads=1"
 step() { echo "series lane $LANE: $* ($(date -u +%FT%TZ))"; }
+# MEND's rows are made at the end, in one session, with one checkpoint (protocol2/mend_rows.py says why):
+# en and zh_fr run every other method; the mend step waits for both lanes, moves MEND rows made with
+# another checkpoint aside, then makes them. SYNC holds this sitting's flags (a new sitting clears its own).
+SYNC="${SERIES_SYNC_DIR:-/tmp}/memla-series-mend"
+rm -f "$SYNC.$LANE"; if [ "$LANE" = 0 ]; then rm -f "$SYNC.moved"; fi
+NO_MEND="unedited,memla,memla_refined,rome,memit,ft_l,ft_m,lora,ike"
 
-step en 30;        LANES=2 "$P" en 30
+step en 30;        ONLY="$NO_MEND" LANES=2 "$P" en 30
 step ablations 30; LANES=2 "$P" ablations 30
 # ROME/MEMIT statistics and the MEND checkpoint live in the machine's cache, which a new session lacks:
 # the lanes build them side by side (lane 0 the statistics, about 20 min here, lane 1 MEND, about 30 min;
@@ -39,8 +46,14 @@ prepare() {  # prepare LOCK METHODS
 step prepare
 if [ "$LANE" = 0 ]; then prepare stats ROME,MEMIT; prepare mend MEND; else prepare mend MEND; prepare stats ROME,MEMIT; fi
 if [ "$LANE" = 0 ]; then "$PY" benchmarks/mkeb/results/protocol2/prepared.py; fi
-step en 60;        LANES=2 "$P" en 60
-step zh_fr 30;     LANES=2 "$P" zh_fr 30
+step en 60;        ONLY="$NO_MEND" LANES=2 "$P" en 60
+step zh_fr 30;     ONLY="$NO_MEND" LANES=2 "$P" zh_fr 30
+step mend;         touch "$SYNC.$LANE"
+while [ ! -e "$SYNC.0" ] || [ ! -e "$SYNC.1" ]; do sleep 20; done
+if [ "$LANE" = 0 ]; then "$PY" benchmarks/mkeb/results/protocol2/mend_rows.py en zh_fr; touch "$SYNC.moved"; fi
+while [ ! -e "$SYNC.moved" ]; do sleep 5; done
+ONLY=mend LANES=2 "$P" en 60
+ONLY=mend LANES=2 "$P" zh_fr 30
 # one sequence of 10 (the first 10 test records); a second method subset writes under its own file tag
 if [ "$LANE" = 0 ]; then
     step seq10; N=10 ONLY=unedited,rome,lora,ike EXTRA="$ONE" "$I" seq10
