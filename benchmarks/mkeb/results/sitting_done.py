@@ -29,8 +29,6 @@ def pending_count(overrides: Sequence[str]) -> int:
     from memla_mkeb.planning import check_resume, plan_run
 
     plan = plan_run(compose_config(overrides))
-    if not plan.run_dir.is_dir():
-        return len(plan.keys()) + len(plan.sequence_keys()) + len(plan.batch_keys())
     done = store.done_keys(plan.run_dir)
     done_seq = {**store.done_sequences(plan.run_dir), **store.done_sequences(plan.run_dir, store.BATCHES_GLOB)}
     check_resume(plan, {**done, **done_seq}, store.load_cache(plan.run_dir))

@@ -14,8 +14,8 @@
 #   benchmarks/mkeb/results/protocol2/run.sh publish        # docs/RESULTS.md from them (the first series' page
 #                                                           # becomes docs/RESULTS_v1.md), when the series is complete
 #
-# ONLY=a,b,... runs a subset of the methods of en or zh_fr (series.sh makes MEND's rows apart, see
-# mend_rows.py). Resumable: records are added one at a time and rows already written are skipped; LANES=2 splits the
+# ONLY=a,b,... runs a subset of the methods of en or zh_fr; WITHOUT=a,b,... leaves methods out of any list
+# (series.sh makes MEND's rows apart, see mend_rows.py). Resumable: records are added one at a time and rows already written are skipped; LANES=2 splits the
 # records over two one-thread processes (strided shards), LANE=i runs one of them. All run dirs share
 # one neuron cache. The hparams are the pinned copies in ./hparams: a run dir refuses rows made with
 # another hparams file content, so the series never mixes operating points.
@@ -74,6 +74,9 @@ case "${1:-}" in
     ablations) NAME=ablations; N="${2:-30}"; SOURCES=en;    LIST="$ABLATIONS" ;;
     *) echo "usage: $0 pin | en|zh_fr|ablations [N] | report | neurons | publish" >&2; exit 2 ;;
 esac
+if [ -n "${WITHOUT:-}" ]; then  # drop the named methods from the list, keeping its order
+    kept=""; for m in ${LIST//,/ }; do [[ ",$WITHOUT," == *",$m,"* ]] || kept="$kept,$m"; done; LIST="${kept#,}"
+fi
 [ -d "$R/hparams/MEMLA" ] || { echo "run '$0 pin' first (the hparams are pinned before the first row)" >&2; exit 2; }
 LANES="${LANES:-1}"
 COMMON=(data=test "source_langs=[$SOURCES]" "methods=[$LIST]" "run_dir=$R/$NAME" "run.neuron_dir=$R/neurons"

@@ -27,9 +27,8 @@ step() { echo "series lane $LANE: $* ($(date -u +%FT%TZ))"; }
 # another checkpoint aside, then makes them. SYNC holds this sitting's flags (a new sitting clears its own).
 SYNC="${SERIES_SYNC_DIR:-/tmp}/memla-series-mend"
 rm -f "$SYNC.$LANE"; if [ "$LANE" = 0 ]; then rm -f "$SYNC.moved"; fi
-NO_MEND="unedited,memla,memla_refined,rome,memit,ft_l,ft_m,lora,ike"
 
-step en 30;        ONLY="$NO_MEND" LANES=2 "$P" en 30
+step en 30;        WITHOUT=mend LANES=2 "$P" en 30
 step ablations 30; LANES=2 "$P" ablations 30
 # ROME/MEMIT statistics and the MEND checkpoint live in the machine's cache, which a new session lacks:
 # the lanes build them side by side (lane 0 the statistics, about 20 min here, lane 1 MEND, about 30 min;
@@ -46,8 +45,8 @@ prepare() {  # prepare LOCK METHODS
 step prepare
 if [ "$LANE" = 0 ]; then prepare stats ROME,MEMIT; prepare mend MEND; else prepare mend MEND; prepare stats ROME,MEMIT; fi
 if [ "$LANE" = 0 ]; then "$PY" benchmarks/mkeb/results/protocol2/prepared.py; fi
-step en 60;        ONLY="$NO_MEND" LANES=2 "$P" en 60
-step zh_fr 30;     ONLY="$NO_MEND" LANES=2 "$P" zh_fr 30
+step en 60;        WITHOUT=mend LANES=2 "$P" en 60
+step zh_fr 30;     WITHOUT=mend LANES=2 "$P" zh_fr 30
 step mend;         touch "$SYNC.$LANE"
 while [ ! -e "$SYNC.0" ] || [ ! -e "$SYNC.1" ]; do sleep 20; done
 if [ "$LANE" = 0 ]; then "$PY" benchmarks/mkeb/results/protocol2/mend_rows.py en zh_fr; touch "$SYNC.moved"; fi
