@@ -50,8 +50,9 @@ def header(d: ReportData, files: Files) -> list[str]:
           "- Run directories: " + ", ".join(f"`{x}`" for x in d.shown.run_dirs),
           f"- Result rows: {len(rows)} (files: {len(c.files)}; identical duplicate rows merged: {c.duplicates})"]
     if c.first is not None:
-        md.append(f"- Records: the first {c.first} of each run's record selection (`--first {c.first}`); "
-                  f"{c.left_out_first} rows of later records left out")
+        # No count of the later rows: they grow while a series runs, and this page must not change with them.
+        md.append(f"- Records: the first {c.first} of each run's record selection (`--first {c.first}`); rows of "
+                  "later records are not read, so the page stays the same while the runs grow")
     if c.common_records:
         md.append(f"- Records: only those that every method of a run dir has for an edit language "
                   f"(`--common-records`); {c.left_out} rows of further records, from runs still growing, left out")

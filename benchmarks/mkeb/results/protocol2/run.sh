@@ -66,6 +66,8 @@ case "${1:-}" in
             if [ ! -e docs/RESULTS_v1.md ]; then
                 "$PY" -m memla_mkeb.report "$V1/en" "$V1/zh_fr" "$V1/ablations" --out docs/RESULTS_v1.md --common-records
             fi
+            # the refined preset's one test comparison reads MEND's en rows too, remade by the mend step
+            "$PY" -m memla_mkeb.report "$P/en" --out "$P/report_en30.md" --common-records --first 30
             dirs=(); for d in en zh_fr ablations; do [ -d "$P/$d" ] && dirs+=("$P/$d"); done
             rm -rf docs/RESULTS_files  # the first series' figures: the new page writes its own
             exec "$PY" -m memla_mkeb.report "${dirs[@]}" --out docs/RESULTS.md --common-records ;;
