@@ -82,7 +82,7 @@ def test_report_cites_each_methods_selection_and_checks_the_hash(pinned):
     (series / "operating_points.json").write_text(json.dumps(doc), encoding="utf-8")
     run = series / "en"
     run.mkdir()
-    methods = ["unedited", "memla", "memla_no_mask", "rome"]
+    methods = ["unedited", "memla", "memla_no_mask", "rome", "ft_l"]  # ft_l: rows, but no plan names it
     (run / "results.jsonl").write_text("".join(json.dumps(_row(m, r)) + "\n" for m in methods for r in (1, 2)),
                                        encoding="utf-8")
     sha = doc["methods"]["memla"]["hparams_sha"]
@@ -101,3 +101,4 @@ def test_report_cites_each_methods_selection_and_checks_the_hash(pinned):
     assert "| rome | clamp_norm_factor=4 | 64.4 [54.4, 74.4] | dev/selection.json | differs: 0123456789abcdef |" \
         in section
     assert "unedited |" not in section
+    assert "| ft_l | – | – | no plan file of these run dirs names it, so its settings are not checked | – |" in section

@@ -73,6 +73,32 @@ def test_lanes_skip_a_sitting_whose_rows_are_written(tmp_path):
     assert res.returncode == 0, res.stderr
     assert [c.rsplit(" ", 1)[-1] for c in _calls(res.stdout)] == ["data.limit=2", "data.limit=3"]
     assert "every row of the sitting data.limit=1 is written, skipped" in res.stderr
+    # each sitting that runs first keeps a copy of the plan it will overwrite (keep_plan.py on its run dir)
+    lines = res.stdout.splitlines()
+    kept = [i for i, x in enumerate(lines) if "keep_plan.py" in x]
+    assert [lines[i + 1].rsplit(" ", 1)[-1] for i in kept] == ["data.limit=2", "data.limit=3"]
+    assert all(f" {tmp_path}" in lines[i] for i in kept)
+
+
+def test_keep_plan_keeps_one_plan_per_method_set(tmp_path):
+    """keep_plan.py (run by lanes.sh before each sitting): a sitting with fewer methods overwrites the live
+    plan; the copy made before keeps the other methods' settings for the report (it reads every plan*.json)."""
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location("keep_plan", RESULTS / "keep_plan.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    live = tmp_path / "plan.shard0of2.json"
+    live.write_text(json.dumps({"method_ids": {"memla": "a", "mend": "b"}}), encoding="utf-8")
+    (first,) = mod.keep_plans(tmp_path)
+    assert mod.keep_plans(tmp_path) == []  # the same plan again: nothing new
+    live.write_text(json.dumps({"method_ids": {"memla": "a"}}), encoding="utf-8")  # a WITHOUT=mend sitting
+    (second,) = mod.keep_plans(tmp_path)
+    assert first != second and "mend" in json.loads(first.read_text(encoding="utf-8"))["method_ids"]
+    assert {p.name for p in tmp_path.iterdir()} == {live.name, first.name, second.name}
+    assert mod.keep_plans(tmp_path) == [] and mod.main([str(tmp_path)]) == 0  # copies are never copied again
+    assert mod.main([]) == 2
 
 
 def test_protocol2_refuses_before_pin_then_names_catalog_methods(tmp_path):

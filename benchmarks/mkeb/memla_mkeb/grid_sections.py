@@ -144,6 +144,7 @@ def operating_points(d: ReportData, files: Files) -> list[str]:
     if not docs:
         return []
     recorded = _recorded(d)
+    planned = {m for plan in d.c.plans for m in (plan.get("settings") or {}).get("methods", {})}
     md = ["## Operating points\n",
           "The settings every method was edited with, pinned before the series' first row and chosen on dev records "
           "only (the test split chose nothing). A method the grid tuned shows its knob, the value chosen and that "
@@ -155,6 +156,10 @@ def operating_points(d: ReportData, files: Files) -> list[str]:
         by_sha = {e["hparams_sha"]: m for m, e in entries.items()}
         table = []
         for m in d.methods:
+            if m not in planned:  # rows whose plan was overwritten: say so rather than drop the method
+                table.append([m, "–", "–", "no plan file of these run dirs names it, so its settings are not "
+                              "checked", "–"])
+                continue
             if m not in recorded:
                 continue
             shas, overrides = recorded[m]

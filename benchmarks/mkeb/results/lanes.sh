@@ -3,7 +3,8 @@
 # taking the records of strided shard i. Needs PY, N, LANES and COMMON.
 # A sitting whose rows are all written already is skipped after a quick look at the run dir
 # (sitting_done.py asks the harness's plan), so resuming a long series does not start the harness
-# once per finished record.
+# once per finished record. Before a sitting, keep_plan.py keeps a copy of the run dir's plan per method
+# set, so a step that runs fewer methods (WITHOUT=mend) does not drop the others' settings from the report.
 
 sitting() {  # sitting N OVERRIDES...: the harness on records 1..N, unless its plan says nothing is left
     local n="$1"; shift
@@ -11,6 +12,10 @@ sitting() {  # sitting N OVERRIDES...: the harness on records 1..N, unless its p
         echo "lanes: every row of the sitting data.limit=$n is written, skipped" >&2
         return 0
     fi
+    local arg
+    for arg in "$@"; do  # the plan this sitting overwrites may name methods it does not run: keep a copy
+        case "$arg" in run_dir=*) "$PY" benchmarks/mkeb/results/keep_plan.py "${arg#run_dir=}" ;; esac
+    done
     "$PY" -m memla_mkeb.app "$@"
 }
 
