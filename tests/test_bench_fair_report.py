@@ -160,6 +160,26 @@ def test_refined_preset_is_judged_on_its_own(fair_run):
     assert "preset.csv" in {p.name for p in (fair_run / "report_files").iterdir()}
 
 
+def test_preset_table_shows_composites_on_the_paired_records(fair_run):
+    """An ablation run on fewer records than the preset (the first 30 of a run grown to 60): the table's two
+    composite columns are taken on the records both have, so they subtract to its paired difference."""
+    SCORES.update(PRESET_SCORES)
+    try:
+        rows = [_row("memla_refined", r) for r in range(1, 5)] + [_row("memla_refined_no_k_of_n", r) for r in (1, 2)]
+    finally:
+        for m in PRESET_SCORES:
+            del SCORES[m]
+    rows[3]["scores"]["fr"].update(ES=0.25, PS=0.25)  # the preset's record 4, which the ablation lacks
+    with (fair_run / "results.jsonl").open("a", encoding="utf-8") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in rows))
+    md = write_report([fair_run], n_boot=50, seed=0, plots=False).read_text(encoding="utf-8")
+    # the preset over its 4 records: HM(0.625, 0.625, 1) = 0.714; on the 2 pairs: 9/11 = 0.818
+    assert "| memla_refined | 4 | 4 | 0 | 62.5 [" in md
+    section = md.split("## The refined preset\n", 1)[1].split("\n## ", 1)[0]
+    assert "| memla_refined_no_k_of_n | 2 | 81.8 | 60.0 | +21.8 [+21.8, +21.8] |" in section
+    assert "| memla | 4 | 71.4 | 69.2 |" in section
+
+
 def test_first_n_records_keeps_a_comparison_reproducible_as_runs_grow(fair_run):
     from memla_mkeb.invocation import Invocation
 
