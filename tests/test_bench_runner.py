@@ -48,6 +48,27 @@ def reference(tmp_path_factory, bench_model_dir):
     return env, _by_key(rows)
 
 
+def test_each_method_set_keeps_its_plan(reference, tmp_path):
+    """A later sitting with fewer methods rewrites plan.json; the plan of the earlier method set stays beside
+    it under that set's name (the report checks every method's rows against the settings in plan*.json)."""
+    import shutil
+
+    from memla_mkeb.planning import method_set_plan_name
+
+    env, _ = reference
+    run_dir = tmp_path / "run"
+    shutil.copytree(env.run_dir, run_dir)
+    both = run_dir / method_set_plan_name("plan.json", ["unedited", "memla"])
+    assert both.read_bytes() == (run_dir / "plan.json").read_bytes()
+    run_benchmark(compose(env.overrides("data.limit=4", "methods=[unedited]", run_dir=run_dir)))  # record 103
+    live = json.loads((run_dir / "plan.json").read_text())
+    assert set(live["method_ids"]) == {"unedited"}
+    assert set(json.loads(both.read_text())["method_ids"]) == {"unedited", "memla"}
+    only = run_dir / method_set_plan_name("plan.json", ["unedited"])
+    assert only.read_bytes() == (run_dir / "plan.json").read_bytes()
+    assert sorted(p.name for p in run_dir.glob("plan*.json")) == sorted(["plan.json", both.name, only.name])
+
+
 def _same_scores(rows, ref):
     got = _by_key(rows)
     assert set(got) == set(ref)

@@ -415,6 +415,13 @@ def test_mend_trained_in_test_edits_and_restores(ee, tiny_dir, tmp_path):
         },
     )
     assert (tmp_path / "mend" / "mend.pt").is_file() and (tmp_path / "mend" / "provenance.json").is_file()
+    # every benchmark row of MEND names the checkpoint it edited with (the harness's editor reads it once)
+    from memla_mkeb.methods import trained_artifacts
+    from memla_plugin.hashing import file_sha256
+
+    assert hp.archive == str(tmp_path / "mend" / "mend.pt")
+    assert trained_artifacts("MEND", hp) == {"mend_archive_sha256": file_sha256(tmp_path / "mend" / "mend.pt")}
+    assert trained_artifacts("ROME", hp) == {}
     # the budget and the loss curve are recorded (and exported as a small JSON + CSV)
     from memla_plugin.easyedit.mend import write_training_files
 

@@ -53,7 +53,11 @@ LOC_PROMPTS = ["Rome is a city in", "The capital of Germany is", "Toyota is prod
 
 @pytest.fixture(scope="module")
 def faithful_reference() -> dict[str, dict[str, torch.Tensor]]:
-    return torch.load(FAITHFUL_REFERENCE, weights_only=True)
+    reference = torch.load(FAITHFUL_REFERENCE, weights_only=True)
+    # make_reference.py lists the same cases (CASES); a case added to one list only fails here, not silently
+    assert set(reference) == {f"{kind}|{threshold}" for kind, threshold in FAITHFUL_CASES}, \
+        f"{FAITHFUL_REFERENCE} holds {sorted(reference)}: rerun tests/data/memla_faithful/make_reference.py"
+    return reference
 
 
 @pytest.mark.parametrize("kind,threshold", FAITHFUL_CASES)

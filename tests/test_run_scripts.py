@@ -99,6 +99,9 @@ def test_keep_plan_keeps_one_plan_per_method_set(tmp_path):
     assert {p.name for p in tmp_path.iterdir()} == {live.name, first.name, second.name}
     assert mod.keep_plans(tmp_path) == [] and mod.main([str(tmp_path)]) == 0  # copies are never copied again
     assert mod.main([]) == 2
+    from memla_mkeb.planning import method_set_plan_name  # the harness names its own copies the same way
+
+    assert first.name == method_set_plan_name(live.name, ["mend", "memla"])
 
 
 def test_protocol2_refuses_before_pin_then_names_catalog_methods(tmp_path):

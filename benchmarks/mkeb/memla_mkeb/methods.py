@@ -169,6 +169,11 @@ class EasyEditEditor(Editor):
         ee.prepare_baseline(spec.alg_name, model, tok, self.hparams)
         self.prepare_s = time.perf_counter() - t0
         self.apply_fn = ee.get_apply_fn(spec.alg_name)
+        self.artifacts = trained_artifacts(spec.alg_name, self.hparams)
+
+    def last_stats(self) -> dict[str, Any]:
+        """Which trained artifact the edit used (MEND's checkpoint), so every row names it."""
+        return dict(self.artifacts)
 
     def edit(self, model: Any, tok: Any, request: dict[str, Any]) -> tuple[Any, dict[str, Any], dict[str, Any]]:
         """The host's edit on a copy of ``request`` whose prompts are put in the run's format."""
@@ -193,6 +198,24 @@ class EasyEditEditor(Editor):
         from memla_plugin.easyedit.formatting import format_request
 
         return super().edit_many(model, tok, [format_request(r, tok, self.prompt_format) for r in requests])
+
+
+def trained_artifacts(alg_name: str, hparams: Any) -> dict[str, str]:
+    """The sha256 of a trained artifact an editor edits with, by field name; empty for the others.
+
+    MEND's hypernetwork is trained on the machine that lacks it, and its training does not repeat
+    bit for bit between sessions, so two MEND rows can come from different checkpoints under the same
+    hparams file. Each row carries the hash; the file is read once per editor.
+    """
+    from pathlib import Path
+
+    from memla_plugin.easyedit.hparams_map import canonical_alg
+    from memla_plugin.hashing import file_sha256
+
+    archive = getattr(hparams, "archive", None)
+    if canonical_alg(alg_name) != "MEND" or not archive or not Path(str(archive)).is_file():
+        return {}
+    return {"mend_archive_sha256": file_sha256(Path(str(archive)))}
 
 
 def _memla_hparams(spec: MethodSpec, device: str, neuron_cache_dir: Optional[str], prompt_format: str) -> Any:

@@ -7,12 +7,13 @@ for what all methods share, one ``cfg_id`` per method). A run dir refuses rows w
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from memla_plugin.mkeb.generation import GEN_MAX_NEW_TOKENS
 from memla_plugin.mkeb.loader import check_prompt_lengths
@@ -288,8 +289,20 @@ def _write_json(path: Path, payload: Any) -> None:
     tmp.replace(path)
 
 
+def method_set_plan_name(live_name: str, methods: Sequence[str]) -> str:
+    """``plan.shard0of2.json`` run with methods ``[a, b]`` -> ``plan.shard0of2.m-<10 hex of a,b>.json``.
+
+    Every sitting rewrites its shard's plan file with the methods it runs; a run dir whose methods are
+    made in several steps (some methods first, the others later) would otherwise keep only the last
+    step's settings, and the report could not check the other rows against them. The copy under this
+    name is kept beside it, one per method set.
+    """
+    key = hashlib.sha1(",".join(sorted(methods)).encode("utf-8")).hexdigest()[:10]
+    return f"{live_name[:-len('.json')]}.m-{key}.json"
+
+
 def save_run_files(plan: Plan, env: dict[str, Any]) -> None:
-    """Resolved config, environment and a line in sittings.jsonl for this start."""
+    """Resolved config, plan (also under its method set's name), environment and a line in sittings.jsonl."""
     from omegaconf import OmegaConf
 
     plan.run_dir.mkdir(parents=True, exist_ok=True)
@@ -318,6 +331,7 @@ def save_run_files(plan: Plan, env: dict[str, Any]) -> None:
     except Exception:  # the sidecar is optional information
         meta["data_meta"] = {}
     _write_json(plan.run_dir / f"plan{plan.tag}.json", meta)
+    _write_json(plan.run_dir / method_set_plan_name(f"plan{plan.tag}.json", list(plan.method_ids)), meta)
     _write_json(plan.run_dir / f"env{plan.tag}.json", env)
     with store.JsonlWriter(plan.run_dir / "sittings.jsonl", wait=120) as w:
         w.append({"shard": plan.tag or ".", "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "env": env,
@@ -386,4 +400,5 @@ def _what_changed(plan: Plan, method: str, old_id: Any) -> str:
     return "model, data, eval languages, seed or the method's hparams differ"
 
 
-__all__ = ["HeldOut", "Plan", "ROW_VERSION", "RunOptions", "check_resume", "plan_run", "save_run_files"]
+__all__ = ["HeldOut", "Plan", "ROW_VERSION", "RunOptions", "check_resume", "method_set_plan_name", "plan_run",
+           "save_run_files"]

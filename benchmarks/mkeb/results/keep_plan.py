@@ -5,7 +5,9 @@ sitting runs. A series that runs some methods in a later step (``WITHOUT=mend``,
 would leave a plan without the others, and the report could no longer check their rows' settings
 against the pinned hparams. This copies each live plan file to ``plan<shard>.m-<key>.json``, ``key``
 naming its method set, so the run dir keeps one plan per method set; the report reads every
-``plan*.json``, the harness only its own ``plan<shard>.json``.
+``plan*.json``, the harness only its own ``plan<shard>.json``. The harness writes the same copy itself
+since ``memla_mkeb.planning.method_set_plan_name``; this script serves the series pinned to an
+older harness (protocol2 runs e14d649), and names its copies the same way (tests check both agree).
 
     python benchmarks/mkeb/results/keep_plan.py RUN_DIR
 """
