@@ -152,6 +152,8 @@ class MemlaEditor(Editor):
 
 
 class EasyEditEditor(Editor):
+    artifacts: dict[str, str] = {}  # trained artifacts' hashes (set by __init__; never mutated in place)
+
     def __init__(self, spec: MethodSpec, model: Any, tok: Any, hparams: Any, model_path: Optional[str] = None,
                  prompt_format: str = "bare") -> None:
         super().__init__(spec, prompt_format)
