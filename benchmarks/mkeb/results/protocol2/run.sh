@@ -63,6 +63,9 @@ case "${1:-}" in
     publish) # docs/RESULTS.md from this series (relative paths, so the page's Regenerate line works in any
             # checkout); the first series' page is kept once as docs/RESULTS_v1.md, never mixed into this one
             P=benchmarks/mkeb/results/protocol2; V1=benchmarks/mkeb/results
+            # the pages are written by this checkout's report code, the code the regenerate tests run (the
+            # lanes' PYTHONPATH points at the pinned harness checkout, whose report code is older)
+            export PYTHONPATH="$PWD:$PWD/benchmarks/mkeb"
             if [ ! -e docs/RESULTS_v1.md ]; then
                 "$PY" -m memla_mkeb.report "$V1/en" "$V1/zh_fr" "$V1/ablations" --out docs/RESULTS_v1.md --common-records
             fi
