@@ -201,3 +201,24 @@ def test_series_queue_names_catalog_methods_and_splits_the_work(tmp_path):
         (ppl,) = [c for c in calls[lane] if "/ppl1" in c]
         assert "sequential.n" not in ppl and "perplexity.enabled=true" in ppl and "data.limit=10" in ppl
         assert f"shard.index={lane}" in ppl and set(_methods(ppl)) == seq10
+
+
+def test_publish_writes_pages_with_this_checkouts_report_code(tmp_path):
+    """protocol2/run.sh publish runs every report with PYTHONPATH at its own checkout, even when the shell points
+    it at the pinned harness checkout the lanes use: the committed pages must be what this checkout's report
+    code writes (the regenerate tests run that code)."""
+    root = tmp_path / "checkout"
+    script = root / "benchmarks/mkeb/results/protocol2/run.sh"
+    script.parent.mkdir(parents=True)
+    shutil.copy(RESULTS / "protocol2" / "run.sh", script)
+    (root / "docs").mkdir()
+    fake = tmp_path / "python"
+    fake.write_text('#!/usr/bin/env bash\necho "PYTHONPATH=$PYTHONPATH $*"\n', encoding="utf-8")
+    fake.chmod(0o755)
+    res = _dry(script, "publish", MEMLA_PYTHON=str(fake), PYTHONPATH="/elsewhere/pinned")
+    assert res.returncode == 0, res.stderr
+    calls = [c for c in res.stdout.splitlines() if "memla_mkeb.report" in c]
+    assert [c.split(" --out ")[1].split()[0] for c in calls] == [
+        "docs/RESULTS_v1.md", "benchmarks/mkeb/results/protocol2/report_en30.md", "docs/RESULTS.md"]
+    here = root.resolve()
+    assert all(c.startswith(f"PYTHONPATH={here}:{here}/benchmarks/mkeb ") for c in calls), calls
