@@ -113,7 +113,7 @@ def test_method_groups_keep_ablations_and_presets_apart():
 # --------------------------------------------------------------------------- every picture of a report
 
 KINDS = {"unedited": "unedited", "memla": "memla", "memla_no_lse": "memla", "memla_fast": "memla",
-         "rome": "easyedit", "ft_l": "easyedit", "lora": "easyedit"}
+         "rome": "easyedit", "ft_l": "easyedit", "lora": "easyedit", "memla_fast_no_cache": "memla"}
 SOURCES = {"en": list(KINDS), "zh": ["unedited", "memla", "rome", "lora"]}
 
 
@@ -160,11 +160,13 @@ def test_every_report_picture_is_checked_in_bounds_and_names_its_methods(tmp_pat
     # which figure holds which editors: ablations and presets apart from the baselines
     assert seen["languages_en_baselines.png"][0] == ["memla", "rome", "ft_l", "lora", "unedited"]
     assert seen["languages_en_ablations.png"][0] == ["memla", "memla_no_lse", "unedited"]
-    assert seen["languages_en_presets.png"][0] == ["memla", "memla_fast", "unedited"]
+    assert seen["languages_en_presets.png"][0] == ["memla", "memla_fast", "memla_fast_no_cache", "unedited"]
     assert seen["languages_zh_baselines.png"][0] == ["memla", "rome", "lora", "unedited"]
     assert "languages_zh_ablations.png" not in pngs
+    # the preset's own ablation stays in the presets figure, out of the at-a-glance one
     assert seen["at_a_glance.png"][0] == ["unedited", "memla", "rome", "ft_l", "lora", "memla_fast"]
     md = rep.markdown
+    assert "MEMLA's ablations and the presets' own ablations are left out here" in md
     assert md.index("## At a glance") < md.index("## Runs and hardware")
     assert "](report_files/at_a_glance.png)" in md and "x: locality as loc_acc in the other evaluation" in md
 

@@ -89,6 +89,12 @@ def glance_points(d: ReportData, source: str, methods: Sequence[str],
     return points
 
 
+def glance_presets(presets: Sequence[str]) -> list[str]:
+    """The presets the at-a-glance picture shows: not a preset's own ablations (``memla_refined_no_locality``
+    beside ``memla_refined``), which the presets figure under Plots holds."""
+    return [m for m in presets if not any(m.startswith(f"{p}_") for p in presets if p != m)]
+
+
 def glance_choice(d: ReportData) -> Optional[tuple[str, str, list[dict[str, Any]]]]:
     """(edit language, locality figure, points) of the at-a-glance picture, or None when nothing to draw.
 
@@ -97,7 +103,7 @@ def glance_choice(d: ReportData) -> Optional[tuple[str, str, list[dict[str, Any]
     """
     groups = dict(method_groups(d.methods, d.kinds))
     shown = ([m for m in d.methods if d.kinds.get(m) == "unedited"] + groups.get("baselines", ["memla"])
-             + groups.get("presets", ["memla"])[1:])
+             + glance_presets(groups.get("presets", ["memla"])[1:]))
     for s in d.sources:
         here = [m for m in shown if d.has(m, s)]
         for x in LOCALITY_WORDS:
@@ -138,8 +144,13 @@ def at_a_glance(d: ReportData, files: Files) -> list[str]:
     ref = next((p for p in points if p["is_reference"]), None)
     notes = (f" The unedited model (star, dashed lines) sits at {x} {pct(ref['x'])}, ES {pct(ref['y'])}."
              if ref else "")
-    if any(name == "ablations" for name, _ in method_groups(d.methods, d.kinds)):
-        notes += " MEMLA's ablations are left out here (they have a figure of their own under Plots)."
+    groups = dict(method_groups(d.methods, d.kinds))
+    presets = groups.get("presets", ["memla"])[1:]
+    left = (["MEMLA's ablations"] if "ablations" in groups else []) + (
+        ["the presets' own ablations"] if len(glance_presets(presets)) < len(presets) else [])
+    if left:
+        notes += (f" {' and '.join(left)} are left out here (they have figure{'s' if len(left) > 1 else ''} of "
+                  f"their own under Plots).")
     rest = [s for s in d.sources if s != source]
     if rest:
         notes += (f" For edit language{'s' if len(rest) > 1 else ''} {', '.join(rest)}, the same two measures "
@@ -195,4 +206,5 @@ def plots(d: ReportData, files: Files) -> list[str]:
 
 
 __all__ = ["ABLATION", "LOCALITY_WORDS", "PANEL_METRICS", "at_a_glance", "glance_choice", "glance_points",
+           "glance_presets",
            "method_groups", "plots", "save_figure"]
