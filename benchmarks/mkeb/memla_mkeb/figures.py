@@ -149,8 +149,8 @@ def at_a_glance(d: ReportData, files: Files) -> list[str]:
     left = (["MEMLA's ablations"] if "ablations" in groups else []) + (
         ["the presets' own ablations"] if len(glance_presets(presets)) < len(presets) else [])
     if left:
-        notes += (f" {' and '.join(left)} are left out here (they have figure{'s' if len(left) > 1 else ''} of "
-                  f"their own under Plots).")
+        notes += (f" {' and '.join(left)} are left out here (they have "
+                  f"{'figures' if len(left) > 1 else 'a figure'} of their own under Plots).")
     rest = [s for s in d.sources if s != source]
     if rest:
         notes += (f" For edit language{'s' if len(rest) > 1 else ''} {', '.join(rest)}, the same two measures "
