@@ -291,6 +291,14 @@ def test_report_gains_retention_section_and_plot(seq_run, tmp_path):
     csv = (files / "retention.csv").read_text().splitlines()
     assert csv[0] == "method,n,source,position,metric,view,right_after,after_all" and len(csv) == 1 + 2 * 4
     assert "Held-out perplexity" not in md  # no row measured it
+    # wall time per edit of the sequences: their totals over their edits, by hand from the rows
+    edits = sum(len(r["steps"]) for r in seqs.values())
+    per_edit = [sum(r["edit_s"] for r in seqs.values()) / edits, sum(r["eval_s"] for r in seqs.values()) / edits,
+                sum(r["final"]["eval_s"] for r in seqs.values()) / edits]
+    (line,) = [x for x in md.splitlines() if x.startswith("| memla | 2 | en | 2 | 4 |")]
+    assert [float(c) for c in line.split("|")[6:9]] == [round(v, 2) for v in per_edit]
+    timing = (files / "sequence_timing.csv").read_text().splitlines()
+    assert timing[0].startswith("method,n,source,sequences,edits,edit_s_per_edit,") and len(timing) == 2
 
 
 def test_report_of_a_sequence_only_run_dir(bench_env, tmp_path):
@@ -300,6 +308,9 @@ def test_report_of_a_sequence_only_run_dir(bench_env, tmp_path):
     run_benchmark(compose(bench_env.overrides("data.limit=2", "sequential.n=2", "methods=[memla]")))
     md = write_report([bench_env.run_dir], tmp_path / "r.md", n_boot=20, plots=False).read_text(encoding="utf-8")
     assert "## Sequential retention" in md and "| memla | 1 | 2/0/0 |" in md
+    # no single-edit row to time: the wall-time section holds only the sequences' table
+    wall = md.split("## Per-edit wall time")[1].split("\n## ")[0]
+    assert "### Sequences" in wall and "| memla | 2 | en | 1 | 2 |" in wall and "edit s (mean)" not in wall
 
 
 def test_shards_split_whole_sequences(bench_env):

@@ -40,6 +40,48 @@ def _timing_row(d: ReportData, m: str, attr_index: dict) -> tuple[list[str], lis
     return cells, csv_row, bool(ca.cached_edits)
 
 
+def sequence_timing(d: ReportData, files: Files) -> list[str]:
+    """Wall time per edit of the sequences (``sequential.n``), per method, N and edit language.
+
+    A sequence row holds its totals: edit time, the scoring right after each edit, and the scoring of
+    every edit after the last one; each is shown per edit so that N = 10 and N = 50 read alike.
+    """
+    groups: dict[tuple[str, int, str], list[dict]] = {}
+    for key in sorted(d.c.sequences):
+        row = d.c.sequences[key]
+        groups.setdefault((str(row["method"]), int(row["n"]), str(row["source"])), []).append(row)
+    if not groups:
+        return []
+    table, csv_rows = [], []
+    for (m, n, source), rows in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][2])):
+        edits = sum(len(r.get("steps") or []) for r in rows)
+        if not edits:
+            continue
+        edit_s = sum(float(r.get("edit_s") or 0.0) for r in rows) / edits
+        step_s = sum(float(r.get("eval_s") or 0.0) for r in rows) / edits
+        final_s = sum(float((r.get("final") or {}).get("eval_s") or 0.0) for r in rows) / edits
+        peaks = [float(r["row_peak_rss_mib"]) / 1024 for r in rows if r.get("row_peak_rss_mib") is not None]
+        peak = max(peaks) if peaks else None
+        resumed = sum(bool(r.get("resumed_at")) for r in rows)
+        hw = "; ".join(sorted({str(r.get("hardware")) for r in rows}))
+        table.append([m, str(n), source, str(len(rows)), str(edits), secs(edit_s), secs(step_s), secs(final_s),
+                      gib(peak), str(resumed), hw])
+        csv_rows.append([m, n, source, len(rows), edits, num(edit_s, 3), num(step_s, 3), num(final_s, 3),
+                         num(peak), resumed, hw])
+    files[f"{d.files_dir}/sequence_timing.csv"] = csv_bytes(
+        ["method", "n", "source", "sequences", "edits", "edit_s_per_edit", "scoring_right_after_s_per_edit",
+         "scoring_after_all_s_per_edit", "row_peak_gib_max", "sequences_resumed", "hardware"], csv_rows)
+    return ["### Sequences\n",
+            md_table(["method", "N", "edit language", "sequences", "edits", "edit s per edit",
+                      "scoring right after, s per edit", "scoring after all N, s per edit", "peak GiB (max)",
+                      "resumed in a later sitting", "hardware"], table),
+            "",
+            "A sequence's times are its totals over its edits divided by the number of edits. MEMLA attributes "
+            "on the model the earlier edits left, so a sequence never reads the neuron cache and every edit "
+            "includes its attribution. A sequence resumed in a later sitting (from its saved state) sums the "
+            "edit and scoring times of every sitting; its peak memory is that of the sitting that finished it.\n"]
+
+
 def wall_time(d: ReportData, files: Files) -> list[str]:
     """Per-edit wall and CPU time per method, with MEMLA's cached attributions added back."""
     md = ["## Per-edit wall time\n"]
@@ -50,8 +92,9 @@ def wall_time(d: ReportData, files: Files) -> list[str]:
         ["method", "edits", "edit_s_mean", "edit_s_median", "edit_s_total", "edit_cpu_s_mean", "eval_s_mean",
          "cached_attribution_edits", "cached_attributions", "edit_s_with_cached_attribution_mean", "hardware"],
         [r[1] for r in measured])
+    sequences = sequence_timing(d, files)
     if not measured:
-        return md
+        return md + sequences if sequences else []
     md += [md_table(["method", "edits", "edit s (mean)", "edit s (median)", "edit s (total)",
                      "edit CPU s (mean)", f"evaluation s (mean, {len(d.targets)} languages)",
                      "edits with cached attribution", "edit s + cached attribution (mean)", "hardware"],
@@ -69,7 +112,7 @@ def wall_time(d: ReportData, files: Files) -> list[str]:
                   "row that needs it computes it, later rows (another edit language, an ablation) read it, and "
                   "their edit time leaves it out. \"edit s + cached attribution\" adds back, for each cached "
                   "language, the attribution time measured by the row of this report that computed it.\n")
-    return md
+    return md + sequences
 
 
 def memory(d: ReportData, files: Files) -> list[str]:
@@ -95,4 +138,4 @@ def memory(d: ReportData, files: Files) -> list[str]:
             "preparation before a method's first row (statistics, a MEND hypernetwork) is in no row.\n"]
 
 
-__all__ = ["memory", "wall_time"]
+__all__ = ["memory", "sequence_timing", "wall_time"]
