@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from . import costs
 from .markdown import csv_bytes, gib, md_table, num, secs
-from .report_data import ReportData
+from .report_data import ReportData, method_order
 
 Files = dict[str, bytes]
 
@@ -53,7 +53,8 @@ def sequence_timing(d: ReportData, files: Files) -> list[str]:
     if not groups:
         return []
     table, csv_rows = [], []
-    for (m, n, source), rows in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][2])):
+    rank = {m: i for i, m in enumerate(method_order([m for m, _, _ in groups], d.kinds))}
+    for (m, n, source), rows in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][2], rank[kv[0][0]])):
         edits = sum(len(r.get("steps") or []) for r in rows)
         if not edits:
             continue
