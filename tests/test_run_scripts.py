@@ -222,3 +222,37 @@ def test_publish_writes_pages_with_this_checkouts_report_code(tmp_path):
         "docs/RESULTS_v1.md", "benchmarks/mkeb/results/protocol2/report_en30.md", "docs/RESULTS.md"]
     here = root.resolve()
     assert all(c.startswith(f"PYTHONPATH={here}:{here}/benchmarks/mkeb ") for c in calls), calls
+
+
+def test_series_on_a_new_machine_keeps_the_finished_mend_rows(tmp_path):
+    """Once MEND's rows of en (60) and zh/fr (30 x 2) are in and mend_checkpoint.json names their checkpoint,
+    a sitting on a machine whose cache lacks that checkpoint neither trains another one nor runs mend_rows.py
+    (which would move the published rows aside): it prepares the statistics only and makes no MEND row."""
+    (tmp_path / "hparams" / "MEMLA").mkdir(parents=True)
+    (tmp_path / "mend_checkpoint.json").write_text('{"checkpoints": {}}', encoding="utf-8")
+    row = '{"method": "mend", "status": "ok"}\n'
+    for run_dir, shards in (("en", (30, 30)), ("zh_fr", (30, 30))):
+        (tmp_path / run_dir).mkdir()
+        for i, n in enumerate(shards):
+            (tmp_path / run_dir / f"results.shard{i}of2.jsonl").write_text(row * n, encoding="utf-8")
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "memla-mkeb").write_text('#!/usr/bin/env bash\necho memla_mkeb.app "$@"\n', encoding="utf-8")
+    (fake / "memla-mkeb").chmod(0o755)
+    for lane in ("0", "1"):
+        res = _dry(RESULTS / "protocol2" / "series.sh", LANE=lane, PROTOCOL2_DIR=str(tmp_path), MEMLA_BIN=str(fake),
+                   SERIES_SYNC_DIR=str(tmp_path))  # no lane waits for the other: there is no mend step
+        assert res.returncode == 0, res.stderr
+        assert f"series lane {lane}: done" in res.stdout
+        prepare = [line for line in res.stdout.splitlines() if "memla_plugin.easyedit.prepare" in line]
+        assert prepare == [f"-m memla_plugin.easyedit.prepare --methods ROME,MEMIT --hparams-dir {tmp_path}/hparams"]
+        assert "mend_rows.py" not in res.stdout and "mend: done" in res.stdout
+        assert not any("mend" in _methods(c) for c in _calls(res.stdout))
+    # one MEND row short: the mend step runs as before (lane 0 moves rows of another checkpoint aside first)
+    (tmp_path / "zh_fr" / "results.shard1of2.jsonl").write_text(row * 29, encoding="utf-8")
+    (tmp_path / "memla-series-mend.1").touch()
+    res = _dry(RESULTS / "protocol2" / "series.sh", LANE="0", PROTOCOL2_DIR=str(tmp_path), MEMLA_BIN=str(fake),
+               SERIES_SYNC_DIR=str(tmp_path))
+    assert res.returncode == 0, res.stderr
+    assert "mend_rows.py en zh_fr" in res.stdout and "--methods MEND" in res.stdout
+    assert any(_methods(c) == ["mend"] for c in _calls(res.stdout))

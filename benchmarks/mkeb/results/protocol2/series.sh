@@ -42,17 +42,28 @@ prepare() {  # prepare LOCK METHODS
     OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 flock "/tmp/memla-prepare-$1.lock" "$PY" -m memla_plugin.easyedit.prepare \
         --methods "$2" --hparams-dir "${PROTOCOL2_DIR:-benchmarks/mkeb/results/protocol2}/hparams"
 }
+# Once every MEND row of en (60) and zh_fr (30 x zh, fr) is in and mend_checkpoint.json names the checkpoint
+# they were made with, MEND is done: a later sitting on a machine whose cache lacks that checkpoint must not
+# train another one (its training does not repeat) and move the published rows aside, so it skips both.
+P2="${PROTOCOL2_DIR:-benchmarks/mkeb/results/protocol2}"
+mend_rows() { cat "$P2/$1"/results*.jsonl 2>/dev/null | grep -c '"method": "mend"' || true; }
+MEND_DONE=0
+if [ -f "$P2/mend_checkpoint.json" ] && [ "$(mend_rows en)" -ge 60 ] \
+    && [ "$(mend_rows zh_fr)" -ge 60 ]; then MEND_DONE=1; fi
 step prepare
-if [ "$LANE" = 0 ]; then prepare stats ROME,MEMIT; prepare mend MEND; else prepare mend MEND; prepare stats ROME,MEMIT; fi
+if [ "$MEND_DONE" = 1 ]; then prepare stats ROME,MEMIT
+elif [ "$LANE" = 0 ]; then prepare stats ROME,MEMIT; prepare mend MEND; else prepare mend MEND; prepare stats ROME,MEMIT; fi
 if [ "$LANE" = 0 ]; then "$PY" benchmarks/mkeb/results/protocol2/prepared.py; fi
 step en 60;        WITHOUT=mend LANES=2 "$P" en 60
 step zh_fr 30;     WITHOUT=mend LANES=2 "$P" zh_fr 30
+if [ "$MEND_DONE" = 1 ]; then step "mend: done (MEND rows complete, checkpoint in mend_checkpoint.json)"; else
 step mend;         touch "$SYNC.$LANE"
 while [ ! -e "$SYNC.0" ] || [ ! -e "$SYNC.1" ]; do sleep 20; done
 if [ "$LANE" = 0 ]; then "$PY" benchmarks/mkeb/results/protocol2/mend_rows.py en zh_fr; touch "$SYNC.moved"; fi
 while [ ! -e "$SYNC.moved" ]; do sleep 5; done
 ONLY=mend LANES=2 "$P" en 60
 ONLY=mend LANES=2 "$P" zh_fr 30
+fi
 # one sequence of 10 (the first 10 test records); a second method subset writes under its own file tag
 if [ "$LANE" = 0 ]; then
     step seq10; N=10 ONLY=unedited,rome,lora,ike EXTRA="$ONE" "$I" seq10
