@@ -363,3 +363,14 @@ def test_report_pairs_memla_forgetting_with_each_baseline(bench_env, tmp_path):
     (line,) = [x for x in md.splitlines() if x.startswith("| memla | ft_m |")]
     cells = [c.strip() for c in line.strip("|").split("|")]
     assert cells[2] == "2" and cells[3].split(" [")[0] == f"{want:+.1f}".replace("-0.0", "+0.0")
+    # the Findings say the same in words: the interval's verdict against ft_m, and the locality after all N
+    verdict = cells[4]
+    said = (f"{verdict} than ft_m ({cells[3]})" if verdict.startswith("forgets") else f"{verdict} against ft_m")
+    assert f"`memla`, ES in the edit language: {said}." in md.split("## Composite")[0]
+    rows = [seqs[f"seq2|memla|en|{first}"] for first in ("100", "102")]
+    assert all(step["status"] == "ok" for r in rows for step in r["steps"])
+    ns = [sum(v["NS_cf"] for lang, v in sc.items() if lang != "en") / (len(sc) - 1)
+          for r in rows for sc in r["final"]["scores"]]
+    assert f"NS_cf in the other languages after all 2: memla {100 * sum(ns) / len(ns):.1f}, ft_m " in md
+    # no single edit of memla in these rows: the comparison with the best baseline says where MEMLA is
+    assert "there are no single edits of `memla` (its sequences are compared under" in md

@@ -256,3 +256,38 @@ def test_series_on_a_new_machine_keeps_the_finished_mend_rows(tmp_path):
     assert res.returncode == 0, res.stderr
     assert "mend_rows.py en zh_fr" in res.stdout and "--methods MEND" in res.stdout
     assert any(_methods(c) == ["mend"] for c in _calls(res.stdout))
+
+
+def test_series_keeps_sequence_state_in_the_machine_cache(tmp_path):
+    """A sequence's saved state must outlive a new checkout: series.sh links RUN_DIR/.sequence_state of the
+    sequence runs to a folder of the machine's cache, which a .keep file keeps from being removed; a second
+    sitting leaves the link as it is; a dry run (MEMLA_PYTHON=echo) creates nothing."""
+    root = tmp_path / "checkout"
+    for rel in ("protocol2/series.sh", "protocol2/run.sh", "issue31.sh", "lanes.sh"):
+        (root / "benchmarks/mkeb/results" / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(RESULTS / rel, root / "benchmarks/mkeb/results" / rel)
+    p2 = tmp_path / "p2"
+    (p2 / "hparams" / "MEMLA").mkdir(parents=True)
+    (p2 / "mend_checkpoint.json").write_text("{}", encoding="utf-8")
+    for run_dir in ("en", "zh_fr"):  # MEND done: no lane waits for the other
+        (p2 / run_dir).mkdir()
+        (p2 / run_dir / "results.jsonl").write_text('{"method": "mend"}\n' * 60, encoding="utf-8")
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    for name in ("memla-mkeb", "python"):
+        (fake / name).write_text('#!/usr/bin/env bash\necho "$@"\n', encoding="utf-8")
+        (fake / name).chmod(0o755)
+    cache = tmp_path / "cache"
+    env = dict(PROTOCOL2_DIR=str(p2), MEMLA_BIN=str(fake), MEMLA_CACHE=str(cache), SERIES_SYNC_DIR=str(tmp_path))
+    script = root / "benchmarks/mkeb/results/protocol2/series.sh"
+    res = _dry(script, LANE="0", **env)  # MEMLA_PYTHON=echo
+    assert res.returncode == 0, res.stderr
+    assert "keep_state benchmarks/mkeb/results/seq50 -> " in res.stdout
+    assert not cache.exists() and not (root / "benchmarks/mkeb/results/seq50").exists()
+    for sitting in (1, 2):
+        res = _dry(script, LANE="0", MEMLA_PYTHON=str(fake / "python"), **env)
+        assert res.returncode == 0, res.stderr
+        for run in ("seq10", "seq50"):
+            link = root / "benchmarks/mkeb/results" / run / ".sequence_state"
+            assert link.is_symlink() and link.resolve() == (cache / "sequence_state" / run).resolve()
+            assert (link / ".keep").is_file()

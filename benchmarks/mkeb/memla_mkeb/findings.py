@@ -32,6 +32,10 @@ LOCALITY_TEXT = {
 # --------------------------------------------------------------------------- words
 
 
+#: why MEMLA is not compared when the rows hold no single edit of it
+NO_MEMLA = "there are no `memla` rows"
+
+
 def _pp(x: Optional[float], signed: bool = True) -> str:
     """Percentage points as in the tables (signed unless told otherwise)."""
     return pct(x, signed)
@@ -101,11 +105,12 @@ def _locality_context(source: str, losses: Sequence[Comparison], deltas: Mapping
 
 def _source_paragraph(source: str, present: Sequence[str], kinds: Mapping[str, str], comps: Sequence[Comparison],
                       ests: Mapping[EstKey, Estimate], metrics: Sequence[str],
-                      deltas: Mapping[EstKey, Estimate], eligible: Optional[Sequence[str]] = None) -> str:
+                      deltas: Mapping[EstKey, Estimate], eligible: Optional[Sequence[str]] = None,
+                      no_memla: str = NO_MEMLA) -> str:
     head = f"**Edit language {source}.**"
     baselines = baselines_of(present, kinds)
     if "memla" not in present:
-        return f"{head} The comparison with the best baseline is not available: there are no `memla` rows."
+        return f"{head} The comparison with the best baseline is not available: {no_memla}."
     if not baselines:
         return f"{head} The comparison with the best baseline is not available: there are no baseline rows."
     if not comps:
@@ -181,7 +186,8 @@ def findings_section(sources: Sequence[str], present: Mapping[str, Sequence[str]
                      comparisons: Mapping[str, Sequence[Comparison]], ests: Mapping[EstKey, Estimate],
                      metrics: Sequence[str], extra: Sequence[str] = (),
                      deltas: Optional[Mapping[EstKey, Estimate]] = None, lead: Sequence[str] = (),
-                     eligible: Optional[Mapping[str, Optional[Sequence[str]]]] = None) -> list[str]:
+                     eligible: Optional[Mapping[str, Optional[Sequence[str]]]] = None,
+                     no_memla: str = NO_MEMLA) -> list[str]:
     """Markdown lines of the "Findings" section: wins, losses and the paper-claim verdicts, in words.
 
     ``present``: the methods with rows per edit language; ``comparisons``: :func:`.compare.compare_with_best`
@@ -190,7 +196,8 @@ def findings_section(sources: Sequence[str], present: Mapping[str, Sequence[str]
     ``deltas``: paired changes against the unedited model, for the locality of the baselines
     MEMLA loses to (left out without them); ``lead``: paragraphs placed first (the composite,
     locality and failures, :mod:`.composite_sections`); ``eligible``: per edit language the
-    baselines within the locality margin (None: not measured).
+    baselines within the locality margin (None: not measured); ``no_memla``: why there is no comparison
+    when no single edit of ``memla`` is among the rows.
     """
     md = ["## Findings\n",
           "Written by the report from the \"MEMLA minus the best baseline\" intervals below, for the MKEB metrics "
@@ -202,7 +209,7 @@ def findings_section(sources: Sequence[str], present: Mapping[str, Sequence[str]
     for s in sources:
         comps = [c for c in comparisons.get(s, []) if c.metric in MKEB_METRICS]
         md.append(_source_paragraph(s, present.get(s, []), kinds, comps, ests, mk, deltas or {},
-                                    (eligible or {}).get(s)) + "\n")
+                                    (eligible or {}).get(s), no_memla) + "\n")
     md += [p + "\n" for p in extra if p]
 
     md.append("**The paper's claim.** " + PAPER[0].upper() + PAPER[1:] + " reports MEMLA above the best baseline "
@@ -213,7 +220,7 @@ def findings_section(sources: Sequence[str], present: Mapping[str, Sequence[str]
     tested = {s: {c.metric: c for c in comparisons.get(s, []) if c.view == CLAIM_VIEW and c.metric in MKEB_METRICS}
               for s in sources}
     if not any(tested.values()):
-        reason = ("there are no `memla` rows" if not any("memla" in present.get(s, []) for s in sources)
+        reason = (no_memla if not any("memla" in present.get(s, []) for s in sources)
                   else "there are no baseline rows" if not any(baselines_of(present.get(s, []), kinds) for s in sources)
                   else "no metric has values for MEMLA and a baseline")
         md.append(f"The comparison is not available: {reason}.\n")
@@ -249,4 +256,4 @@ def findings_section(sources: Sequence[str], present: Mapping[str, Sequence[str]
     return md
 
 
-__all__ = ["CLAIM_VIEW", "LOCALITY_METRIC", "PAPER", "claim_verdicts", "findings_section"]
+__all__ = ["CLAIM_VIEW", "LOCALITY_METRIC", "NO_MEMLA", "PAPER", "claim_verdicts", "findings_section"]

@@ -9,7 +9,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from .compare import baselines_of, paired_difference
+from .compare import baselines_of, join_words, paired_difference
 from .figures import save_figure
 from .markdown import csv_bytes, fmt_est, md_table, num, safe_name
 from .report_data import ReportData, method_order
@@ -67,25 +67,35 @@ def drops(rows: Sequence[dict[str, Any]], metric: str, view: str) -> dict[str, f
     return out
 
 
-def forgetting(d: ReportData, by_method: dict[str, list[dict[str, Any]]], n: int, source: str) -> list[str]:
-    """MEMLA's (and each preset's) drop minus each baseline's, paired over the facts both edited."""
+def forgetting_estimates(d: ReportData, by_method: dict[str, list[dict[str, Any]]], n: int,
+                         source: str) -> list[tuple[str, str, str, str, Any, Optional[int]]]:
+    """(subject, baseline, metric, view, Estimate, side) per MEMLA method (the paper's and each preset) and
+    baseline: the subject's drop minus the baseline's, paired over the facts both edited; ``side`` as
+    :func:`.stats.interval_side` (+1: the subject forgets less)."""
     methods = method_order(list(by_method), d.kinds)
     subjects = [m for m in methods if d.kinds.get(m) == "memla"]
     others = baselines_of(methods, d.kinds)
-    if not subjects or not others:
-        return []
     drop = {(m, metric, view): drops(by_method[m], metric, view)
             for m in subjects + others for metric, view in FORGETTING}
-    table = []
+    out = []
     for subject in subjects:
         for other in others:
-            cells = [subject, other]
             for metric, view in FORGETTING:
-                a, b = drop[(subject, metric, view)], drop[(other, metric, view)]
-                e, ok = paired_difference(a, b, label=f"forget|{n}|{source}|{subject}|{other}|{metric}|{view}",
+                e, ok = paired_difference(drop[(subject, metric, view)], drop[(other, metric, view)],
+                                          label=f"forget|{n}|{source}|{subject}|{other}|{metric}|{view}",
                                           seed=d.seed, n_boot=d.n_boot)
-                cells += [str(e.n), fmt_est(e, signed=True), FORGETS[interval_side(e, ok)] if e.n else "–"]
-            table.append(cells)
+                out.append((subject, other, metric, view, e, interval_side(e, ok)))
+    return out
+
+
+def forgetting(d: ReportData, by_method: dict[str, list[dict[str, Any]]], n: int, source: str) -> list[str]:
+    """MEMLA's (and each preset's) drop minus each baseline's, paired over the facts both edited."""
+    table: dict[tuple[str, str], list[str]] = {}
+    for subject, other, _, _, e, side in forgetting_estimates(d, by_method, n, source):
+        table.setdefault((subject, other), [subject, other])
+        table[(subject, other)] += [str(e.n), fmt_est(e, signed=True), FORGETS[side] if e.n else "–"]
+    if not table:
+        return []
     head = ["method", "vs"]
     for metric, view in FORGETTING:
         where = "edit lang" if view == "e2e" else "others"
@@ -94,7 +104,46 @@ def forgetting(d: ReportData, by_method: dict[str, list[dict[str, Any]]], n: int
             "applied) for MEMLA minus the same fact's drop for each baseline, with a 95% bootstrap interval over "
             "the facts both edited successfully, a sequence's last edit left out (nothing came after it). Above "
             "0: MEMLA's earlier edits lose less than the baseline's (\"forgets less\"); below 0: they lose more.\n",
-            md_table(head, table), ""]
+            md_table(head, list(table.values())), ""]
+
+
+def _after(rows: Sequence[dict[str, Any]], metric: str, view: str) -> Optional[float]:
+    return _mean([b for _, b in retention_points(rows, metric, view)])
+
+
+def findings_paragraphs(d: ReportData) -> list[str]:
+    """One Findings paragraph per sequence length and edit language: where each MEMLA method forgets less
+    or more than each baseline (the forgetting intervals), and the locality of the model holding all N edits."""
+    out = []
+    for (n, source), by_method in sorted(_groups(d).items()):
+        methods = method_order(list(by_method), d.kinds)
+        ests = forgetting_estimates(d, by_method, n, source)
+        if not ests:
+            continue
+        k = sorted({len(rows) for rows in by_method.values()})
+        parts = [f"**{n} edits in a row, edited in {source}** ({'/'.join(map(str, k))} sequence"
+                 f"{'s' if k != [1] else ''} per method; the tables under \"Sequential retention\")."]
+        for subject in [m for m in methods if d.kinds.get(m) == "memla"]:
+            for metric, view in FORGETTING:
+                where = "in the edit language" if view == "e2e" else "in the other languages"
+                said: dict[str, list[str]] = {}
+                for s_, other, m_, v_, e, side in ests:
+                    if (s_, m_, v_) == (subject, metric, view) and e.n:
+                        text = other if side == 0 or side is None else f"{other} ({fmt_est(e, signed=True)})"
+                        said.setdefault(FORGETS[side], []).append(text)
+                if not said:
+                    continue
+                words = [f"{verdict} than {join_words(said[verdict])}" if verdict.startswith("forgets")
+                         else f"{verdict} against {join_words(said[verdict])}"
+                         for verdict in FORGETS.values() if verdict in said]
+                parts.append(f"`{subject}`, {metric} {where}: {'; '.join(words)}.")
+        loc = [f"{m} {pct(_after(by_method[m], 'NS_cf', 'others'))}" for m in methods]
+        ref = unedited_reference(d, by_method, source)
+        parts.append(f"NS_cf in the other languages after all {n}: {', '.join(loc)}"
+                     + (f" (unedited model on these records: {ref[RETENTION.index(('NS_cf', 'others')) + 3]})."
+                        if ref else "."))
+        out.append(" ".join(parts))
+    return out
 
 
 def _groups(d: ReportData) -> dict[tuple[int, str], dict[str, list[dict[str, Any]]]]:
@@ -241,5 +290,5 @@ def perplexity(d: ReportData, files: Files) -> list[str]:
             "offline here.\n"]
 
 
-__all__ = ["FORGETTING", "RETENTION", "drops", "forgetting", "perplexity", "retention", "retention_points",
-           "view_value"]
+__all__ = ["FORGETTING", "RETENTION", "drops", "findings_paragraphs", "forgetting", "forgetting_estimates",
+           "perplexity", "retention", "retention_points", "view_value"]

@@ -64,6 +64,17 @@ while [ ! -e "$SYNC.moved" ]; do sleep 5; done
 ONLY=mend LANES=2 "$P" en 60
 ONLY=mend LANES=2 "$P" zh_fr 30
 fi
+# A sequence saves its state after every edit (RUN_DIR/.sequence_state, not a result) so that the next sitting
+# goes on from there; 50 ROME edits take about ten hours. A new checkout of the repository would lose it, so the
+# state lives in the machine's cache beside the statistics, through a link (the .keep file stops the harness
+# from removing the linked folder when its last sequence ends).
+keep_state() {
+    local run_dir="benchmarks/mkeb/results/$1" cache="${MEMLA_CACHE:-$HOME/.cache/memla-plugin}/sequence_state/$1"
+    if [ "$PY" = echo ]; then echo "keep_state $run_dir -> $cache"; return; fi  # a dry run changes nothing
+    mkdir -p "$run_dir" "$cache" && touch "$cache/.keep"
+    [ -e "$run_dir/.sequence_state" ] || ln -sfn "$cache" "$run_dir/.sequence_state"
+}
+keep_state seq10; keep_state seq50
 # one sequence of 10 (the first 10 test records); a second method subset writes under its own file tag
 if [ "$LANE" = 0 ]; then
     step seq10; N=10 ONLY=unedited,rome,lora,ike EXTRA="$ONE" "$I" seq10
