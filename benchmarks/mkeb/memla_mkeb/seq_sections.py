@@ -157,29 +157,45 @@ def _groups(d: ReportData) -> dict[tuple[int, str], dict[str, list[dict[str, Any
 
 def _figure(path: Path, curves: dict[str, dict[str, list[tuple[Optional[float], Optional[float]]]]],
             n: int, source: str) -> None:
-    """Score of edit i after all N edits against i, one line per method (dotted: right after edit i)."""
+    """Score of edit i after all N edits against i, one panel per method (small multiples on shared axes:
+    one sequence makes every point 0 or 100, so methods drawn over each other would hide one another).
+    Solid: after all N; dotted: right after edit i; one colour per view (edit language, other languages)."""
+    import numpy as np
     from matplotlib.ticker import MaxNLocator
 
     from .plots import _figure as checked_figure
 
     methods = list(curves)
-    with checked_figure(path, (10.0, 4.2), methods, ncols=2) as (fig, grid):
-        axes = grid[0]  # one row of two panels
-        for ax, (metric, view) in zip(axes, RETENTION[:2]):
-            for k, m in enumerate(methods):
+    ncols = min(4, len(methods))
+    nrows = -(-len(methods) // ncols)
+    with checked_figure(path, (3.1 * ncols, 2.5 * nrows + 0.9), methods, nrows=nrows, ncols=ncols,
+                        sharex=True, sharey=True) as (fig, grid):
+        grid = np.array(grid, dtype=object).reshape(nrows, ncols)  # one panel comes back as a bare Axes
+        axes = list(grid.flat)
+        for ax, m in zip(axes, methods):
+            for k, (metric, view) in enumerate(RETENTION[:2]):
                 pts = curves[m][f"{metric}/{view}"]
                 xs = list(range(1, len(pts) + 1))
-                color = f"C{k % 10}"
-                ax.plot(xs, [100 * b if b is not None else float("nan") for _, b in pts], "-o", color=color,
-                        markersize=3, label=m)
-                ax.plot(xs, [100 * a if a is not None else float("nan") for a, _ in pts], ":", color=color)
+                where = "edit language" if view == "e2e" else "other languages"
+                ax.plot(xs, [100 * b if b is not None else float("nan") for _, b in pts], "-o", color=f"C{k}",
+                        markersize=3, label=f"{metric}, {where}: after all {n}")
+                ax.plot(xs, [100 * a if a is not None else float("nan") for a, _ in pts], ":", color=f"C{k}",
+                        label=f"{metric}, {where}: right after edit i")
+            ax.set_title(m, fontsize=9)
+            ax.set_ylim(-5, 105)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            where = "edit language" if view == "e2e" else "other languages"
-            ax.set(xlabel="edit i of the sequence", ylabel=f"{metric} of edit i (%)", ylim=(-5, 105),
-                   title=f"{metric}, {where} (edited in {source})")
-        axes[0].legend(fontsize=8, loc="lower left")
-        fig.suptitle(f"Retention after {n} sequential edits (solid: after all {n}; dotted: right after edit i)",
-                     fontsize=10)
+        for ax in axes[len(methods):]:
+            ax.set_visible(False)
+        for i, ax in enumerate(axes[:len(methods)]):
+            if i + ncols >= len(methods):  # the lowest panel of its column
+                ax.xaxis.set_tick_params(labelbottom=True)
+                ax.set_xlabel("edit i of the sequence")
+        for ax in grid[:, 0]:
+            ax.set_ylabel("score of edit i (%)")
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=8, frameon=False)
+        fig.suptitle(f"Retention after {n} sequential edits, edited in {source}", fontsize=10)
+        fig.tight_layout(rect=(0, 0.2 / nrows, 1, 1))
 
 
 def unedited_reference(d: ReportData, by_method: dict[str, list[dict[str, Any]]],
