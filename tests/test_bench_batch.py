@@ -168,3 +168,41 @@ def test_report_plots_scores_against_the_batch_size(batch_run, tmp_path):
     assert "(rep_files/batch_en.png)" in md
     png = (tmp_path / "rep_files" / "batch_en.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def test_report_findings_compare_memla_with_memit_per_fact(bench_env, tmp_path):
+    """The Findings' batch paragraph: MEMLA minus MEMIT on the same facts at each batch size, and MEMLA's
+    largest batch minus its batch of one, each a mean over facts computed here by hand from the rows."""
+    from memla_mkeb.report import write_report
+    from memla_mkeb.seq_sections import view_value
+
+    _host_hparams(bench_env)
+    dirs = {size: bench_env.root / f"batch{size}" for size in (1, 2)}
+    for size, run_dir in dirs.items():
+        summary = run_benchmark(compose(bench_env.overrides("data.limit=2", f"batch.size={size}",
+                                                            "methods=[unedited,memla,memit]", run_dir=run_dir)))
+        assert summary.errors == 0
+
+    def facts(size, method, metric):
+        out = {}
+        for row in read_batches(dirs[size]).values():
+            if row["method"] == method:
+                out.update({rid: view_value(sc, "en", metric, "others")
+                            for rid, sc in zip(row["record_ids"], row["scores"])})
+        return out
+
+    def mean_diff(a, b):  # as the report prints it: one decimal, signed, no -0.0
+        from memla_mkeb.stats import pct
+
+        return pct(sum(a[k] - b[k] for k in a) / len(a), signed=True)
+
+    md = write_report(list(dirs.values()), tmp_path / "rep.md", n_boot=20, plots=False).read_text(encoding="utf-8")
+    words = md.split("## Findings")[1].split("\n## ")[0]
+    (para,) = [p for p in words.split("\n\n") if p.startswith("**Batch editing, edited in en**")]
+    for size in (1, 2):
+        es = mean_diff(facts(size, "memla", "ES"), facts(size, "memit", "ES"))
+        assert f"Batch size {size}, `memla` minus `memit` in the other languages: ES {es} [" in para
+    ns = mean_diff(facts(2, "memla", "NS_cf"), facts(1, "memla", "NS_cf"))
+    assert "`memla` in batches of 2 minus one fact at a time, other languages: ES " in para
+    assert f"NS_cf {ns} [" in para.split("one fact at a time")[1]
+    assert "there are no single edits of `memla` (its batches are compared under \"Batch editing\")" in md

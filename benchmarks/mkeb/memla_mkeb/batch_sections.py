@@ -9,11 +9,12 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from .compare import baselines_of, join_words, paired_difference
 from .figures import save_figure
-from .markdown import csv_bytes, md_table, num, safe_name, secs
+from .markdown import csv_bytes, fmt_est, md_table, num, safe_name, secs
 from .report_data import ReportData, method_order
 from .seq_sections import view_value
-from .stats import pct
+from .stats import interval_side, pct
 
 Files = dict[str, bytes]
 #: (metric, view) columns: "e2e" the edit language, "others" the mean over the other languages
@@ -107,4 +108,55 @@ def batch_size(d: ReportData, files: Files) -> list[str]:
     return md
 
 
-__all__ = ["COLUMNS", "batch_means", "batch_size"]
+def fact_values(rows: Sequence[dict[str, Any]], metric: str, view: str) -> dict[str, float]:
+    """Per record id: ``metric`` of the fact on the model holding its batch (facts edited without error)."""
+    out: dict[str, float] = {}
+    for r in rows:
+        for rid, sc, st in zip(r["record_ids"], r["scores"], r["statuses"]):
+            value = view_value(sc, r["source"], metric, view) if st == "ok" else None
+            if value is not None:
+                out[str(rid)] = value
+    return out
+
+
+#: what an interval of "subject minus other" says
+SAYS = {1: "higher", -1: "lower", 0: "no clear difference", None: "no interval"}
+
+
+def findings_paragraphs(d: ReportData) -> list[str]:
+    """One Findings paragraph per edit language: each MEMLA method minus each batch-editing baseline on the
+    same facts at every batch size, and each MEMLA method at its largest batch against its batch size 1."""
+    out = []
+    for source, by_key in sorted(_groups(d).items()):
+        methods = method_order(sorted({m for m, _ in by_key}), d.kinds)
+        subjects = [m for m in methods if d.kinds.get(m) == "memla"]
+        others = baselines_of(methods, d.kinds)
+        sizes = sorted({n for _, n in by_key})
+        if not subjects:
+            continue
+        parts = [f"**Batch editing, edited in {source}** (batch sizes {join_words([str(n) for n in sizes])}; the "
+                 f"table under \"Batch editing\"; differences paired by fact, 95% bootstrap intervals)."]
+
+        def diff(a: tuple[str, int], b: tuple[str, int], metric: str, view: str) -> str:
+            e, ok = paired_difference(fact_values(by_key[a], metric, view), fact_values(by_key[b], metric, view),
+                                      label=f"batch|{source}|{a}|{b}|{metric}|{view}", seed=d.seed,
+                                      n_boot=d.n_boot)
+            return f"{metric} {fmt_est(e, signed=True)} ({SAYS[interval_side(e, ok)]}, {e.n} facts)"
+
+        for subject in subjects:
+            for size in sizes:
+                pairs = [o for o in others if (subject, size) in by_key and (o, size) in by_key]
+                for other in pairs:
+                    cells = [diff((subject, size), (other, size), m, v) for m, v in PLOTTED]
+                    parts.append(f"Batch size {size}, `{subject}` minus `{other}` in the other languages: "
+                                 f"{'; '.join(cells)}.")
+            own = [n for n in sizes if (subject, n) in by_key]
+            if len(own) > 1 and own[0] == 1:
+                cells = [diff((subject, own[-1]), (subject, 1), m, v) for m, v in PLOTTED]
+                parts.append(f"`{subject}` in batches of {own[-1]} minus one fact at a time, other languages: "
+                             f"{'; '.join(cells)}.")
+        out.append(" ".join(parts))
+    return out
+
+
+__all__ = ["COLUMNS", "batch_means", "batch_size", "fact_values", "findings_paragraphs"]

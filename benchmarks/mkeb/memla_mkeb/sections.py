@@ -16,7 +16,7 @@ from memla_plugin.mkeb.metric_registry import METRIC_REGISTRY
 from .ablations import variants_paragraph, variants_table
 from .compare import LOSS, TIE, WIN
 from .composite_sections import findings_paragraphs
-from . import seq_sections
+from . import batch_sections, seq_sections
 from .findings import NO_MEMLA, findings_section
 from .preset_sections import preset_findings
 from .markdown import csv_bytes, fmt_est, md_table, num
@@ -120,11 +120,14 @@ def findings(d: ReportData, files: Files) -> list[str]:
     """The Findings in words, from the same comparisons as the tables below them."""
     words = [variants_paragraph(s, d.variants[s], d.changes) for s in d.sources if d.variants[s]]
     words += preset_findings(d)
-    words += seq_sections.findings_paragraphs(d)
+    words += seq_sections.findings_paragraphs(d) + batch_sections.findings_paragraphs(d)
     contenders = {s: d.contenders(s) for s in d.sources}
-    sequenced = any(row["method"] == "memla" for row in d.c.sequences.values())
-    no_memla = (NO_MEMLA if not sequenced else
-                "there are no single edits of `memla` (its sequences are compared under \"Sequential retention\")")
+    elsewhere = [(what, title) for what, title, rows in (("sequences", "Sequential retention", d.c.sequences),
+                                                         ("batches", "Batch editing", d.c.batches))
+                 if any(row["method"] == "memla" for row in rows.values())]
+    no_memla = (NO_MEMLA if not elsewhere else "there are no single edits of `memla` (its "
+                + " and ".join(w for w, _ in elsewhere) + " are compared under "
+                + " and ".join(f'"{t}"' for _, t in elsewhere) + ")")
     return findings_section(d.sources, contenders, d.kinds, d.comparisons, d.ests, d.metrics, extra=words,
                             deltas=d.deltas, lead=findings_paragraphs(d), eligible=d.eligible, no_memla=no_memla)
 
