@@ -138,9 +138,9 @@ def findings_paragraphs(d: ReportData) -> list[str]:
                          for verdict in FORGETS.values() if verdict in said]
                 parts.append(f"`{subject}`, {metric} {where}: {'; '.join(words)}.")
         loc = [f"{m} {pct(_after(by_method[m], 'NS_cf', 'others'))}" for m in methods]
-        ref = unedited_reference(d, by_method, source)
+        ref, _ = unedited_rows(d, by_method, source)
         parts.append(f"NS_cf in the other languages after all {n}: {', '.join(loc)}"
-                     + (f" (unedited model on these records: {ref[RETENTION.index(('NS_cf', 'others')) + 3]})."
+                     + (f" (unedited model on these records: {pct(unedited_mean(ref, source, 'NS_cf', 'others'))})."
                         if ref else "."))
         out.append(" ".join(parts))
     return out
@@ -198,18 +198,28 @@ def _figure(path: Path, curves: dict[str, dict[str, list[tuple[Optional[float], 
         fig.tight_layout(rect=(0, 0.2 / nrows, 1, 1))
 
 
+def unedited_rows(d: ReportData, by_method: dict[str, list[dict[str, Any]]],
+                  source: str) -> tuple[list[dict[str, Any]], int]:
+    """The unedited model's rows on the records of these sequences, and how many records the sequences hold."""
+    ids = {str(rid) for rows in by_method.values() for r in rows for rid in r["record_ids"]}
+    ref = [r for r in d.rows if d.kinds.get(r["method"]) == "unedited" and str(r["source"]) == source
+           and str(r["record_id"]) in ids]
+    return ref, len(ids)
+
+
+def unedited_mean(rows: Sequence[dict[str, Any]], source: str, metric: str, view: str) -> Optional[float]:
+    return _mean([view_value(r.get("scores"), source, metric, view) for r in rows])
+
+
 def unedited_reference(d: ReportData, by_method: dict[str, list[dict[str, Any]]],
                        source: str) -> Optional[list[str]]:
     """A table row with the unedited model's scores on the records of these sequences (where "after N"
     would fall if every edit were undone), or None when the run dirs hold no unedited rows for them."""
-    ids = {str(rid) for rows in by_method.values() for r in rows for rid in r["record_ids"]}
-    ref = [r for r in d.rows if d.kinds.get(r["method"]) == "unedited" and str(r["source"]) == source
-           and str(r["record_id"]) in ids]
+    ref, n_ids = unedited_rows(d, by_method, source)
     if not ref:
         return None
-    cells = [f"{ref[0]['method']} (no edit; {len(ref)} of the {len(ids)} records)", "–", "–"]
-    cells += [pct(_mean([view_value(r.get("scores"), source, metric, view) for r in ref]))
-              for metric, view in RETENTION]
+    cells = [f"{ref[0]['method']} (no edit; {len(ref)} of the {n_ids} records)", "–", "–"]
+    cells += [pct(unedited_mean(ref, source, metric, view)) for metric, view in RETENTION]
     return cells + ["–"]
 
 
