@@ -38,14 +38,14 @@ step ablations 30; LANES=2 "$P" ablations 30
 # sittings run (run.threads=1): a thread count can change the order of a float sum, and with it the
 # checkpoint; the curve check shows whether it did.
 PY="${MEMLA_PYTHON:-${MEMLA_BIN:-.venv/bin}/python}"
+P2="${PROTOCOL2_DIR:-benchmarks/mkeb/results/protocol2}"
 prepare() {  # prepare LOCK METHODS
     OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 flock "/tmp/memla-prepare-$1.lock" "$PY" -m memla_plugin.easyedit.prepare \
-        --methods "$2" --hparams-dir "${PROTOCOL2_DIR:-benchmarks/mkeb/results/protocol2}/hparams"
+        --methods "$2" --hparams-dir "$P2/hparams"
 }
 # Once every MEND row of en (60) and zh_fr (30 x zh, fr) is in and mend_checkpoint.json names the checkpoint
 # they were made with, MEND is done: a later sitting on a machine whose cache lacks that checkpoint must not
 # train another one (its training does not repeat) and move the published rows aside, so it skips both.
-P2="${PROTOCOL2_DIR:-benchmarks/mkeb/results/protocol2}"
 mend_rows() { cat "$P2/$1"/results*.jsonl 2>/dev/null | grep -c '"method": "mend"' || true; }
 MEND_DONE=0
 if [ -f "$P2/mend_checkpoint.json" ] && [ "$(mend_rows en)" -ge 60 ] \
