@@ -1,4 +1,4 @@
-"""memla_mkeb.progress: finished rows per method, failed edits, sequences finished and under way."""
+"""memla_mkeb.progress: finished rows per method, failed edits, sequences and batches finished, sequences under way."""
 from __future__ import annotations
 
 import json
@@ -14,8 +14,13 @@ def test_progress_counts_rows_and_open_sequences(tmp_path, capsys):
             for i in ids]
     (run / "results.shard0of2.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:3]), encoding="utf-8")
     (run / "results.shard1of2.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[3:]), encoding="utf-8")
-    finished = {"key": "seq10|ike|en|1", "method": "ike", "source": "en", "steps": [], "final": {}}
+    finished = {"key": "seq10|ike|en|1", "method": "ike", "source": "en", "record_ids": ["1", "2", "3"],
+                "steps": [], "final": {}}
     (run / "sequences.jsonl").write_text(json.dumps(finished) + "\n", encoding="utf-8")
+    # batches are summed per method: two batches of memla (2 + 1 facts), one of memit
+    batches = [{"key": f"batch2|{m}|en|{ids[0]}", "method": m, "source": "en", "record_ids": ids}
+               for m, ids in (("memla", ["1", "2"]), ("memit", ["1", "2"]), ("memla", ["3"]))]
+    (run / "batches.shard1of2.jsonl").write_text("".join(json.dumps(b) + "\n" for b in batches), encoding="utf-8")
     state = run / ".sequence_state" / "seq10_rome_en_1"
     state.mkdir(parents=True)
     (state / "state.json").write_text(json.dumps({"identity": {"key": "seq10|rome|en|1"}, "steps": [{}] * 7,
@@ -24,7 +29,8 @@ def test_progress_counts_rows_and_open_sequences(tmp_path, capsys):
     lines = [line.split() for line in text.splitlines()]
     assert ["memla", "en", "3", "of", "30", "rows"] in lines
     assert ["rome", "en", "2", "of", "30", "rows", "(1", "failed)"] in lines
-    assert "  sequences finished: seq10|ike|en|1" in text.splitlines()
+    assert "  sequences finished: ike en 1 (3 edits)" in text.splitlines()
+    assert "  batches finished: memit en 1 (2 facts), memla en 2 (3 facts)" in text.splitlines()
     assert "  sequence under way: seq10|rome|en|1: 7 edits, 2 rescored at the end" in text.splitlines()
     assert main([str(tmp_path / "nowhere")]) == 2 and "not a directory" in capsys.readouterr().err
 

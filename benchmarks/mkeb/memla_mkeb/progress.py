@@ -1,9 +1,9 @@
 """``python -m memla_mkeb.progress RUN_DIR... [--expect N]``: how far long runs have got.
 
 For a series that takes many sittings: per run dir, method and edit language, the finished rows
-(failed edits among them) against the records expected, and the sequences and batches finished;
-a sequence still under way shows how many of its edits (then final rescorings) its saved state
-holds (:mod:`.seq_state`), i.e. where the next sitting goes on. With ``--expect``, what is left is
+(failed edits among them) against the records expected, and the sequences and batches finished per
+method with the records they hold; a sequence still under way shows how many of its edits (then final
+rescorings) its saved state holds (:mod:`.seq_state`), i.e. where the next sitting goes on. With ``--expect``, what is left is
 priced at the mean edit + evaluation seconds of each method's finished rows, so a long series can
 be planned in sittings. Reads files only; loads no model.
 """
@@ -14,7 +14,7 @@ import json
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Iterable, Mapping, Optional, Sequence
 
 from . import store
 from .seq_state import STATE_DIR
@@ -65,6 +65,19 @@ def open_sequences(run_dir: Path) -> list[tuple[str, int, int]]:
     return out
 
 
+def finished_groups(groups: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], tuple[int, int]]:
+    """(method, source) -> (sequences or batches finished, records they hold), sorted by method and source.
+
+    A run of 32 facts in batches of one has 32 batch rows per method: one line per method reads better
+    than 32 keys.
+    """
+    out: dict[tuple[str, str], tuple[int, int]] = {}
+    for row in groups:
+        n, facts = out.get((row["method"], row["source"]), (0, 0))
+        out[(row["method"], row["source"])] = (n + 1, facts + len(row.get("record_ids") or ()))
+    return dict(sorted(out.items()))
+
+
 def report(run_dirs: Sequence[Path], expect: Optional[int] = None) -> str:
     lines = []
     for rd in run_dirs:
@@ -90,10 +103,12 @@ def report(run_dirs: Sequence[Path], expect: Optional[int] = None) -> str:
         if left_total:
             lines.append(f"  left: ~{_duration(left_total)} of one-thread work at these rows' mean edit + evaluation "
                          "time (model loading between sittings not counted); divide by the lanes running it")
-        for label, pattern in (("sequences", store.SEQUENCES_GLOB), ("batches", store.BATCHES_GLOB)):
-            done_groups = store.done_sequences(rd, pattern)
+        for label, unit, pattern in (("sequences", "edits", store.SEQUENCES_GLOB),
+                                     ("batches", "facts", store.BATCHES_GLOB)):
+            done_groups = finished_groups(store.done_sequences(rd, pattern).values())
             if done_groups:
-                lines.append(f"  {label} finished: " + ", ".join(sorted(done_groups)))
+                lines.append(f"  {label} finished: " + ", ".join(
+                    f"{method} {source} {n} ({facts} {unit})" for (method, source), (n, facts) in done_groups.items()))
         for key, steps, final in open_sequences(rd):
             lines.append(f"  sequence under way: {key}: {steps} edits" + (f", {final} rescored at the end" if final else ""))
     return "\n".join(lines)
