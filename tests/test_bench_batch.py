@@ -150,11 +150,15 @@ def test_memit_batches_in_one_call_and_rome_one_by_one(bench_env, monkeypatch):
 def test_report_gains_the_batch_size_table(batch_run, tmp_path):
     from memla_mkeb.report import write_report
 
-    env, _, _ = batch_run
+    env, _, rows = batch_run
     md = write_report([env.run_dir], tmp_path / "rep.md", n_boot=20, plots=False).read_text(encoding="utf-8")
     assert "## Batch editing" in md
     table = [line for line in md.splitlines() if line.startswith("| memla | 2 |")]
     assert len(table) == 1 and "| 2 | 4/0/0 |" in table[0]
+    # the edit time per fact, and the share of it MEMLA spent attributing the facts (no cache held them)
+    edit = sum(r["edit_s"] for r in rows.values()) / 4
+    attribution = sum(r["edit_stats"]["attribution_s"] for r in rows.values()) / 4
+    assert 0 < attribution < edit and table[0].endswith(f"| {edit:.2f} | {attribution:.2f} | 2 |")
     csv = (tmp_path / "rep_files" / "batch.csv").read_text().splitlines()
     assert csv[0].startswith("method,batch_size,source,batches,facts_ok") and len(csv) == 2
     assert "Sequential retention" not in md

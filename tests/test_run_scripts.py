@@ -201,6 +201,15 @@ def test_series_queue_names_catalog_methods_and_splits_the_work(tmp_path):
         (ppl,) = [c for c in calls[lane] if "/ppl1" in c]
         assert "sequential.n" not in ppl and "perplexity.enabled=true" in ppl and "data.limit=10" in ppl
         assert f"shard.index={lane}" in ppl and set(_methods(ppl)) == seq10
+    # MEMLA attributes a single edit or a batch's facts on the unedited model: ppl1, the de/ru/ja sources and
+    # batch 32 read the published series' cache (batches 1 and 8, made before, attributed in their own dirs)
+    for lane in ("0", "1"):
+        for call in calls[lane]:
+            shared = f"run.neuron_dir={tmp_path}/neurons" in call
+            if "/ppl1" in call or "/de_ru_ja" in call or "batch.size=32" in call:
+                assert shared, call
+            elif "batch.size=" in call or "sequential.n=" in call:
+                assert not shared, call  # a sequence attributes on the model its earlier edits left
 
 
 def test_publish_writes_pages_with_this_checkouts_report_code(tmp_path):

@@ -35,7 +35,11 @@ def batch_means(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     means = {f"{m}/{v}": _mean([view_value(sc, src, m, v) for src, sc in ok]) for m, v in COLUMNS}
     edited = sum(counts[:2])
     per_fact = sum(r.get("edit_s") or 0.0 for r in rows) / edited if edited else None
+    attributed = [r["edit_stats"]["attribution_s"] for r in rows
+                  if isinstance((r.get("edit_stats") or {}).get("attribution_s"), (int, float))]
+    attribution = sum(attributed) / edited if edited and attributed else None
     return {"batches": len(rows), "counts": counts, "means": means, "edit_s_per_fact": per_fact,
+            "attribution_s_per_fact": attribution,
             "restore_checks": sum(bool(r["restore"].get("checked")) for r in rows)}
 
 
@@ -81,7 +85,9 @@ def batch_size(d: ReportData, files: Files) -> list[str]:
           "and every method EasyEdit's `batch_edit` accepts in one call with the list, ROME one fact after the other "
           "as a reference. Every fact is then scored on the model holding the whole batch, the weights are restored "
           "and checked bit for bit. Means over the facts edited without error, %; NS_cf is each record's "
-          "neighbourhood (locality); edit s/fact is the batch's edit time over its facts.\n"]
+          "neighbourhood (locality); edit s/fact is the batch's edit time over its facts. Of that, MEMLA spends "
+          "\"attribution s/fact\" finding each fact's neurons on the unedited model, which it skips for a fact "
+          "its neuron cache already holds (`run.neuron_dir`): compare batch sizes on the edit time without it.\n"]
     csv_rows: list[list[Any]] = []
     for source, by_key in sorted(groups.items()):
         order = {m: i for i, m in enumerate(method_order(sorted({m for m, _ in by_key}), d.kinds))}
@@ -91,20 +97,22 @@ def batch_size(d: ReportData, files: Files) -> list[str]:
             curves[method].append((size, s["means"]))
             table.append([method, str(size), str(s["batches"]), "/".join(map(str, s["counts"]))]
                          + [pct(s["means"][f"{m}/{v}"]) for m, v in COLUMNS]
-                         + [secs(s["edit_s_per_fact"]), str(s["restore_checks"])])
+                         + [secs(s["edit_s_per_fact"]), secs(s["attribution_s_per_fact"]),
+                            str(s["restore_checks"])])
             csv_rows.append([method, size, source, s["batches"], *s["counts"]]
-                            + [num(s["means"][f"{m}/{v}"]) for m, v in COLUMNS] + [num(s["edit_s_per_fact"])])
+                            + [num(s["means"][f"{m}/{v}"]) for m, v in COLUMNS]
+                            + [num(s["edit_s_per_fact"]), num(s["attribution_s_per_fact"])])
         md += [f"### Edited in {source}\n",
                md_table(["method", "batch size", "batches", "facts ok/failed/skipped"]
                         + [f"{m} {'edit lang' if v == 'e2e' else 'others'}" for m, v in COLUMNS]
-                        + ["edit s/fact", "restore checks passed"], table), ""]
+                        + ["edit s/fact", "attribution s/fact", "restore checks passed"], table), ""]
         if d.plots:
             link = save_figure(d, files, f"batch_{safe_name(source)}.png",
                                lambda out: _figure(out, dict(curves), source))
             md += [f"![ES and NS_cf in the other languages against the batch size, edited in {source}]({link})\n"]
     files[f"{d.files_dir}/batch.csv"] = csv_bytes(
         ["method", "batch_size", "source", "batches", "facts_ok", "facts_failed", "facts_skipped"]
-        + [f"{m}_{v}" for m, v in COLUMNS] + ["edit_s_per_fact"], csv_rows)
+        + [f"{m}_{v}" for m, v in COLUMNS] + ["edit_s_per_fact", "attribution_s_per_fact"], csv_rows)
     return md
 
 

@@ -24,14 +24,21 @@ case "${1:-}" in
              "$BIN/memla-mkeb" "${COMMON[@]}" data.limit=50 sequential.n=50 source_langs=[en] \
                  "methods=[$SEQ_METHODS]" perplexity.enabled=true "run_dir=$R/seq50" ${EXTRA:-} ;;
     ppl1)    # single edits of the first N (10) test records, the records of seq10's sequence, with the same
-             # perplexity texts: the downstream cost of one edit next to that of a sequence (one report)
+             # perplexity texts: the downstream cost of one edit next to that of a sequence (one report);
+             # MEMLA's attributions of these records are the published series' (its neuron cache), as in sources
              "$BIN/memla-mkeb" "${COMMON[@]}" data.limit="${N:-10}" source_langs=[en] \
-                 "methods=[$SEQ_METHODS]" perplexity.enabled=true "run_dir=$R/ppl1" ${EXTRA:-} ;;
+                 "methods=[$SEQ_METHODS]" perplexity.enabled=true "run_dir=$R/ppl1" \
+                 "run.neuron_dir=$P/neurons" ${EXTRA:-} ;;
     batch)   # the first 32 test records in batches of 1, 8 and 32: MEMLA's joint edit against MEMIT's batch
-             # edit (ROME, not batchable in EasyEdit, is left out: one by one it is a sequence, see seq10/seq50)
+             # edit (ROME, not batchable in EasyEdit, is left out: one by one it is a sequence, see seq10/seq50).
+             # A batch attributes each of its facts on the unedited model. Batches 1 and 8 did so in their own
+             # run dirs and found, for all 32 facts in en, zh and fr, exactly the neurons the published series
+             # had cached; batch 32 reads that cache (32 attributions are about 2.4 h of one thread), and
+             # its edit seconds per fact then hold no attribution.
              for B in 1 8 32; do
+                 NEURONS=(); if [ "$B" = 32 ]; then NEURONS=("run.neuron_dir=$P/neurons"); fi
                  "$BIN/memla-mkeb" "${COMMON[@]}" data.limit=32 batch.size=$B source_langs=[en] \
-                     "methods=[${ONLY:-unedited,memla,memit}]" "run_dir=$R/batch$B" ${EXTRA:-}
+                     "methods=[${ONLY:-unedited,memla,memit}]" "run_dir=$R/batch$B" "${NEURONS[@]}" ${EXTRA:-}
              done ;;
     sources) # single edits stated in de, ru and ja on the first 30 test records; the en/zh/fr attributions
              # are the published series' (same records, prompts and settings: its neuron cache)
