@@ -3,9 +3,9 @@
 For a series that takes many sittings: per run dir, method and edit language, the finished rows
 (failed edits among them) against the records expected, and the sequences and batches finished per
 method with the records they hold; a sequence still under way shows how many of its edits (then final
-rescorings) its saved state holds (:mod:`.seq_state`), i.e. where the next sitting goes on. With ``--expect``, what is left is
-priced at the mean edit + evaluation seconds of each method's finished rows, so a long series can
-be planned in sittings. Reads files only; loads no model.
+rescorings) its saved state holds (:mod:`.seq_state`), i.e. where the next sitting goes on. With
+``--expect``, what is left is priced at the mean edit + evaluation seconds of each method's finished
+rows, so a long series can be planned in sittings. Reads files only; loads no model.
 """
 from __future__ import annotations
 
