@@ -33,8 +33,8 @@ case "${1:-}" in
              # edit (ROME, not batchable in EasyEdit, is left out: one by one it is a sequence, see seq10/seq50).
              # A batch attributes each of its facts on the unedited model. Batches 1 and 8 did so in their own
              # run dirs and found, for all 32 facts in en, zh and fr, exactly the neurons the published series
-             # had cached; batch 32 reads that cache (32 attributions are about 2.4 h of one thread), and
-             # its edit seconds per fact then hold no attribution.
+             # had cached; batch 32 reads that cache (batch 1 spent 169 s a fact on them: 1.5 h of one
+             # thread), and its edit seconds per fact then hold no attribution.
              for B in 1 8 32; do
                  NEURONS=(); if [ "$B" = 32 ]; then NEURONS=("run.neuron_dir=$P/neurons"); fi
                  "$BIN/memla-mkeb" "${COMMON[@]}" data.limit=32 batch.size=$B source_langs=[en] \
