@@ -270,7 +270,8 @@ def test_series_on_a_new_machine_keeps_the_finished_mend_rows(tmp_path):
 def test_series_keeps_sequence_state_in_the_machine_cache(tmp_path):
     """A sequence's saved state must outlive a new checkout: series.sh links RUN_DIR/.sequence_state of the
     sequence runs to a folder of the machine's cache, which a .keep file keeps from being removed; a second
-    sitting leaves the link as it is; a dry run (MEMLA_PYTHON=echo) creates nothing."""
+    sitting leaves the link as it is; then it restores committed snapshots the cache lacks (seq_snapshot.py,
+    tested in test_seq_snapshot.py) before any sequence runs; a dry run (MEMLA_PYTHON=echo) creates nothing."""
     root = tmp_path / "checkout"
     for rel in ("protocol2/series.sh", "protocol2/run.sh", "issue31.sh", "lanes.sh"):
         (root / "benchmarks/mkeb/results" / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -300,3 +301,6 @@ def test_series_keeps_sequence_state_in_the_machine_cache(tmp_path):
             link = root / "benchmarks/mkeb/results" / run / ".sequence_state"
             assert link.is_symlink() and link.resolve() == (cache / "sequence_state" / run).resolve()
             assert (link / ".keep").is_file()
+            restore = f"benchmarks/mkeb/results/seq_snapshot.py restore benchmarks/mkeb/results/{run}"
+            assert restore in res.stdout
+            assert res.stdout.index(restore) < res.stdout.index("sequential.n=")

@@ -67,12 +67,15 @@ fi
 # A sequence saves its state after every edit (RUN_DIR/.sequence_state, not a result) so that the next sitting
 # goes on from there; 50 ROME edits take about ten hours. A new checkout of the repository would lose it, so the
 # state lives in the machine's cache beside the statistics, through a link (the .keep file stops the harness
-# from removing the linked folder when its last sequence ends).
+# from removing the linked folder when its last sequence ends). A new machine loses the cache too: at the end
+# of a session `seq_snapshot.py save` writes unfinished states to RUN_DIR/state_snapshot (committed), and
+# here `restore` puts back any the cache lacks or holds at an earlier edit (one lane at a time).
 keep_state() {
     local run_dir="benchmarks/mkeb/results/$1" cache="${MEMLA_CACHE:-$HOME/.cache/memla-plugin}/sequence_state/$1"
     if [ "$PY" = echo ]; then echo "keep_state $run_dir -> $cache"; return; fi  # a dry run changes nothing
     mkdir -p "$run_dir" "$cache" && touch "$cache/.keep"
     [ -e "$run_dir/.sequence_state" ] || ln -sfn "$cache" "$run_dir/.sequence_state"
+    flock /tmp/memla-seq-snapshot.lock "$PY" benchmarks/mkeb/results/seq_snapshot.py restore "$run_dir"
 }
 keep_state seq10; keep_state seq50
 # one sequence of 10 (the first 10 test records); a second method subset writes under its own file tag
