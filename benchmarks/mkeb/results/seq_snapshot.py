@@ -225,15 +225,20 @@ def _mib(path: Path) -> float:
     return sum(p.stat().st_size for p in path.iterdir()) / 2**20
 
 
+def _snapshots(run_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """The run dir's snapshots (folder, manifest)."""
+    return [(p.parent, json.loads(p.read_text(encoding="utf-8")))
+            for p in sorted((run_dir / SNAPSHOT_DIR).glob("*/manifest.json"))]
+
+
 def save(run_dir: Path, model_dir: Optional[Path] = None) -> list[str]:
     """Snapshot every unfinished live state of ``run_dir``; drop the snapshots of finished sequences."""
     live_root, snap_root = run_dir / STATE_DIR, run_dir / SNAPSHOT_DIR
     finished = _finished_keys(run_dir)
     said = []
-    for snap in sorted(snap_root.glob("*/manifest.json")):
-        manifest = json.loads(snap.read_text(encoding="utf-8"))
+    for snap_dir, manifest in _snapshots(run_dir):
         if manifest["key"] in finished:
-            shutil.rmtree(snap.parent)
+            shutil.rmtree(snap_dir)
             said.append(f"{manifest['key']}: its row is written, snapshot removed")
     for state_dir in sorted(p for p in live_root.glob("*") if p.is_dir()) if live_root.is_dir() else []:
         state = _read_state(state_dir)
@@ -264,20 +269,19 @@ def save(run_dir: Path, model_dir: Optional[Path] = None) -> list[str]:
 
 def restore(run_dir: Path, model_dir: Optional[Path] = None) -> list[str]:
     """Put back every snapshot of an unfinished sequence whose live state is missing or behind it."""
-    live_root, snap_root = run_dir / STATE_DIR, run_dir / SNAPSHOT_DIR
+    live_root = run_dir / STATE_DIR
     finished = _finished_keys(run_dir)
     said = []
-    for snap in sorted(snap_root.glob("*/manifest.json")):
-        manifest = json.loads(snap.read_text(encoding="utf-8"))
+    for snap_dir, manifest in _snapshots(run_dir):
         key = manifest["key"]
         if key in finished:
             continue
-        live = _read_state(live_root / snap.parent.name)
+        live = _read_state(live_root / snap_dir.name)
         if live is not None and _progress(live) >= manifest["progress"]:
             said.append(f"{key}: the live state got as far ({_progress(live)}): left as it is")
             continue
         live_root.mkdir(parents=True, exist_ok=True)
-        restore_one(snap.parent, live_root / snap.parent.name, model_dir or default_model())
+        restore_one(snap_dir, live_root / snap_dir.name, model_dir or default_model())
         said.append(f"{key}: restored at {manifest['edits']} edits, weights checked bit for bit")
     return said
 
