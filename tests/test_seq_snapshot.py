@@ -81,7 +81,7 @@ def test_a_lost_state_comes_back_bit_for_bit(snap, tmp_path):
     assert ranks == {"layers.0.down.weight": 3, "layers.1.down.weight": 0, "layers.1.down.bias": 0,
                      "layers.2.half": 0}
     live.clear()  # the machine lost its cache
-    assert snap.restore(run_dir, model_dir) == [f"{KEY}: restored at 3 edits, weights checked bit for bit"]
+    assert snap.restore(run_dir, model_dir) == [f"{KEY}: restored with 3 edits done, weights checked bit for bit"]
     assert (live.dir / "state.json").read_bytes() == state_json
     again = SequenceState(run_dir, KEY, IDENTITY)  # the harness accepts it, with every parameter's bits
     loaded = again.load()
@@ -101,7 +101,7 @@ def test_never_goes_back_to_an_earlier_edit(snap, tmp_path):
     assert snap.save(run_dir, model_dir)[0].startswith(f"{KEY}: 4 edits, ")
     _save_state(run_dir, 1, _edited(base, 1))  # a live state behind the snapshot: kept apart, then restored
     assert "is further than the live state" in snap.save(run_dir, model_dir)[0]
-    assert snap.restore(run_dir, model_dir) == [f"{KEY}: restored at 4 edits, weights checked bit for bit"]
+    assert snap.restore(run_dir, model_dir) == [f"{KEY}: restored with 4 edits done, weights checked bit for bit"]
     state = SequenceState(run_dir, KEY, IDENTITY)
     assert len(state.load()["steps"]) == 4 and _bits(state.weights()) == _bits(further)
 
@@ -139,3 +139,18 @@ def test_decoding_is_exact_for_awkward_bits(snap):
     value = np.array([[-1.0, 0.0, -1e-40, 1.0e-30], [-2.5, 5.0, 7.0000005, 1e-3]], dtype=np.float32)
     stored = snap.encode(base, value)
     assert snap.decode(base, stored).tobytes() == value.tobytes()
+
+
+def test_a_state_without_weights_comes_back(snap, tmp_path):
+    """IKE's sequence changes no parameter: its state is the editor's own (the facts it keeps in context)."""
+    model_dir, _ = _model(tmp_path)
+    run_dir = tmp_path / "seq50"
+    live = SequenceState(run_dir, KEY, IDENTITY)
+    live.save({"steps": [{"position": 0}], "final": {"scores": []}, "editor": {"facts": ["a", "b"]}})
+    state_json = (live.dir / "state.json").read_bytes()
+    assert snap.save(run_dir, model_dir)[0].endswith("(no weights)")
+    live.clear()
+    assert snap.restore(run_dir, model_dir)[0].startswith(f"{KEY}: restored with 1 edits done")
+    again = SequenceState(run_dir, KEY, IDENTITY)
+    assert (again.dir / "state.json").read_bytes() == state_json
+    assert again.load()["editor"] == {"facts": ["a", "b"]} and again.weights() == {}

@@ -282,7 +282,7 @@ def restore(run_dir: Path, model_dir: Optional[Path] = None) -> list[str]:
             continue
         live_root.mkdir(parents=True, exist_ok=True)
         restore_one(snap_dir, live_root / snap_dir.name, model_dir or default_model())
-        said.append(f"{key}: restored at {manifest['edits']} edits, weights checked bit for bit")
+        said.append(f"{key}: restored with {manifest['edits']} edits done, weights checked bit for bit")
     return said
 
 
