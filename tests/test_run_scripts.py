@@ -304,3 +304,10 @@ def test_series_keeps_sequence_state_in_the_machine_cache(tmp_path):
             restore = f"benchmarks/mkeb/results/seq_snapshot.py restore benchmarks/mkeb/results/{run}"
             assert restore in res.stdout
             assert res.stdout.index(restore) < res.stdout.index("sequential.n=")
+    # a snapshot that cannot be put back does not stop the lane: its sequences start again, as without one
+    failing = fake / "python_restore_fails"
+    failing.write_text('#!/usr/bin/env bash\n[[ "$1" == *seq_snapshot.py ]] && exit 1\necho "$@"\n', encoding="utf-8")
+    failing.chmod(0o755)
+    res = _dry(script, LANE="0", MEMLA_PYTHON=str(failing), **env)
+    assert res.returncode == 0, res.stderr
+    assert "no snapshot of seq50 restored" in res.stdout and "series lane 0: done" in res.stdout

@@ -75,7 +75,8 @@ keep_state() {
     if [ "$PY" = echo ]; then echo "keep_state $run_dir -> $cache"; return; fi  # a dry run changes nothing
     mkdir -p "$run_dir" "$cache" && touch "$cache/.keep"
     [ -e "$run_dir/.sequence_state" ] || ln -sfn "$cache" "$run_dir/.sequence_state"
-    flock /tmp/memla-seq-snapshot.lock "$PY" benchmarks/mkeb/results/seq_snapshot.py restore "$run_dir"
+    flock /tmp/memla-seq-snapshot.lock "$PY" benchmarks/mkeb/results/seq_snapshot.py restore "$run_dir" \
+        || step "no snapshot of $1 restored (see above); its unfinished sequences start from their first edit"
 }
 keep_state seq10; keep_state seq50
 # one sequence of 10 (the first 10 test records); a second method subset writes under its own file tag
