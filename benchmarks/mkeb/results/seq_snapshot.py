@@ -6,7 +6,7 @@ thread, several sessions; a new machine starts with an empty cache, and the sequ
 again from its first edit. This script writes a compact copy of every unfinished state next to the
 rows, to be committed at the end of a session, and puts it back before the lanes start:
 
-    python benchmarks/mkeb/results/seq_snapshot.py save RUN_DIR       # end of a session, then commit
+    python benchmarks/mkeb/results/seq_snapshot.py save RUN_DIR       # lanes stopped, then commit
     python benchmarks/mkeb/results/seq_snapshot.py restore RUN_DIR    # series.sh, before the sequences
 
 A state is ``state.json`` plus the current value of every parameter the edits changed. The snapshot
