@@ -180,7 +180,8 @@ def test_series_queue_names_catalog_methods_and_splits_the_work(tmp_path):
         first_mend = next(i for i, c in enumerate(single) if "mend" in _methods(c))
         assert all(_methods(c) == ["mend"] for c in single[first_mend:])
         assert not any("mend" in _methods(c) for c in single[:first_mend])
-        full = _methods(_calls(_dry(RESULTS / "protocol2" / "run.sh", "en", "1", PROTOCOL2_DIR=str(tmp_path)).stdout)[0])
+        en1 = _dry(RESULTS / "protocol2" / "run.sh", "en", "1", PROTOCOL2_DIR=str(tmp_path))
+        full = _methods(_calls(en1.stdout)[0])
         assert _methods(single[0]) == [m for m in full if m != "mend"] and "mend" in full  # WITHOUT keeps the order
         last = {d: max(int(re.search(r"data.limit=(\d+)", c).group(1)) for c in single[first_mend:] if f"/{d} " in c)
                 for d in ("en", "zh_fr")}
