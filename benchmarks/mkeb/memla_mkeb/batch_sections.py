@@ -19,8 +19,8 @@ from .stats import interval_side, pct
 Files = dict[str, bytes]
 #: (metric, view) columns: "e2e" the edit language, "others" the mean over the other languages
 COLUMNS = (("ES", "e2e"), ("ES", "others"), ("PS", "e2e"), ("PS", "others"), ("NS_cf", "e2e"), ("NS_cf", "others"))
-#: (metric, view) panels of the batch-size plot: cross-lingual success and locality
-PLOTTED = (("ES", "others"), ("NS_cf", "others"))
+#: (metric, view) panels of the batch-size plot: success in the edit language and across, and locality
+PLOTTED = (("ES", "e2e"), ("ES", "others"), ("NS_cf", "others"))
 
 
 def _mean(values: Sequence[Optional[float]]) -> Optional[float]:
@@ -53,13 +53,14 @@ def _groups(d: ReportData) -> dict[str, dict[tuple[str, int], list[dict[str, Any
 
 
 def _figure(path: Path, curves: dict[str, list[tuple[int, dict[str, Optional[float]]]]], source: str) -> None:
-    """Mean ES and NS_cf in the other languages against the batch size, one line per method."""
+    """Mean ES (edit language, other languages) and NS_cf (other languages) against the batch size, one line
+    per method."""
     from .plots import _figure as checked_figure
 
     methods = list(curves)
     sizes = sorted({size for pts in curves.values() for size, _ in pts})
-    with checked_figure(path, (10.0, 4.2), methods, ncols=2) as (fig, grid):
-        axes = grid[0]  # one row of two panels
+    with checked_figure(path, (13.2, 4.6), methods, ncols=len(PLOTTED)) as (fig, grid):
+        axes = grid[0]  # one row of panels
         for ax, (metric, view) in zip(axes, PLOTTED):
             for k, m in enumerate(methods):
                 pts = [(size, means[f"{metric}/{view}"]) for size, means in curves[m]]
@@ -68,8 +69,9 @@ def _figure(path: Path, curves: dict[str, list[tuple[int, dict[str, Optional[flo
             ax.set_xscale("log", base=2)
             ax.set_xticks(sizes, [str(x) for x in sizes])
             ax.minorticks_off()
-            ax.set(xlabel="facts edited at once (batch size)", ylabel=f"{metric}, other languages (%)",
-                   ylim=(-5, 105), title=f"{metric}, other languages (edited in {source})")
+            where = f"edit language {source}" if view == "e2e" else "other languages"
+            ax.set(xlabel="facts edited at once (batch size)", ylabel=f"{metric}, {where} (%)",
+                   ylim=(-5, 105), title=f"{metric}, {where}" + ("" if view == "e2e" else f" (edited in {source})"))
         axes[0].legend(fontsize=8, loc="lower left")
         fig.suptitle("Batch editing: each fact scored on the model holding its whole batch", fontsize=10)
 
@@ -109,7 +111,8 @@ def batch_size(d: ReportData, files: Files) -> list[str]:
         if d.plots:
             link = save_figure(d, files, f"batch_{safe_name(source)}.png",
                                lambda out: _figure(out, dict(curves), source))
-            md += [f"![ES and NS_cf in the other languages against the batch size, edited in {source}]({link})\n"]
+            md += [f"![ES in the edit language and the others, NS_cf in the others, against the batch size, "
+                   f"edited in {source}]({link})\n"]
     files[f"{d.files_dir}/batch.csv"] = csv_bytes(
         ["method", "batch_size", "source", "batches", "facts_ok", "facts_failed", "facts_skipped"]
         + [f"{m}_{v}" for m, v in COLUMNS] + ["edit_s_per_fact", "attribution_s_per_fact"], csv_rows)
