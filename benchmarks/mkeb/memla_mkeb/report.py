@@ -37,6 +37,7 @@ from . import gen_sections
 from . import seq_sections
 from . import batch_sections
 from . import composite_sections
+from . import source_sections
 from . import preset_sections
 from .collect import Collected, ReportError, collect
 from .invocation import DEFAULT_BOOT, DEFAULT_SEED, Invocation, parse_args
@@ -57,6 +58,7 @@ SECTIONS: tuple[Callable[[ReportData, dict[str, bytes]], list[str]], ...] = (
     format_sections.prompt_formats,
     sections.unsupported_metrics,
     sections.edit_languages,
+    source_sections.edit_languages_compared,
     gen_sections.generation,
     seq_sections.retention,
     batch_sections.batch_size,

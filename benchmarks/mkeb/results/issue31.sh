@@ -46,11 +46,15 @@ case "${1:-}" in
                  "methods=[${ONLY:-unedited,memla,memla_refined,rome}]" "run_dir=$R/de_ru_ja" \
                  "run.neuron_dir=$P/neurons" ${EXTRA:-} ;;
     report)  # three reports: the sequential runs and the single edits with perplexity share their settings
-             # (their unedited rows coincide), the batch sizes one table, the de/ru/ja run a plain single-edit run
+             # (their unedited rows coincide), the batch sizes one table, the de/ru/ja run beside the published
+             # series' en rows of the same 30 records (same hparams and prompts), so that its "Edit languages
+             # compared" section sets each method's edits from de, ru and ja against its edits from en
              dirs=(); for d in seq10 seq50 ppl1; do [ -d "$R/$d" ] && dirs+=("$R/$d"); done
              if [ ${#dirs[@]} -gt 0 ]; then "$BIN/memla-mkeb-report" "${dirs[@]}" --out "$R/sequential_report.md"; fi
              dirs=(); for B in 1 8 32; do [ -d "$R/batch$B" ] && dirs+=("$R/batch$B"); done
              if [ ${#dirs[@]} -gt 0 ]; then "$BIN/memla-mkeb-report" "${dirs[@]}" --out "$R/batch_report.md"; fi
-             if [ -d "$R/de_ru_ja" ]; then "$BIN/memla-mkeb-report" "$R/de_ru_ja" --out "$R/de_ru_ja/report.md"; fi ;;
+             if [ -d "$R/de_ru_ja" ]; then
+                 "$BIN/memla-mkeb-report" "$P/en" "$R/de_ru_ja" --first 30 --out "$R/de_ru_ja/report.md"
+             fi ;;
     *) echo "usage: $0 seq10|seq50|ppl1|batch|sources|report" >&2; exit 2 ;;
 esac
