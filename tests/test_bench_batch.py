@@ -187,11 +187,11 @@ def test_report_findings_compare_memla_with_memit_per_fact(bench_env, tmp_path):
                                                             "methods=[unedited,memla,memit]", run_dir=run_dir)))
         assert summary.errors == 0
 
-    def facts(size, method, metric):
+    def facts(size, method, metric, view="others"):
         out = {}
         for row in read_batches(dirs[size]).values():
             if row["method"] == method:
-                out.update({rid: view_value(sc, "en", metric, "others")
+                out.update({rid: view_value(sc, "en", metric, view)
                             for rid, sc in zip(row["record_ids"], row["scores"])})
         return out
 
@@ -204,9 +204,13 @@ def test_report_findings_compare_memla_with_memit_per_fact(bench_env, tmp_path):
     words = md.split("## Findings")[1].split("\n## ")[0]
     (para,) = [p for p in words.split("\n\n") if p.startswith("**Batch editing, edited in en**")]
     for size in (1, 2):
+        home = mean_diff(facts(size, "memla", "ES", "e2e"), facts(size, "memit", "ES", "e2e"))
         es = mean_diff(facts(size, "memla", "ES"), facts(size, "memit", "ES"))
-        assert f"Batch size {size}, `memla` minus `memit` in the other languages: ES {es} [" in para
+        sentence = para.split(f"Batch size {size}, `memla` minus `memit`: ")[1].split("Batch size")[0]
+        assert sentence.startswith(f"in the edit language ES {home} [")
+        assert f"; in the other languages: ES {es} [" in sentence
     ns = mean_diff(facts(2, "memla", "NS_cf"), facts(1, "memla", "NS_cf"))
-    assert "`memla` in batches of 2 minus one fact at a time, other languages: ES " in para
+    home = mean_diff(facts(2, "memla", "ES", "e2e"), facts(1, "memla", "ES", "e2e"))
+    assert f"`memla` in batches of 2 minus one fact at a time: in the edit language ES {home} [" in para
     assert f"NS_cf {ns} [" in para.split("one fact at a time")[1]
     assert "there are no single edits of `memla` (its batches are compared under \"Batch editing\")" in md

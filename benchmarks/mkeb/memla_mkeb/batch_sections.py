@@ -154,18 +154,21 @@ def findings_paragraphs(d: ReportData) -> list[str]:
                                       n_boot=d.n_boot)
             return f"{metric} {fmt_est(e, signed=True)} ({SAYS[interval_side(e, ok)]}, {e.n} facts)"
 
+        def cells(a: tuple[str, int], b: tuple[str, int]) -> str:
+            home = "; ".join(diff(a, b, m, v) for m, v in PLOTTED if v == "e2e")
+            away = "; ".join(diff(a, b, m, v) for m, v in PLOTTED if v == "others")
+            return f"in the edit language {home}; in the other languages: {away}"
+
         for subject in subjects:
             for size in sizes:
                 pairs = [o for o in others if (subject, size) in by_key and (o, size) in by_key]
                 for other in pairs:
-                    cells = [diff((subject, size), (other, size), m, v) for m, v in PLOTTED]
-                    parts.append(f"Batch size {size}, `{subject}` minus `{other}` in the other languages: "
-                                 f"{'; '.join(cells)}.")
+                    parts.append(f"Batch size {size}, `{subject}` minus `{other}`: "
+                                 f"{cells((subject, size), (other, size))}.")
             own = [n for n in sizes if (subject, n) in by_key]
             if len(own) > 1 and own[0] == 1:
-                cells = [diff((subject, own[-1]), (subject, 1), m, v) for m, v in PLOTTED]
-                parts.append(f"`{subject}` in batches of {own[-1]} minus one fact at a time, other languages: "
-                             f"{'; '.join(cells)}.")
+                parts.append(f"`{subject}` in batches of {own[-1]} minus one fact at a time: "
+                             f"{cells((subject, own[-1]), (subject, 1))}.")
         out.append(" ".join(parts))
     return out
 
