@@ -4,7 +4,7 @@ Synthetic rows (evaluated in en, de, fr, ja) built so every figure is known: MEM
 reach the untouched languages (fr, ja: ES 1) and those stated in de do not (ES 0), so de minus en is -100
 with a zero-width interval; both score 1 in their own language, where the per-language "others" view would
 have mixed in each other's home language. A failed de edit takes its record out of both edit languages;
-ROME, edited from en only, and the unedited model get no rows.
+ROME, edited from en only, and the unedited model get no rows. The Findings say the same in words.
 """
 from __future__ import annotations
 
@@ -63,6 +63,9 @@ def test_same_facts_from_two_edit_languages(tmp_path):
         "| memla | de | 5 | 100.0 [100.0, 100.0] | 0.0 [0.0, 0.0] | 0.0 [0.0, 0.0] | 75.0 [75.0, 75.0] "
         "| +0.0 [+0.0, +0.0] | -100.0 [-100.0, -100.0] | -100.0 [-100.0, -100.0] | +50.0 [+50.0, +50.0] |"]
     assert "| rome |" not in section and "| unedited |" not in section
+    findings = md.split("## Findings", 1)[1].split("\n## ", 1)[0]
+    assert ("`memla` (5 records), edited in de minus en: ES -100.0 [-100.0, -100.0] (lower), "
+            "NS_cf +50.0 [+50.0, +50.0] (higher).") in findings
     with open(tmp_path / "rep_files" / "edit_languages.csv", newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     de_es = next(r for r in rows if r["source"] == "de" and r["metric"] == "ES" and r["view"] == "untouched")

@@ -14,7 +14,7 @@ from .figures import save_figure
 from .markdown import csv_bytes, fmt_est, md_table, num, safe_name, secs
 from .report_data import ReportData, method_order
 from .seq_sections import view_value
-from .stats import interval_side, pct
+from .stats import SAYS, interval_side, pct
 
 Files = dict[str, bytes]
 #: (metric, view) columns: "e2e" the edit language, "others" the mean over the other languages
@@ -128,10 +128,6 @@ def fact_values(rows: Sequence[dict[str, Any]], metric: str, view: str) -> dict[
             if value is not None:
                 out[str(rid)] = value
     return out
-
-
-#: what an interval of "subject minus other" says
-SAYS = {1: "higher", -1: "lower", 0: "no clear difference", None: "no interval"}
 
 
 def findings_paragraphs(d: ReportData) -> list[str]:

@@ -16,7 +16,7 @@ from memla_plugin.mkeb.metric_registry import METRIC_REGISTRY
 from .ablations import variants_paragraph, variants_table
 from .compare import LOSS, TIE, WIN
 from .composite_sections import findings_paragraphs
-from . import batch_sections, seq_sections
+from . import batch_sections, seq_sections, source_sections
 from .findings import NO_MEMLA, findings_section
 from .preset_sections import preset_findings
 from .markdown import csv_bytes, fmt_est, md_table, num
@@ -121,6 +121,7 @@ def findings(d: ReportData, files: Files) -> list[str]:
     words = [variants_paragraph(s, d.variants[s], d.changes) for s in d.sources if d.variants[s]]
     words += preset_findings(d)
     words += seq_sections.findings_paragraphs(d) + batch_sections.findings_paragraphs(d)
+    words += source_sections.findings_paragraphs(d)
     contenders = {s: d.contenders(s) for s in d.sources}
     elsewhere = [(what, title) for what, title, rows in (("sequences", "Sequential retention", d.c.sequences),
                                                          ("batches", "Batch editing", d.c.batches))

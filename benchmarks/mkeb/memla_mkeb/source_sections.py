@@ -15,7 +15,7 @@ from typing import Any, Optional, Sequence
 from .compare import paired_difference
 from .markdown import csv_bytes, fmt_est, md_table, num
 from .report_data import ReportData
-from .stats import Estimate, bootstrap, counts_in_means
+from .stats import SAYS, Estimate, bootstrap, counts_in_means, interval_side
 
 Files = dict[str, bytes]
 #: (metric, view) columns: "home" the edit language itself, "untouched" the languages no edit was stated in
@@ -122,4 +122,34 @@ def edit_languages_compared(d: ReportData, files: Files) -> list[str]:
     return md
 
 
-__all__ = ["COLUMNS", "SourceComparison", "edit_languages_compared", "source_comparisons"]
+#: the (metric, view) pairs the Findings read: transfer and locality where no edit was stated
+FINDINGS = (("ES", "untouched"), ("NS_cf", "untouched"))
+
+
+def findings_paragraphs(d: ReportData) -> list[str]:
+    """One Findings paragraph for the MEMLA methods edited from several languages: each edit language minus
+    the reference on ES and NS_cf in the untouched languages (the baselines are in the section's table)."""
+    comps = [c for c in source_comparisons(d) if d.kinds.get(c.method) == "memla"]
+    if not comps:
+        return []
+    parts = ["**Edit languages compared** (a method against itself on the records all its edit languages have, "
+             "in the languages none of them is; the table under \"Edit languages compared\"; paired by record, "
+             "95% bootstrap intervals)."]
+    for c in comps:
+        clauses = []
+        for s in c.sources:
+            if s == c.reference:
+                continue
+            cells = []
+            for metric, view in FINDINGS:
+                diff = c.diffs.get((s, metric, view))
+                if diff is not None:
+                    cells.append(f"{metric} {fmt_est(diff[0], signed=True)} ({SAYS[interval_side(*diff)]})")
+            if cells:
+                clauses.append(f"edited in {s} minus {c.reference}: {', '.join(cells)}")
+        if clauses:
+            parts.append(f"`{c.method}` ({c.records} records), {'; '.join(clauses)}.")
+    return [" ".join(parts)] if len(parts) > 1 else []
+
+
+__all__ = ["COLUMNS", "SourceComparison", "edit_languages_compared", "findings_paragraphs", "source_comparisons"]

@@ -71,6 +71,10 @@ def interval_side(e: Estimate, has_interval: bool) -> Optional[int]:
     return 1 if e.lo > 0 else -1 if e.hi < 0 else 0
 
 
+#: what an interval of "subject minus other" says, by :func:`interval_side`
+SAYS = {1: "higher", -1: "lower", 0: "no clear difference", None: "no interval"}
+
+
 def paired(a: Mapping[str, float], b: Mapping[str, float]) -> list[float]:
     """Differences a - b on the records both have a value for, in record order."""
     return [a[k] - b[k] for k in sorted(set(a) & set(b), key=_id_order)]
@@ -123,6 +127,7 @@ __all__ = [
     "EASYEDIT_METRICS",
     "Estimate",
     "MKEB_METRICS",
+    "SAYS",
     "VIEWS",
     "VIEW_LABEL",
     "bootstrap",
