@@ -39,12 +39,12 @@ def _values(rows: Sequence[dict[str, Any]], source: str, metric: str, view: str,
             keep: set[str]) -> dict[str, float]:
     """{record id: value} over the successful rows of ``keep``: the edit language's score, or the mean over
     the untouched languages."""
+    langs = [source] if view == "home" else untouched
     out: dict[str, float] = {}
     for row in rows:
         rid = str(row["record_id"])
         if rid not in keep or not counts_in_means(row):
             continue
-        langs = [source] if view == "home" else untouched
         vals = [float(v) for v in ((row["scores"].get(t) or {}).get(metric) for t in langs) if v is not None]
         if vals:
             out[rid] = sum(vals) / len(vals)

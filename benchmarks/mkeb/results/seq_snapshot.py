@@ -31,8 +31,9 @@ import lzma
 import os
 import shutil
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import numpy as np
 
@@ -146,6 +147,17 @@ def _read_state(state_dir: Path) -> Optional[dict[str, Any]]:
     return state if isinstance(state, dict) else None
 
 
+@contextmanager
+def _replacing(final: Path) -> Iterator[Path]:
+    """A fresh folder beside ``final`` to write into; it becomes ``final`` (replaced whole) once written."""
+    tmp = final.with_name(final.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    yield tmp
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+
+
 def _base_tensors(model_dir: Path, names: list[str]) -> dict[str, np.ndarray]:
     from safetensors import safe_open
 
@@ -177,16 +189,12 @@ def snapshot_one(state_dir: Path, out_dir: Path, model_dir: Path) -> dict[str, A
     manifest = {"key": state.get("identity", {}).get("key"), "progress": _progress(state),
                 "edits": len(state.get("steps") or []), "weights_file": state.get("weights"),
                 "model": model_dir.name, "tensors": tensors}
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    (tmp / "state.json.xz").write_bytes(lzma.compress(raw_state, preset=6))
     buf = io.BytesIO()
     np.savez(buf, **arrays)
-    (tmp / "weights.npz").write_bytes(buf.getvalue())
-    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
-    shutil.rmtree(out_dir, ignore_errors=True)
-    os.replace(tmp, out_dir)
+    with _replacing(out_dir) as tmp:
+        (tmp / "state.json.xz").write_bytes(lzma.compress(raw_state, preset=6))
+        (tmp / "weights.npz").write_bytes(buf.getvalue())
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
     return manifest
 
 
@@ -208,14 +216,10 @@ def restore_one(snap_dir: Path, state_dir: Path, model_dir: Path) -> dict[str, A
             if _sha(value) != t["sha256"]:
                 raise SnapshotError(f"{snap_dir.name}: {t['name']} decodes to other bits than were saved")
             values[t["name"]] = value
-    tmp = state_dir.with_name(state_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    if manifest["weights_file"]:
-        save_file(values, str(tmp / manifest["weights_file"]))
-    (tmp / "state.json").write_bytes(raw_state)
-    shutil.rmtree(state_dir, ignore_errors=True)
-    os.replace(tmp, state_dir)
+    with _replacing(state_dir) as tmp:
+        if manifest["weights_file"]:
+            save_file(values, str(tmp / manifest["weights_file"]))
+        (tmp / "state.json").write_bytes(raw_state)
     return manifest
 
 
@@ -236,10 +240,13 @@ def save(run_dir: Path, model_dir: Optional[Path] = None) -> list[str]:
     live_root, snap_root = run_dir / STATE_DIR, run_dir / SNAPSHOT_DIR
     finished = _finished_keys(run_dir)
     said = []
+    kept: dict[str, dict[str, Any]] = {}  # snapshot folder name -> manifest
     for snap_dir, manifest in _snapshots(run_dir):
         if manifest["key"] in finished:
             shutil.rmtree(snap_dir)
             said.append(f"{manifest['key']}: its row is written, snapshot removed")
+        else:
+            kept[snap_dir.name] = manifest
     for state_dir in sorted(p for p in live_root.glob("*") if p.is_dir()) if live_root.is_dir() else []:
         state = _read_state(state_dir)
         if state is None:
@@ -247,10 +254,8 @@ def save(run_dir: Path, model_dir: Optional[Path] = None) -> list[str]:
         key = state.get("identity", {}).get("key")
         if key in finished:
             continue
-        out = snap_root / state_dir.name
-        old = out / "manifest.json"
-        if old.is_file():
-            prev = json.loads(old.read_text(encoding="utf-8"))
+        prev = kept.get(state_dir.name)
+        if prev is not None:
             if prev["progress"] > _progress(state):
                 said.append(f"{key}: the snapshot ({prev['progress']}) is further than the live state "
                             f"({_progress(state)}): kept; restore it before the sequence goes on")
@@ -259,9 +264,10 @@ def save(run_dir: Path, model_dir: Optional[Path] = None) -> list[str]:
                 said.append(f"{key}: snapshot up to date ({prev['edits']} edits)")
                 continue
         model_dir = model_dir or default_model()
-        manifest = snapshot_one(state_dir, out, model_dir)
+        manifest = snapshot_one(state_dir, snap_root / state_dir.name, model_dir)
         ranks = ", ".join(f"{t['name'].replace('model.layers.', 'L')}: rank {t['rank']}" for t in manifest["tensors"])
-        said.append(f"{key}: {manifest['edits']} edits, {_mib(out):.1f} MiB ({ranks or 'no weights'})")
+        size = _mib(snap_root / state_dir.name)
+        said.append(f"{key}: {manifest['edits']} edits, {size:.1f} MiB ({ranks or 'no weights'})")
     if snap_root.is_dir() and not any(snap_root.iterdir()):
         snap_root.rmdir()
     return said
