@@ -157,8 +157,11 @@ def test_report_gains_the_batch_size_table(batch_run, tmp_path):
     assert len(table) == 1 and "| 2 | 4/0/0 |" in table[0]
     # the edit time per fact, and the share of it MEMLA spent attributing the facts (no cache held them)
     edit = sum(r["edit_s"] for r in rows.values()) / 4
+    cpu = sum(r["edit_cpu_s"] for r in rows.values()) / 4
     attribution = sum(r["edit_stats"]["attribution_s"] for r in rows.values()) / 4
-    assert 0 < attribution < edit and table[0].endswith(f"| {edit:.2f} | {attribution:.2f} | 2 |")
+    threads = {r["hardware"].split("cores, ")[1].split(" torch")[0] for r in rows.values()}
+    assert 0 < attribution < edit and len(threads) == 1 and cpu > 0
+    assert table[0].endswith(f"| {edit:.2f} | {cpu:.2f} | {attribution:.2f} | {threads.pop()} | 2 |")
     csv = (tmp_path / "rep_files" / "batch.csv").read_text().splitlines()
     assert csv[0].startswith("method,batch_size,source,batches,facts_ok") and len(csv) == 2
     assert "Sequential retention" not in md

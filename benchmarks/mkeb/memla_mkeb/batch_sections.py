@@ -5,6 +5,7 @@ them, docs/RESULTS.md among them, keep their bytes.
 """
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -28,6 +29,12 @@ def _mean(values: Sequence[Optional[float]]) -> Optional[float]:
     return sum(vals) / len(vals) if vals else None
 
 
+def _threads(row: dict[str, Any]) -> Optional[int]:
+    """The torch thread count a row's ``hardware`` line names (None where it names none)."""
+    found = re.search(r"(\d+) torch threads", str(row.get("hardware") or ""))
+    return int(found.group(1)) if found else None
+
+
 def batch_means(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Means over the successfully edited facts of ``rows`` (one method, batch size and source)."""
     counts = [sum(r["counts"][k] for r in rows) for k in ("ok", "error", "skipped")]
@@ -35,11 +42,15 @@ def batch_means(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     means = {f"{m}/{v}": _mean([view_value(sc, src, m, v) for src, sc in ok]) for m, v in COLUMNS}
     edited = sum(counts[:2])
     per_fact = sum(r.get("edit_s") or 0.0 for r in rows) / edited if edited else None
+    cpu = [r["edit_cpu_s"] for r in rows if isinstance(r.get("edit_cpu_s"), (int, float))]
+    cpu_per_fact = sum(cpu) / edited if edited and len(cpu) == len(rows) else None
+    threads = sorted({t for t in map(_threads, rows) if t is not None})
     attributed = [r["edit_stats"]["attribution_s"] for r in rows
                   if isinstance((r.get("edit_stats") or {}).get("attribution_s"), (int, float))]
     attribution = sum(attributed) / edited if edited and attributed else None
     return {"batches": len(rows), "counts": counts, "means": means, "edit_s_per_fact": per_fact,
-            "attribution_s_per_fact": attribution,
+            "edit_cpu_s_per_fact": cpu_per_fact, "attribution_s_per_fact": attribution,
+            "threads": "/".join(map(str, threads)) or "–",
             "restore_checks": sum(bool(r["restore"].get("checked")) for r in rows)}
 
 
@@ -87,7 +98,9 @@ def batch_size(d: ReportData, files: Files) -> list[str]:
           "and every method EasyEdit's `batch_edit` accepts in one call with the list, ROME one fact after the other "
           "as a reference. Every fact is then scored on the model holding the whole batch, the weights are restored "
           "and checked bit for bit. Means over the facts edited without error, %; NS_cf is each record's "
-          "neighbourhood (locality); edit s/fact is the batch's edit time over its facts. Of that, MEMLA spends "
+          "neighbourhood (locality); edit s/fact is the batch's edit time (wall clock) over its facts, edit CPU "
+          "s/fact its process CPU time summed over the torch threads the row ran with (compare that one where the "
+          "thread counts differ). Of the edit time, MEMLA spends "
           "\"attribution s/fact\" finding each fact's neurons on the unedited model, which it skips for a fact "
           "its neuron cache already holds (`run.neuron_dir`): compare batch sizes on the edit time without it.\n"]
     csv_rows: list[list[Any]] = []
@@ -99,15 +112,17 @@ def batch_size(d: ReportData, files: Files) -> list[str]:
             curves[method].append((size, s["means"]))
             table.append([method, str(size), str(s["batches"]), "/".join(map(str, s["counts"]))]
                          + [pct(s["means"][f"{m}/{v}"]) for m, v in COLUMNS]
-                         + [secs(s["edit_s_per_fact"]), secs(s["attribution_s_per_fact"]),
-                            str(s["restore_checks"])])
+                         + [secs(s["edit_s_per_fact"]), secs(s["edit_cpu_s_per_fact"]),
+                            secs(s["attribution_s_per_fact"]), s["threads"], str(s["restore_checks"])])
             csv_rows.append([method, size, source, s["batches"], *s["counts"]]
                             + [num(s["means"][f"{m}/{v}"]) for m, v in COLUMNS]
-                            + [num(s["edit_s_per_fact"]), num(s["attribution_s_per_fact"])])
+                            + [num(s["edit_s_per_fact"]), num(s["edit_cpu_s_per_fact"]),
+                               num(s["attribution_s_per_fact"]), s["threads"]])
         md += [f"### Edited in {source}\n",
                md_table(["method", "batch size", "batches", "facts ok/failed/skipped"]
                         + [f"{m} {'edit lang' if v == 'e2e' else 'others'}" for m, v in COLUMNS]
-                        + ["edit s/fact", "attribution s/fact", "restore checks passed"], table), ""]
+                        + ["edit s/fact", "edit CPU s/fact", "attribution s/fact", "torch threads",
+                           "restore checks passed"], table), ""]
         if d.plots:
             link = save_figure(d, files, f"batch_{safe_name(source)}.png",
                                lambda out: _figure(out, dict(curves), source))
@@ -115,7 +130,8 @@ def batch_size(d: ReportData, files: Files) -> list[str]:
                    f"edited in {source}]({link})\n"]
     files[f"{d.files_dir}/batch.csv"] = csv_bytes(
         ["method", "batch_size", "source", "batches", "facts_ok", "facts_failed", "facts_skipped"]
-        + [f"{m}_{v}" for m, v in COLUMNS] + ["edit_s_per_fact", "attribution_s_per_fact"], csv_rows)
+        + [f"{m}_{v}" for m, v in COLUMNS]
+        + ["edit_s_per_fact", "edit_cpu_s_per_fact", "attribution_s_per_fact", "torch_threads"], csv_rows)
     return md
 
 
