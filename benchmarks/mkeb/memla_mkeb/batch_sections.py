@@ -5,12 +5,12 @@ them, docs/RESULTS.md among them, keep their bytes.
 """
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from .compare import baselines_of, join_words, paired_difference
+from .envinfo import torch_threads_of
 from .figures import save_figure
 from .markdown import csv_bytes, fmt_est, md_table, num, safe_name, secs
 from .report_data import ReportData, method_order
@@ -29,12 +29,6 @@ def _mean(values: Sequence[Optional[float]]) -> Optional[float]:
     return sum(vals) / len(vals) if vals else None
 
 
-def _threads(row: dict[str, Any]) -> Optional[int]:
-    """The torch thread count a row's ``hardware`` line names (None where it names none)."""
-    found = re.search(r"(\d+) torch threads", str(row.get("hardware") or ""))
-    return int(found.group(1)) if found else None
-
-
 def batch_means(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Means over the successfully edited facts of ``rows`` (one method, batch size and source)."""
     counts = [sum(r["counts"][k] for r in rows) for k in ("ok", "error", "skipped")]
@@ -44,7 +38,7 @@ def batch_means(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     per_fact = sum(r.get("edit_s") or 0.0 for r in rows) / edited if edited else None
     cpu = [r["edit_cpu_s"] for r in rows if isinstance(r.get("edit_cpu_s"), (int, float))]
     cpu_per_fact = sum(cpu) / edited if edited and len(cpu) == len(rows) else None
-    threads = sorted({t for t in map(_threads, rows) if t is not None})
+    threads = sorted({t for t in (torch_threads_of(r.get("hardware") or "") for r in rows) if t is not None})
     attributed = [r["edit_stats"]["attribution_s"] for r in rows
                   if isinstance((r.get("edit_stats") or {}).get("attribution_s"), (int, float))]
     attribution = sum(attributed) / edited if edited and attributed else None

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import sys
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 PACKAGES = (
     "memla-plugin", "torch", "transformers", "tokenizers", "peft", "accelerate", "hydra-core", "omegaconf",
@@ -180,6 +181,13 @@ def hardware_label(env: dict[str, Any]) -> str:
     return f"CPU: {env.get('cpu')} ({env.get('cpu_count')} cores, {env.get('torch_threads')} torch threads)"
 
 
+def torch_threads_of(label: str) -> Optional[int]:
+    """The torch thread count a :func:`hardware_label` line names (None for a GPU line or any other text):
+    rows keep only the label, and this reads it back where it was written."""
+    found = re.search(r"(\d+) torch threads\)$", str(label))
+    return int(found.group(1)) if found else None
+
+
 def collect(device: str, seed: int) -> dict[str, Any]:
     import torch
 
@@ -206,4 +214,4 @@ def collect(device: str, seed: int) -> dict[str, Any]:
 
 
 __all__ = ["PeakMemory", "collect", "cpu_model", "easyedit_commit", "hardware_label", "peak_rss_mib",
-           "set_malloc_mmap_threshold"]
+           "set_malloc_mmap_threshold", "torch_threads_of"]

@@ -264,10 +264,10 @@ def save(run_dir: Path, model_dir: Optional[Path] = None) -> list[str]:
                 said.append(f"{key}: snapshot up to date ({prev['edits']} edits)")
                 continue
         model_dir = model_dir or default_model()
-        manifest = snapshot_one(state_dir, snap_root / state_dir.name, model_dir)
+        out = snap_root / state_dir.name
+        manifest = snapshot_one(state_dir, out, model_dir)
         ranks = ", ".join(f"{t['name'].replace('model.layers.', 'L')}: rank {t['rank']}" for t in manifest["tensors"])
-        size = _mib(snap_root / state_dir.name)
-        said.append(f"{key}: {manifest['edits']} edits, {size:.1f} MiB ({ranks or 'no weights'})")
+        said.append(f"{key}: {manifest['edits']} edits, {_mib(out):.1f} MiB ({ranks or 'no weights'})")
     if snap_root.is_dir() and not any(snap_root.iterdir()):
         snap_root.rmdir()
     return said
