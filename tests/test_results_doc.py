@@ -33,6 +33,9 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS_DOC = REPO / "docs" / "RESULTS.md"
 #: the refined preset's one test comparison: the first 30 en test records of the second series
 PRESET_TEST_REPORT = REPO / "benchmarks" / "mkeb" / "results" / "protocol2" / "report_en30.md"
+#: issue 31's reports (sequential and batch edits, edits stated in de/ru/ja), once committed
+ISSUE31_REPORTS = [REPO / "benchmarks" / "mkeb" / "results" / name
+                   for name in ("sequential_report.md", "batch_report.md", "de_ru_ja/report.md")]
 
 LANGS = ("en", "zh", "fr")
 N = 12
@@ -357,7 +360,8 @@ def test_docs_results_md_regenerates():
                     "run from the repository root) and commit it with its RESULTS_files/")
     import tempfile
 
-    pages = [p for p in (RESULTS_DOC, RESULTS_DOC.with_name("RESULTS_v1.md"), PRESET_TEST_REPORT) if p.is_file()]
+    pages = [p for p in (RESULTS_DOC, RESULTS_DOC.with_name("RESULTS_v1.md"), PRESET_TEST_REPORT, *ISSUE31_REPORTS)
+             if p.is_file()]
     for page in pages:
         with tempfile.TemporaryDirectory() as tmp:
             diffs = check_regenerates(page, Path(tmp))
@@ -423,6 +427,12 @@ def test_second_series_runs_use_its_pinned_hparams():
         assert hashes[entry["hparams_sha"]] == REPO / entry["hparams"], method
 
 
+def _numbers_in(prose: str) -> list[str]:
+    """The figures a piece of README prose states; link targets and code spans are not findings."""
+    prose = re.sub(r"\]\([^)]*\)|\(docs/[^)]*\)|`[^`]*`", "", prose)
+    return re.findall(r"(?<![\w.])[+-]?\d+(?:\.\d+)?(?![\w.])", prose)
+
+
 def test_readme_results_summary_holds_only_numbers_of_the_page():
     """The front page's results summary says nothing the published page does not: each number in it is there."""
     readme = (REPO / "README.md").read_text(encoding="utf-8")
@@ -430,8 +440,28 @@ def test_readme_results_summary_holds_only_numbers_of_the_page():
     assert start in readme and end in readme, "README.md lost its results-summary markers"
     summary = readme.split(start, 1)[1].split(end, 1)[0].split("-->", 1)[1]
     page = RESULTS_DOC.read_text(encoding="utf-8")
-    prose = re.sub(r"\(docs/[^)]*\)|`[^`]*`", "", summary)  # links and paths are not findings
-    numbers = re.findall(r"(?<![\w.])[+-]?\d+(?:\.\d+)?(?![\w.])", prose)
+    numbers = _numbers_in(summary)
     assert numbers, "the summary states no figure at all"
     missing = [x for x in numbers if x not in page]
     assert not missing, f"README's results summary has numbers docs/RESULTS.md does not: {missing}"
+
+
+def test_readme_figure_blocks_hold_only_numbers_of_their_reports():
+    """Each ``<!-- figures-from: REPORT ... -->`` block of the README states only figures its reports print.
+
+    The reports are committed and regenerate byte for byte (test_docs_results_md_regenerates), so every
+    figure such a block quotes traces back to committed result rows.
+    """
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"<!-- figures-from: ([^>]*?) -->(.*?)<!-- /figures-from -->", readme, flags=re.S)
+    assert blocks, "README.md has no figures-from block (the sequential and batch results)"
+    for sources, body in blocks:
+        paths = [REPO / s for s in sources.split()]
+        absent = [str(p.relative_to(REPO)) for p in paths if not p.is_file()]
+        assert not absent, f"a README figures-from block names reports that are not committed: {absent}"
+        assert set(paths) <= set(ISSUE31_REPORTS), f"add {sources} to ISSUE31_REPORTS so that they regenerate"
+        pages = "\n".join(p.read_text(encoding="utf-8") for p in paths)
+        numbers = _numbers_in(body)
+        assert numbers, f"the README block from {sources} states no figure at all"
+        missing = [x for x in numbers if x not in pages]
+        assert not missing, f"README's block from {sources} has numbers its reports do not: {missing}"
