@@ -76,3 +76,29 @@ def test_one_report_of_single_edits_and_sequences(bench_env, tmp_path):
     md = write_report([single, seq], tmp_path / "r.md", n_boot=20, plots=False).read_text(encoding="utf-8")
     section = md[md.index("## Held-out perplexity"):]
     assert "| memla | en | single edits | 1 |" in section and "| memla | en | sequences of 2 | 1 |" in section
+
+
+def _ppl_field(before: float, after: float) -> dict:
+    langs = {"en": {"nll": 1.0, "ppl": before, "texts": 1, "tokens": 1}}
+    return {"before": {"langs": langs, "mean_ppl": before},
+            "after": {"langs": {"en": dict(langs["en"], ppl=after)}, "mean_ppl": after}}
+
+
+@pytest.mark.parametrize("befores, spread", [((200.0, 200.0), None), ((200.0, 200.01), "0.0050% apart")])
+def test_perplexity_section_names_the_spread_of_the_unedited_value(befores, spread):
+    """Two sittings' unedited perplexities: the section says how far apart they are, and only when they differ."""
+    from types import SimpleNamespace
+
+    from memla_mkeb.seq_sections import perplexity
+
+    rows = [{"method": "memla", "source": "en", "perplexity": _ppl_field(b, b * 1.1)} for b in befores]
+    d = SimpleNamespace(rows=rows, c=SimpleNamespace(sequences={}), kinds={"memla": "memla"}, targets=["en"],
+                        files_dir="r_files")
+    files: dict = {}
+    text = "\n".join(perplexity(d, files))
+    assert f"| memla | en | single edits | 2 | {sum(befores) / 2:.2f} |" in text  # the mean of the two sittings
+    assert "| +10.0 |" in text and "r_files/perplexity.csv" in files
+    if spread is None:
+        assert "apart" not in text
+    else:
+        assert f"ranges from {befores[0]:.4f} to {befores[1]:.4f} ({spread})" in text

@@ -313,7 +313,22 @@ def perplexity(d: ReportData, files: Files) -> list[str]:
             "sequences: after all N edits). \"perplexity\" is the mean over languages of each language's "
             "token-weighted perplexity; \"change\" the mean over edits of after / before − 1, also per language in "
             "perplexity.csv. This stands in for the MEMLA paper's downstream-task evaluation, which cannot be run "
-            "offline here.\n"]
+            f"offline here.{_before_spread(groups)}\n"]
+
+
+def _before_spread(groups: dict[tuple[str, str, int], list[dict[str, Any]]]) -> str:
+    """A sentence on how far the unedited perplexity differs between sittings ('' when it does not).
+
+    Each sitting measures it again on the model as loaded and every row is set against its own sitting's
+    value; on CPU two sittings can differ in the last digits, and the table's "before" column shows it.
+    """
+    values = sorted({p["before"]["mean_ppl"] for items in groups.values() for p in items})
+    if len(values) < 2:
+        return ""
+    lo, hi = values[0], values[-1]
+    return (" The unedited perplexity is measured again in every sitting, on the model as loaded, and each edit is "
+            f"set against its own sitting's value; across these sittings it ranges from {lo:.4f} to {hi:.4f} "
+            f"({100 * (hi / lo - 1):.4f}% apart), which is why \"perplexity before\" can differ in its last digits.")
 
 
 __all__ = ["FORGETTING", "RETENTION", "drops", "findings_paragraphs", "forgetting", "forgetting_estimates",
