@@ -165,6 +165,10 @@ def test_report_gains_the_batch_size_table(batch_run, tmp_path):
     csv = (tmp_path / "rep_files" / "batch.csv").read_text().splitlines()
     assert csv[0].startswith("method,batch_size,source,batches,facts_ok") and len(csv) == 2
     assert "Sequential retention" not in md
+    # the runs table names the batches and their hardware, which the single-edit rows (unedited) need not share
+    (hw,) = {r["hardware"] for r in rows.values()}
+    assert f"| `{env.run_dir}` | batches of 2 | memla | en | 2 | 4 | {hw} |" in md
+    assert hw in md.split("- Hardware: ", 1)[1].splitlines()[0]
 
 
 def test_report_plots_scores_against_the_batch_size(batch_run, tmp_path):

@@ -291,6 +291,9 @@ def test_report_gains_retention_section_and_plot(seq_run, tmp_path):
     csv = (files / "retention.csv").read_text().splitlines()
     assert csv[0] == "method,n,source,position,metric,view,right_after,after_all" and len(csv) == 1 + 2 * 4
     assert "Held-out perplexity" not in md  # no row measured it
+    # the runs table's line for the sequences: how many, over how many records
+    (line,) = [x for x in md.splitlines() if "| sequences of 2 |" in x]
+    assert [c.strip() for c in line.split("|")[5:7]] == [str(len(seqs)), "4"]
     # wall time per edit of the sequences: their totals over their edits, by hand from the rows
     edits = sum(len(r["steps"]) for r in seqs.values())
     per_edit = [sum(r["edit_s"] for r in seqs.values()) / edits, sum(r["eval_s"] for r in seqs.values()) / edits,

@@ -51,6 +51,8 @@ class Collected:
     sequences: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: batch rows (``batches*.jsonl``, batch.size) by key
     batches: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: the file each sequence or batch row was read from, by key
+    grouped_origin: dict[str, Path] = field(default_factory=dict)
 
 
 def _result_files(run_dir: Path) -> list[Path]:
@@ -117,8 +119,10 @@ def _one_protocol(rows: dict[str, dict[str, Any]], origin: dict[str, Path]) -> N
 
 
 def _add_grouped(into: dict[str, dict[str, Any]], run_dir: Path, pattern: str, scored: tuple[str, str],
-                 what: str) -> None:
-    """The sequence or batch rows of ``run_dir`` (``pattern``); a key seen twice must carry the same ``scored`` fields."""
+                 what: str, origin: dict[str, Path]) -> None:
+    """The sequence or batch rows of ``run_dir`` (``pattern``); a key seen twice must carry the same ``scored`` fields.
+
+    ``origin`` gets the file of each key's first row."""
     def same(r: dict[str, Any]) -> str:
         return json.dumps([r.get(f) for f in scored], sort_keys=True)
 
@@ -128,6 +132,7 @@ def _add_grouped(into: dict[str, dict[str, Any]], run_dir: Path, pattern: str, s
             if seen is not None and same(seen) != same(row):
                 raise ReportError(f"conflicting {what} results for {row['key']} in {path}; remove one of them")
             into.setdefault(row["key"], row)
+            origin.setdefault(row["key"], path)
 
 
 def single_edit_ids(plans: Sequence[dict[str, Any]]) -> dict[str, str]:
@@ -197,8 +202,8 @@ def collect(run_dirs: Sequence[Path], *, common_records: bool = False, first: Op
         for p in sorted(d.glob("env*.json")):
             out.envs.append(json.loads(p.read_text(encoding="utf-8")))
         out.restore_failures += store.read_jsonl(d / store.RESTORE_FAILURES)
-        _add_grouped(out.sequences, d, store.SEQUENCES_GLOB, ("steps", "final"), "sequence")
-        _add_grouped(out.batches, d, store.BATCHES_GLOB, ("statuses", "scores"), "batch")
+        _add_grouped(out.sequences, d, store.SEQUENCES_GLOB, ("steps", "final"), "sequence", out.grouped_origin)
+        _add_grouped(out.batches, d, store.BATCHES_GLOB, ("statuses", "scores"), "batch", out.grouped_origin)
         for p in store.iter_files(d, store.UNEDITED_GLOB):
             out.unedited += [{"record_id": r.get("record_id"), "eval_s": r.get("eval_s")} for r in store.read_jsonl(p)
                              if not (common_records or first) or str(r.get("record_id")) in kept_ids]

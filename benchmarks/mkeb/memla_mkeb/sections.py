@@ -76,7 +76,8 @@ def header(d: ReportData, files: Files) -> list[str]:
     md.append(f"- Seeds: editing/evaluation seed {', '.join(map(str, seeds))}; bootstrap seed {d.seed}, "
               f"{d.n_boot} resamples of records, 95% percentile intervals")
     md.append(f"- Edit languages: {' '.join(d.sources)}; evaluation languages: {' '.join(d.targets)}")
-    md.append("- Hardware: " + "; ".join(sorted({str(r.get("hardware")) for r in rows})) +
+    grouped = list(c.sequences.values()) + list(c.batches.values())
+    md.append("- Hardware: " + "; ".join(sorted({str(r.get("hardware")) for r in list(rows) + grouped})) +
               " (which run ran where: see below)")
     pkgs: dict[str, set[str]] = defaultdict(set)
     for env in c.envs:
@@ -112,8 +113,28 @@ def runs(d: ReportData, files: Files) -> list[str]:
     table = [[f"`{x}`", ", ".join(method_order([r["method"] for r in g], d.kinds)),
               " ".join(lang_order([r["source"] for r in g])), str(len({str(r["record_id"]) for r in g})),
               str(len(g)), h] for (x, h), g in sorted(by_run.items())]
-    return ["## Runs and hardware\n", md_table(["run dir", "methods", "edit langs", "records", "rows", "hardware"],
-                                               table), ""]
+    md = ["## Runs and hardware\n", md_table(["run dir", "methods", "edit langs", "records", "rows", "hardware"],
+                                             table), ""]
+    return md + _grouped_runs(d)
+
+
+def _grouped_runs(d: ReportData) -> list[str]:
+    """The sequences and batches of each run dir, with their hardware (none: no lines, so pages without them
+    keep their bytes); the table above holds single-edit rows only."""
+    by_run: dict[tuple[str, str, int, str], list[dict[str, Any]]] = defaultdict(list)
+    for what, rows in (("sequences", d.c.sequences), ("batches", d.c.batches)):
+        for key, r in rows.items():
+            by_run[(d.shown_dir(d.c.grouped_origin[key]), what, int(r["n"]), str(r.get("hardware")))].append(r)
+    if not by_run:
+        return []
+    table = [[f"`{x}`", f"{what} of {n}", ", ".join(method_order([r["method"] for r in g], d.kinds)),
+              " ".join(lang_order([r["source"] for r in g])), str(len(g)),
+              str(len({str(i) for r in g for i in r.get("record_ids") or []})), h]
+             for (x, what, n, h), g in sorted(by_run.items(), key=lambda kv: (kv[0][1], kv[0][2], kv[0][0]))]
+    return [md_table(["run dir", "setting", "methods", "edit langs", "groups", "records", "hardware"], table),
+            "", "Sequences (`sequential.n`) and batches (`batch.size`) per run dir and hardware: groups, how many "
+            "sequences or batches; records, the distinct facts they edit. The table above counts single-edit "
+            "rows only (for these runs: the unedited model's).", ""]
 
 
 def findings(d: ReportData, files: Files) -> list[str]:
