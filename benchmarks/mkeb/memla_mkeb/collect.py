@@ -37,7 +37,7 @@ class Collected:
     envs: list[dict[str, Any]] = field(default_factory=list)
     restore_failures: list[dict[str, Any]] = field(default_factory=list)
     unedited: list[dict[str, Any]] = field(default_factory=list)
-    #: results file -> index (into ``run_dirs``) of the run dir it was found under
+    #: results, sequences or batches file -> index (into ``run_dirs``) of the run dir it was found under
     file_run_dir: dict[Path, int] = field(default_factory=dict)
     #: ``--common-records``: whether rows were limited to the records every method of a run dir has
     common_records: bool = False
@@ -192,11 +192,10 @@ def collect(run_dirs: Sequence[Path], *, common_records: bool = False, first: Op
     out = Collected(list(map(Path, run_dirs)), files, rows, origin, dup, file_run_dir=file_run_dir,
                     common_records=common_records, left_out=left_out, first=first, left_out_first=left_out_first)
     kept_ids = {str(r.get("record_id")) for r in rows.values()}
-    seen_dirs: list[Path] = []
+    run_of_dir: dict[Path, int] = {}  # each folder holding results files, in order, with its run dir's index
     for f in files:
-        if f.parent not in seen_dirs:
-            seen_dirs.append(f.parent)
-    for d in seen_dirs:
+        run_of_dir.setdefault(f.parent, file_run_dir[f])
+    for d in run_of_dir:
         for p in sorted(d.glob("plan*.json")):
             out.plans.append(json.loads(p.read_text(encoding="utf-8")))
         for p in sorted(d.glob("env*.json")):
@@ -207,6 +206,8 @@ def collect(run_dirs: Sequence[Path], *, common_records: bool = False, first: Op
         for p in store.iter_files(d, store.UNEDITED_GLOB):
             out.unedited += [{"record_id": r.get("record_id"), "eval_s": r.get("eval_s")} for r in store.read_jsonl(p)
                              if not (common_records or first) or str(r.get("record_id")) in kept_ids]
+    for path in out.grouped_origin.values():  # a sequences or batches file belongs to its folder's run dir
+        out.file_run_dir.setdefault(path, run_of_dir[path.parent])
     _one_protocol(rows, origin)
     # one method, one setting: rows of a method made with different configs must not mix (how a run
     # grouped its edits does not count: it never changes a single-edit row)

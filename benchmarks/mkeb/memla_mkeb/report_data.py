@@ -178,9 +178,7 @@ class ReportData:
 
     def shown_dir(self, results_file: Path) -> str:
         """The run dir of a results file, spelled from the run dir given on the command line."""
-        c, i = self.c, self.c.file_run_dir.get(results_file)
-        if i is None:  # a sequences or batches file: the run dir it lies under
-            i = next((j for j, run_dir in enumerate(c.run_dirs) if results_file.parent.is_relative_to(run_dir)), 0)
+        c, i = self.c, self.c.file_run_dir.get(results_file, 0)
         given = self.shown.run_dirs[i] if i < len(self.shown.run_dirs) else shown_path(c.run_dirs[i])
         try:
             sub = results_file.parent.relative_to(c.run_dirs[i]).as_posix()
