@@ -13,7 +13,9 @@ Undo: the first original each editor hands back for a parameter is the parameter
 first; then the model is checked bit for bit against the load-time snapshot, as after a single
 edit. A sequence is written as one row when it is complete. Until then its state is saved after
 every edit (:mod:`.seq_state`), so an interrupted sequence goes on from its last finished edit in the
-next run; one whose edits wrap the model (LoRA) or undo themselves by a callable is redone from its
+next run. LoRA's state is its adapter (PEFT config and weights) and which modules train: EasyEdit leaves
+the adapter's new modules in training mode, so its dropout is live while the edited model is scored, and a
+resumed sitting must score the same way. One whose edits undo themselves by a callable is redone from its
 first edit.
 MEMLA attributes on the model as the earlier edits left it, so a sequential run never reads or
 writes the shared neuron cache (those attributions were made on the unedited model).
@@ -28,6 +30,7 @@ from typing import Any, Callable, Optional
 from . import envinfo, protocol, store
 from .methods import Editor, jsonable
 from .restore import ModelFlags, restore, verify_or_log
+from .seq_adapter import ADAPTER_PREFIX, ModuleModes, adapter_config, adapter_weights, attach_adapter
 from .seq_state import SequenceState
 from .settings import MethodSpec
 
@@ -178,8 +181,12 @@ class SequenceRun:
             self.state.clear()
 
     def _resumable(self) -> Optional[dict[str, Any]]:
-        """The editor's state when the sequence can be saved (its edits changed parameters only), else None."""
-        if self.undo.wrapper is not None or self.undo.callables or self.current is not self.s.model:
+        """The editor's state when the sequence can be saved (its edits changed parameters, or trained a
+        PEFT adapter), else None (also when an adapter is on the model but no edit handed its wrapper back,
+        as after a LoRA edit that failed half-way: there is nothing to save it from)."""
+        if self.undo.callables or not (self.current is self.s.model or self.current is self.undo.wrapper):
+            return None
+        if self.undo.wrapper is None and hasattr(self.s.model, "peft_config"):
             return None
         return self.editor.sequence_state()
 
@@ -188,26 +195,40 @@ class SequenceRun:
         editor_state = self._resumable()
         if editor_state is None or self.state is None:
             return
-        values = ({name: self.s.model.get_parameter(name) for name in self.undo.originals} if weights else None)
+        model, values = self.s.model, None
+        if weights:
+            values = {name: model.get_parameter(name) for name in self.undo.originals}
+            if self.undo.wrapper is not None:
+                values.update({ADAPTER_PREFIX + k: v for k, v in adapter_weights(self.undo.wrapper).items()})
         self.state.save({"steps": steps, "final": final, "perplexity_before": before, "resumed_at": resumed_at,
-                         "flags": dataclasses.asdict(ModelFlags.of(self.s.model)), "editor": editor_state},
+                         "flags": dataclasses.asdict(ModelFlags.of(model)), "editor": editor_state,
+                         "adapter": adapter_config(self.undo.wrapper) if self.undo.wrapper is not None else None,
+                         "modes": ModuleModes.of(model).as_json()},
                         values)
 
     def _resume(self, saved: dict[str, Any]) -> None:
         """Put the saved edits into the loaded model: the parameters (their loaded values kept for the
-        undo), the model's flags as the edits left them, and the editor's state."""
+        undo), a LoRA adapter with its trained weights, the model's flags and module modes as the edits
+        left them, and the editor's state."""
         import torch
 
         assert self.state is not None
         model = self.s.model
+        values = self.state.weights()
+        adapter = {k[len(ADAPTER_PREFIX):]: values.pop(k) for k in list(values) if k.startswith(ADAPTER_PREFIX)}
         with torch.no_grad():
-            for name, value in self.state.weights().items():
+            for name, value in values.items():
                 param = model.get_parameter(name)
                 self.undo.originals.setdefault(name, param.detach().clone())
                 param.copy_(value.to(device=param.device, dtype=param.dtype))
-        ModelFlags(**saved["flags"]).put_back(model)
-        self.editor.resume_sequence(saved["editor"])
         self.current = model
+        if saved.get("adapter") is not None:
+            self.undo.wrapper = self.current = attach_adapter(model, saved["adapter"], adapter)
+        flags = ModelFlags(**saved["flags"])
+        flags.put_back(model, keep_adapter=self.undo.wrapper is not None)
+        if saved.get("modes") is not None:
+            ModuleModes.from_json(saved["modes"]).put_back(model)
+        self.editor.resume_sequence(saved["editor"])
 
     def _templates(self) -> tuple[str, Optional[str]]:
         gen = self.editor.prompt_template(self.s.gen_template) if self.s.gen_template is not None else None

@@ -1,0 +1,104 @@
+"""What a sequence of LoRA edits needs, besides its parameters, to go on in a later sitting.
+
+EasyEdit's LoRA wraps the model in a PEFT adapter at a sequence's first edit and trains on in it at
+every later one. Its state is therefore the adapter's config and trained weights (read and written
+with PEFT's own state-dict functions), plus the modes the edits left the modules in: the adapter's
+new modules are created in training mode and EasyEdit never switches them off, so their dropout is
+live when the edited model is scored; gradient checkpointing and the input-grad hook are on. A
+resumed sitting attaches a fresh adapter with the saved config, loads the weights and puts the modes
+back, so the edits that follow (and their scores) are those of an uninterrupted sitting.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+#: saved adapter tensors sit beside the model's own parameters in one file, under this prefix
+ADAPTER_PREFIX = "peft_adapter/"
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    if isinstance(value, dict):
+        return {k: _json_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_value(v) for v in value]
+    return value
+
+
+def adapter_config(wrapper: Any) -> dict[str, dict[str, Any]]:
+    """The wrapper's adapter configs by adapter name, as JSON."""
+    return {name: _json_value(cfg.to_dict()) for name, cfg in wrapper.peft_config.items()}
+
+
+def adapter_weights(wrapper: Any) -> dict[str, Any]:
+    """Every adapter's trained tensors, keyed ``<adapter>/<PEFT state-dict key>``."""
+    from peft import get_peft_model_state_dict
+
+    return {f"{name}/{key}": value for name in wrapper.peft_config
+            for key, value in get_peft_model_state_dict(wrapper, adapter_name=name).items()}
+
+
+def attach_adapter(model: Any, configs: dict[str, dict[str, Any]], weights: dict[str, Any]) -> Any:
+    """Wrap ``model`` in the saved adapters and load their weights; returns the PEFT wrapper.
+
+    Raises ``ValueError`` naming the adapter when a saved tensor has no place in it or one of its
+    tensors was not saved (the state then belongs to another adapter layout)."""
+    from peft import PeftConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+
+    wrapper = None
+    for name, raw in configs.items():
+        cfg = PeftConfig.from_peft_type(**raw)
+        if wrapper is None:
+            wrapper = get_peft_model(model, cfg, adapter_name=name)
+        else:
+            wrapper.add_adapter(name, cfg)
+        prefix = f"{name}/"
+        state = {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}
+        expected = set(get_peft_model_state_dict(wrapper, adapter_name=name))
+        if set(state) != expected:
+            missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
+            raise ValueError(f"saved adapter {name!r} does not fit the model: missing {missing[:3]}, "
+                             f"unexpected {extra[:3]}")
+        set_peft_model_state_dict(wrapper, state, adapter_name=name)
+    if wrapper is None:
+        raise ValueError("the saved sequence state names an adapter but holds no adapter config")
+    return wrapper
+
+
+@dataclass(frozen=True)
+class ModuleModes:
+    """Which modules are in training mode, and whether gradient checkpointing and the input-grad hook are on."""
+
+    training: frozenset[str]
+    checkpointing: bool
+    input_grads: bool
+
+    @classmethod
+    def of(cls, model: Any) -> "ModuleModes":
+        return cls(frozenset(n for n, m in model.named_modules() if m.training),
+                   bool(getattr(model, "is_gradient_checkpointing", False)),
+                   getattr(model, "_require_grads_hook", None) is not None)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"training": sorted(self.training), "checkpointing": self.checkpointing,
+                "input_grads": self.input_grads}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "ModuleModes":
+        return cls(frozenset(data["training"]), bool(data["checkpointing"]), bool(data["input_grads"]))
+
+    def put_back(self, model: Any) -> None:
+        if self.checkpointing and not getattr(model, "is_gradient_checkpointing", False):
+            model.gradient_checkpointing_enable()
+        if self.input_grads and getattr(model, "_require_grads_hook", None) is None:
+            model.enable_input_require_grads()
+        for name, module in model.named_modules():
+            module.training = name in self.training
+
+
+__all__ = ["ADAPTER_PREFIX", "ModuleModes", "adapter_config", "adapter_weights", "attach_adapter"]
