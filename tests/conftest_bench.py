@@ -208,7 +208,7 @@ def assert_refused_before_load(env: BenchEnv, capsys, setting: str, message: str
     assert not env.run_dir.exists()
 
 
-def write_host_hparams(env: BenchEnv) -> None:
+def write_host_hparams(env: BenchEnv, lora_dropout: float = 0.0) -> None:
     """ROME, FT-M and LoRA hparams for the tiny model: the repo's 0.5B files, made small."""
     import yaml
 
@@ -224,7 +224,7 @@ def write_host_hparams(env: BenchEnv) -> None:
     write("ROME", "qwen2.5-0.5b.yaml", "tiny.yaml", model_name=model, layers=[1], v_loss_layer=2, mom2_n_samples=24,
           context_template_length_params=[[5, 5]], stats_dir=str(env.root / "stats"))
     write("FT", "qwen2.5-0.5b-ft-m.yaml", "tiny-ft-m.yaml", model_name=model, layers=[2], lr=5e-2)
-    write("LoRA", "qwen2.5-0.5b.yaml", "tiny.yaml", model_name=model, num_steps=5, lora_dropout=0.0)
+    write("LoRA", "qwen2.5-0.5b.yaml", "tiny.yaml", model_name=model, num_steps=5, lora_dropout=lora_dropout)
 
 
 def fake_apply(corrupt_case: str | None = None, fail_case: str | None = None):

@@ -107,15 +107,16 @@ def test_saved_sequence_state_round_trip_identity_and_torn_writes(tmp_path):
 
 def test_host_sequences_resume_with_their_context_templates(tmp_path, bench_model_dir, monkeypatch):
     """ROME's sequence goes on after a crash with the context templates its first edit generated from
-    the loaded model (not from the edited one); LoRA's (a PEFT wrapper) keeps no state and is redone
-    from its first edit. Both end with the uninterrupted run's rows."""
+    the loaded model (not from the edited one); LoRA's goes on with its adapter (config, trained weights)
+    and its modules' modes: with dropout on, the adapter's modules score in training mode, as EasyEdit
+    leaves them. Both end with the uninterrupted run's rows, bit for bit."""
     from conftest_bench import make_bench_env
     from memla_mkeb.runner import Hooks
     from memla_plugin.easyedit.patches import context_template_caches
 
     settings = ("data.limit=2", "sequential.n=2", "methods=[unedited,rome,lora]")
     whole = make_bench_env(tmp_path / "whole", bench_model_dir)
-    write_host_hparams(whole)
+    write_host_hparams(whole, lora_dropout=0.5)
     made: dict = {}  # the templates as ROME's sequence leaves them (LoRA's preparation resets them)
     run_benchmark(compose(whole.overrides(*settings)),
                   hooks=Hooks(after_row=lambda row: made.setdefault(row["method"], context_template_caches())))
@@ -123,7 +124,7 @@ def test_host_sequences_resume_with_their_context_templates(tmp_path, bench_mode
     assert made["rome"]  # ROME made them
 
     env = make_bench_env(tmp_path / "cut", bench_model_dir)
-    write_host_hparams(env)
+    write_host_hparams(env, lora_dropout=0.5)
 
     def crash_at(method):
         def hook(spec, source, record):
@@ -144,15 +145,23 @@ def test_host_sequences_resume_with_their_context_templates(tmp_path, bench_mode
     with pytest.raises(KeyboardInterrupt):  # ROME goes on and finishes; LoRA stops before its 2nd edit
         run_benchmark(compose(env.overrides(*settings)), hooks=hooks)
     assert set(read_sequences(env.run_dir)) == {"seq2|rome|en|100"}
-    assert not (env.run_dir / ".sequence_state").exists()  # ROME's is cleared, LoRA saved none
-    run_benchmark(compose(env.overrides(*settings)))
+    (lora_state,) = (env.run_dir / ".sequence_state").iterdir()  # ROME's is cleared, LoRA's kept
+    state = json.loads((lora_state / "state.json").read_text())
+    assert state["adapter"]["default"]["lora_dropout"] == 0.5 and len(state["steps"]) == 1
+    assert any(".lora_dropout." in name for name in state["modes"]["training"])  # left in training mode
+    edited: list = []
+    hooks = Hooks(before_edit=lambda spec, source, record: edited.append((spec.name, str(record.example_id))))
+    run_benchmark(compose(env.overrides(*settings)), hooks=hooks)
+    assert edited == [("lora", "101")]  # LoRA's first edit came from the saved state
     got = read_sequences(env.run_dir)
     assert set(got) == set(ref)
     for key, row in got.items():
         assert [s["scores"] for s in row["steps"]] == [s["scores"] for s in ref[key]["steps"]], key
         assert row["final"]["scores"] == ref[key]["final"]["scores"], key
         assert row["restore"]["checked"] > 0
-    assert got["seq2|rome|en|100"]["resumed_at"] == [1] and "resumed_at" not in got["seq2|lora|en|100"]
+    assert got["seq2|rome|en|100"]["resumed_at"] == [1] and got["seq2|lora|en|100"]["resumed_at"] == [1]
+    assert got["seq2|lora|en|100"]["restore"]["restored"] == 1  # the resumed adapter is unloaded
+    assert not (env.run_dir / ".sequence_state").exists()
     # the resumed sitting edited with the first sitting's templates; it generated none from the edited model
     assert resumed["rome"] == made["rome"] and generated == []
 

@@ -9,7 +9,8 @@ rows, to be committed at the end of a session, and puts it back before the lanes
     python benchmarks/mkeb/results/seq_snapshot.py save RUN_DIR       # lanes stopped, then commit
     python benchmarks/mkeb/results/seq_snapshot.py restore RUN_DIR    # series.sh, before the sequences
 
-A state is ``state.json`` plus the current value of every parameter the edits changed. The snapshot
+A state is ``state.json`` plus the current value of every parameter the edits changed (and, for LoRA,
+the adapter's tensors, which the model does not have: they are stored against zeros). The snapshot
 stores those values against the default model's own (``--model``; the cache's one model by default):
 each changed tensor as a low-rank part (ROME and MEMIT add one rank-one term per edit and layer), when
 that is smaller, plus the exact difference of the float bits that is left, compressed. Decoding uses
@@ -38,6 +39,7 @@ from typing import Any, Iterator, Optional
 import numpy as np
 
 STATE_DIR = ".sequence_state"  # memla_mkeb.seq_state.STATE_DIR
+ADAPTER_PREFIX = "peft_adapter/"  # memla_mkeb.seq_adapter.ADAPTER_PREFIX: a LoRA adapter's own tensors
 SNAPSHOT_DIR = "state_snapshot"
 RANK_TOL = 1e-6  # singular values below this fraction of the largest are rounding noise
 MAX_RANK_SHARE = 8  # a low-rank part is tried up to min(rows, cols) / 8
@@ -168,6 +170,14 @@ def _base_tensors(model_dir: Path, names: list[str]) -> dict[str, np.ndarray]:
         return {n: f.get_tensor(n) for n in names}
 
 
+def _bases(model_dir: Path, shapes: dict[str, tuple[Any, Any]]) -> dict[str, np.ndarray]:
+    """What each saved value is stored against: the model's own tensor, zeros for an adapter's."""
+    own = [n for n in sorted(shapes) if not n.startswith(ADAPTER_PREFIX)]
+    bases = _base_tensors(model_dir, own) if own else {}
+    bases.update({n: np.zeros(shape, dtype) for n, (shape, dtype) in shapes.items() if n.startswith(ADAPTER_PREFIX)})
+    return bases
+
+
 def snapshot_one(state_dir: Path, out_dir: Path, model_dir: Path) -> dict[str, Any]:
     """Write the snapshot of the live state in ``state_dir`` to ``out_dir`` (replaced whole)."""
     from safetensors.numpy import load_file
@@ -175,7 +185,7 @@ def snapshot_one(state_dir: Path, out_dir: Path, model_dir: Path) -> dict[str, A
     raw_state = (state_dir / "state.json").read_bytes()
     state = json.loads(raw_state)
     values = load_file(str(state_dir / state["weights"])) if state.get("weights") else {}
-    bases = _base_tensors(model_dir, sorted(values))
+    bases = _bases(model_dir, {n: (v.shape, v.dtype) for n, v in values.items()})
     arrays: dict[str, np.ndarray] = {}
     tensors = []
     for i, name in enumerate(sorted(values)):
@@ -204,8 +214,7 @@ def restore_one(snap_dir: Path, state_dir: Path, model_dir: Path) -> dict[str, A
 
     manifest = json.loads((snap_dir / "manifest.json").read_text(encoding="utf-8"))
     raw_state = lzma.decompress((snap_dir / "state.json.xz").read_bytes())
-    names = [t["name"] for t in manifest["tensors"]]
-    bases = _base_tensors(model_dir, names) if names else {}
+    bases = _bases(model_dir, {t["name"]: (tuple(t["shape"]), np.dtype(t["dtype"])) for t in manifest["tensors"]})
     values = {}
     with np.load(snap_dir / "weights.npz", allow_pickle=False) as npz:
         for i, t in enumerate(manifest["tensors"]):
