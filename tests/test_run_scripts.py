@@ -151,12 +151,13 @@ def test_series_queue_names_catalog_methods_and_splits_the_work(tmp_path):
     (sync / "memla-series-mend.1").touch()  # lane 1 "waits" at the mend step while the dry run of lane 0 goes
     fake = tmp_path / "bin"
     fake.mkdir()
-    (fake / "memla-mkeb").write_text('#!/usr/bin/env bash\necho memla_mkeb.app "$@"\n', encoding="utf-8")
+    (fake / "memla-mkeb").write_text('#!/usr/bin/env bash\necho memla_mkeb.app "$@" "code=$PYTHONPATH"\n',
+                                     encoding="utf-8")
     (fake / "memla-mkeb").chmod(0o755)
     calls = {}
     for lane in ("0", "1"):
         res = _dry(RESULTS / "protocol2" / "series.sh", LANE=lane, PROTOCOL2_DIR=str(tmp_path), MEMLA_BIN=str(fake),
-                   SERIES_SYNC_DIR=str(sync))
+                   SERIES_SYNC_DIR=str(sync), PYTHONPATH="/pinned", SEQ50_TREE=str(tmp_path / "p2seq50"))
         assert res.returncode == 0, res.stderr
         calls[lane] = _calls(res.stdout)
         for call in calls[lane]:
@@ -191,6 +192,12 @@ def test_series_queue_names_catalog_methods_and_splits_the_work(tmp_path):
             assert res.stdout.index("mend_rows.py") < res.stdout.index(single[first_mend])
     en = [c for c in calls["0"] if f"run_dir={tmp_path}/en" in c]
     assert [re.search(r"data.limit=(\d+)", c).group(1) for c in en][:15] == [str(n) for n in range(1, 31, 2)]
+    # seq50 alone runs from its own pinned worktree (resumable LoRA sequences); every other step from the lanes'
+    for lane in ("0", "1"):
+        for call in (c for c in calls[lane] if "code=" in c):  # the calls through issue31.sh
+            code = call.split("code=")[1]
+            assert code == (f"{tmp_path}/p2seq50:{tmp_path}/p2seq50/benchmarks/mkeb" if "sequential.n=50" in call
+                            else "/pinned"), call
     for seq in ("sequential.n=10", "sequential.n=50"):
         (a,), (b,) = ([c for c in calls[lane] if seq in c] for lane in ("0", "1"))
         assert not set(_methods(a)) & set(_methods(b))
@@ -289,8 +296,20 @@ def test_series_keeps_sequence_state_in_the_machine_cache(tmp_path):
         (fake / name).write_text('#!/usr/bin/env bash\necho "$@"\n', encoding="utf-8")
         (fake / name).chmod(0o755)
     cache = tmp_path / "cache"
-    env = dict(PROTOCOL2_DIR=str(p2), MEMLA_BIN=str(fake), MEMLA_CACHE=str(cache), SERIES_SYNC_DIR=str(tmp_path))
+    env = dict(PROTOCOL2_DIR=str(p2), MEMLA_BIN=str(fake), MEMLA_CACHE=str(cache), SERIES_SYNC_DIR=str(tmp_path),
+               SEQ50_TREE=str(tmp_path / "p2seq50"))
     script = root / "benchmarks/mkeb/results/protocol2/series.sh"
+    # seq50's code is a worktree at its pinned commit: a lane without it stops at once, saying how to make it
+    res = _dry(script, LANE="0", MEMLA_PYTHON=str(fake / "python"), **env)
+    assert res.returncode == 2 and f"git worktree add {tmp_path}/p2seq50 6361a75" in res.stderr
+    assert "sequential.n=" not in res.stdout
+    tree = tmp_path / "p2seq50"
+    tree.mkdir()
+    git = ["git", "-C", str(tree), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(git[:3] + ["init", "-q"], check=True)
+    subprocess.run(git + ["commit", "-q", "--allow-empty", "-m", "pin"], check=True)
+    head = subprocess.run(git[:3] + ["rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout
+    env["SEQ50_CODE"] = head[:7]
     res = _dry(script, LANE="0", **env)  # MEMLA_PYTHON=echo
     assert res.returncode == 0, res.stderr
     assert "keep_state benchmarks/mkeb/results/seq50 -> " in res.stdout

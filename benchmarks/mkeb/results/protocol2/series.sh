@@ -39,6 +39,17 @@ step ablations 30; LANES=2 "$P" ablations 30
 # checkpoint; the curve check shows whether it did.
 PY="${MEMLA_PYTHON:-${MEMLA_BIN:-.venv/bin}/python}"
 P2="${PROTOCOL2_DIR:-benchmarks/mkeb/results/protocol2}"
+# seq50 (at the end) runs from a later pin, 6361a75: e14d649 plus resumable LoRA sequences (its 50 edits with their
+# scoring take about 2.5 h of one thread, more than a sitting has left after the steps before it, and
+# e14d649 redid them from the first edit). Nothing else differs; 6361a75 is on main (merged). Its worktree
+# sits beside the pinned one: git worktree add ../p2seq50 6361a75 (SEQ50_TREE elsewhere).
+SEQ50_CODE="${SEQ50_CODE:-6361a75}"
+S50="$(realpath -m "${SEQ50_TREE:-../p2seq50}")"
+if [ "$PY" != echo ] && [[ "$(git -C "$S50" rev-parse HEAD 2>/dev/null)" != "$SEQ50_CODE"* ]]; then
+    echo "series lane $LANE: seq50 runs from commit $SEQ50_CODE; make its worktree first:" \
+        "git worktree add $S50 $SEQ50_CODE" >&2
+    exit 2
+fi
 prepare() {  # prepare LOCK METHODS
     OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 flock "/tmp/memla-prepare-$1.lock" "$PY" -m memla_plugin.easyedit.prepare \
         --methods "$2" --hparams-dir "$P2/hparams"
@@ -89,10 +100,11 @@ step batch;   EXTRA="$ONE shard.count=2 shard.index=$LANE shard.mode=strided" "$
 step sources; EXTRA="$ONE shard.count=2 shard.index=$LANE shard.mode=strided" "$I" sources
 step ppl1;    EXTRA="$ONE shard.count=2 shard.index=$LANE shard.mode=strided" "$I" ppl1
 # 50 edits in a row: at seq10's seconds per edit (edit, scoring right after, rescoring at the end), ROME and IKE
-# take about 13 h, MEMLA, MEMIT, FT-M and LoRA about 14 h
+# take about 13 h, MEMLA, MEMIT, FT-M and LoRA about 14 h.
 if [ "$LANE" = 0 ]; then
-    step seq50; ONLY=unedited,rome,ike EXTRA="$ONE" "$I" seq50
+    step seq50; ONLY=unedited,rome,ike EXTRA="$ONE" PYTHONPATH="$S50:$S50/benchmarks/mkeb" "$I" seq50
 else
-    step seq50; ONLY=memla,memit,ft_m,lora EXTRA="$ONE shard.count=2 shard.index=0" "$I" seq50
+    step seq50; ONLY=memla,memit,ft_m,lora EXTRA="$ONE shard.count=2 shard.index=0" \
+        PYTHONPATH="$S50:$S50/benchmarks/mkeb" "$I" seq50
 fi
 step done
