@@ -219,6 +219,20 @@ def test_scoring_restores_train_mode(make_tiny_model, tiny_tok):
     assert model.training
 
 
+def test_scoring_runs_every_module_in_eval_mode(make_tiny_model, tiny_tok):
+    """A submodule left in training mode in a model in eval mode (EasyEdit's LoRA leaves its adapter's
+    dropout so) scores as in eval mode, and keeps its mode afterwards."""
+    model = make_tiny_model("gpt2").eval()
+    ref = score_record(model, tiny_tok, _tiny_record(1), ["en"], device="cpu")
+    drop = model.transformer.drop
+    drop.p = 0.5
+    drop.train()
+    for seed in range(5):  # live dropout would change the scores from one draw to the next
+        torch.manual_seed(seed)
+        assert score_record(model, tiny_tok, _tiny_record(1), ["en"], device="cpu") == ref, seed
+    assert drop.training and not model.training and not model.transformer.h[0].training
+
+
 @pytest.mark.parametrize("kind", ["gpt2", "qwen2"])
 def test_shared_prompt_path_equals_separate_sequences(kind, make_tiny_model, tiny_tok):
     from memla_plugin.mkeb.metrics import shared_prompt_scoring

@@ -217,15 +217,18 @@ def _finish(tok: Any, specs: dict[str, _LangSpec], tf: list[TFResult], dec: list
 
 
 def _execute(model: Any, tok: Any, plan: _Plan, opts: ScoringOptions) -> tuple[list[TFResult], list[list[int]]]:
-    """Run every planned pair and decode in eval mode without gradients; restore the mode after."""
+    """Run every planned pair and decode in eval mode without gradients; restore the modes after.
+
+    Every module that is in training mode is switched, not only the model: a PEFT adapter made on a
+    model in eval mode (EasyEdit's LoRA) has its new modules, dropout included, in training mode."""
     import torch
 
     pad = pad_id_of(tok)
     kw: dict[str, Any] = {"pad_id": pad, "device": opts.device, "batch_size": opts.batch_size}
     until = plan.decode_until(tok)
-    was_training = bool(getattr(model, "training", False))
-    if was_training:
-        model.eval()
+    training = [m for m in model.modules() if m.training] if hasattr(model, "modules") else []
+    for module in training:
+        module.training = False
     try:
         with torch.no_grad():
             shared = (shared_prompt_scoring(model, plan.pairs, plan.decodes, until=until,
@@ -237,8 +240,8 @@ def _execute(model: Any, tok: Any, plan: _Plan, opts: ScoringOptions) -> tuple[l
             dec = greedy_decode(model, [p for p, _ in plan.decodes], [n for _, n in plan.decodes], until=until, **kw)
             return tf, dec
     finally:
-        if was_training:
-            model.train()
+        for module in training:
+            module.training = True
 
 
 def run_scoring(model: Any, tok: Any, records: Sequence[MKEBRecord], langs: Sequence[str] | None,
