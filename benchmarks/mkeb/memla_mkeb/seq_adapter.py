@@ -2,11 +2,12 @@
 
 EasyEdit's LoRA wraps the model in a PEFT adapter at a sequence's first edit and trains on in it at
 every later one. Its state is therefore the adapter's config and trained weights (read and written
-with PEFT's own state-dict functions), plus the modes the edits left the modules in: the adapter's
-new modules are created in training mode and EasyEdit never switches them off, so their dropout is
-live when the edited model is scored; gradient checkpointing and the input-grad hook are on. A
-resumed sitting attaches a fresh adapter with the saved config, loads the weights and puts the modes
-back, so the edits that follow (and their scores) are those of an uninterrupted sitting.
+with PEFT's own state-dict functions), plus the modes the sequence left the modules in: PEFT creates
+the adapter's modules (its dropout among them) in training mode, and whatever switches modes later
+(EasyEdit never does; scoring may) decides whether the next edit trains with that dropout on; gradient
+checkpointing and the input-grad hook are on. A resumed sitting attaches a fresh adapter with the saved
+config, loads the weights and puts the modes back, so the edits that follow (and their scores) are
+those of an uninterrupted sitting.
 """
 from __future__ import annotations
 

@@ -13,10 +13,9 @@ Undo: the first original each editor hands back for a parameter is the parameter
 first; then the model is checked bit for bit against the load-time snapshot, as after a single
 edit. A sequence is written as one row when it is complete. Until then its state is saved after
 every edit (:mod:`.seq_state`), so an interrupted sequence goes on from its last finished edit in the
-next run. LoRA's state is its adapter (PEFT config and weights) and which modules train: EasyEdit leaves
-the adapter's new modules in training mode, so its dropout is live while the edited model is scored, and a
-resumed sitting must score the same way. One whose edits undo themselves by a callable is redone from its
-first edit.
+next run. LoRA's state is its adapter (PEFT config and weights) and which modules are in training mode
+(the adapter's dropout trains the next edit only when on: :mod:`.seq_adapter`). One whose edits undo
+themselves by a callable is redone from its first edit.
 MEMLA attributes on the model as the earlier edits left it, so a sequential run never reads or
 writes the shared neuron cache (those attributions were made on the unedited model).
 """
