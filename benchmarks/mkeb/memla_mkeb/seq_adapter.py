@@ -11,29 +11,18 @@ those of an uninterrupted sitting.
 """
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 from typing import Any
+
+from .methods import jsonable
 
 #: saved adapter tensors sit beside the model's own parameters in one file, under this prefix
 ADAPTER_PREFIX = "peft_adapter/"
 
 
-def _json_value(value: Any) -> Any:
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, (set, frozenset)):
-        return sorted(value)
-    if isinstance(value, dict):
-        return {k: _json_value(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_value(v) for v in value]
-    return value
-
-
 def adapter_config(wrapper: Any) -> dict[str, dict[str, Any]]:
     """The wrapper's adapter configs by adapter name, as JSON."""
-    return {name: _json_value(cfg.to_dict()) for name, cfg in wrapper.peft_config.items()}
+    return {name: jsonable(cfg.to_dict()) for name, cfg in wrapper.peft_config.items()}
 
 
 def adapter_weights(wrapper: Any) -> dict[str, Any]:
@@ -73,28 +62,28 @@ def attach_adapter(model: Any, configs: dict[str, dict[str, Any]], weights: dict
 
 @dataclass(frozen=True)
 class ModuleModes:
-    """Which modules are in training mode, and whether gradient checkpointing and the input-grad hook are on."""
+    """Which modules are in training mode and whether the input-grad hook is on, put back as the edits
+    left them (:class:`.restore.ModelFlags`' put_back switches the hook and gradient checkpointing only
+    off and every module to eval mode)."""
 
     training: frozenset[str]
-    checkpointing: bool
     input_grads: bool
 
     @classmethod
     def of(cls, model: Any) -> "ModuleModes":
         return cls(frozenset(n for n, m in model.named_modules() if m.training),
-                   bool(getattr(model, "is_gradient_checkpointing", False)),
                    getattr(model, "_require_grads_hook", None) is not None)
 
     def as_json(self) -> dict[str, Any]:
-        return {"training": sorted(self.training), "checkpointing": self.checkpointing,
-                "input_grads": self.input_grads}
+        return {"training": sorted(self.training), "input_grads": self.input_grads}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "ModuleModes":
-        return cls(frozenset(data["training"]), bool(data["checkpointing"]), bool(data["input_grads"]))
+        return cls(frozenset(data["training"]), bool(data["input_grads"]))
 
-    def put_back(self, model: Any) -> None:
-        if self.checkpointing and not getattr(model, "is_gradient_checkpointing", False):
+    def put_back(self, model: Any, checkpointing: bool) -> None:
+        """``checkpointing``: the saved ModelFlags' (whose put_back only ever switches it off)."""
+        if checkpointing and not getattr(model, "is_gradient_checkpointing", False):
             model.gradient_checkpointing_enable()
         if self.input_grads and getattr(model, "_require_grads_hook", None) is None:
             model.enable_input_require_grads()

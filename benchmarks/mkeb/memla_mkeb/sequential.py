@@ -221,12 +221,11 @@ class SequenceRun:
                 self.undo.originals.setdefault(name, param.detach().clone())
                 param.copy_(value.to(device=param.device, dtype=param.dtype))
         self.current = model
-        if saved.get("adapter") is not None:
+        if saved["adapter"] is not None:
             self.undo.wrapper = self.current = attach_adapter(model, saved["adapter"], adapter)
         flags = ModelFlags(**saved["flags"])
         flags.put_back(model, keep_adapter=self.undo.wrapper is not None)
-        if saved.get("modes") is not None:
-            ModuleModes.from_json(saved["modes"]).put_back(model)
+        ModuleModes.from_json(saved["modes"]).put_back(model, flags.checkpointing)
         self.editor.resume_sequence(saved["editor"])
 
     def _templates(self) -> tuple[str, Optional[str]]:
