@@ -108,8 +108,8 @@ def test_saved_sequence_state_round_trip_identity_and_torn_writes(tmp_path):
 def test_host_sequences_resume_with_their_context_templates(tmp_path, bench_model_dir, monkeypatch):
     """ROME's sequence goes on after a crash with the context templates its first edit generated from
     the loaded model (not from the edited one); LoRA's goes on with its adapter (config, trained weights)
-    and its modules' modes: with dropout on, the adapter's modules score in training mode, as EasyEdit
-    leaves them. Both end with the uninterrupted run's rows, bit for bit."""
+    and its modules' modes: with dropout on, the adapter's modules stay in training mode, so its next edit
+    trains with dropout as in one sitting. Both end with the uninterrupted run's rows, bit for bit."""
     from conftest_bench import make_bench_env
     from memla_mkeb.runner import Hooks
     from memla_plugin.easyedit.patches import context_template_caches
