@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional, Sequence
 from memla_plugin.errors import MEMLAError
 from memla_plugin.tokenisation import encode_prompt, encode_target
 
-from .engine import TFResult, greedy_decode, pad_id_of, teacher_forced
+from .engine import TFResult, greedy_decode, inference_mode, pad_id_of, teacher_forced
 from .generation import GEN_MAX_NEW_TOKENS, GenAnswers, answer_complete, answer_text, stop_ids
 from .kv_fork import shared_prompt_scoring
 from .metric_registry import Answer, LangOutputs, compute_all
@@ -217,31 +217,19 @@ def _finish(tok: Any, specs: dict[str, _LangSpec], tf: list[TFResult], dec: list
 
 
 def _execute(model: Any, tok: Any, plan: _Plan, opts: ScoringOptions) -> tuple[list[TFResult], list[list[int]]]:
-    """Run every planned pair and decode in eval mode without gradients; restore the modes after.
-
-    Every module that is in training mode is switched, not only the model: a PEFT adapter made on a
-    model in eval mode (EasyEdit's LoRA) has its new modules, dropout included, in training mode."""
-    import torch
-
+    """Run every planned pair and decode under :func:`.engine.inference_mode` (eval mode, no gradients)."""
     pad = pad_id_of(tok)
     kw: dict[str, Any] = {"pad_id": pad, "device": opts.device, "batch_size": opts.batch_size}
     until = plan.decode_until(tok)
-    training = [m for m in model.modules() if m.training] if hasattr(model, "modules") else []
-    for module in training:
-        module.training = False
-    try:
-        with torch.no_grad():
-            shared = (shared_prompt_scoring(model, plan.pairs, plan.decodes, until=until,
-                                            share_prefix=opts.share_prefix, **kw)
-                      if opts.share_prompts else None)
-            if shared is not None:
-                return shared
-            tf = teacher_forced(model, plan.pairs, **kw)
-            dec = greedy_decode(model, [p for p, _ in plan.decodes], [n for _, n in plan.decodes], until=until, **kw)
-            return tf, dec
-    finally:
-        for module in training:
-            module.training = True
+    with inference_mode(model):
+        shared = (shared_prompt_scoring(model, plan.pairs, plan.decodes, until=until,
+                                        share_prefix=opts.share_prefix, **kw)
+                  if opts.share_prompts else None)
+        if shared is not None:
+            return shared
+        tf = teacher_forced(model, plan.pairs, **kw)
+        dec = greedy_decode(model, [p for p, _ in plan.decodes], [n for _, n in plan.decodes], until=until, **kw)
+        return tf, dec
 
 
 def run_scoring(model: Any, tok: Any, records: Sequence[MKEBRecord], langs: Sequence[str] | None,
