@@ -62,3 +62,19 @@ def test_heldout_texts_join_question_and_answer():
 def test_perplexity_json_form():
     p = Perplexity(nll=2 * math.log(3), tokens=2, texts=1)
     assert p.to_json() == {"ppl": pytest.approx(3.0), "nll": p.nll, "tokens": 2, "texts": 1}
+
+
+def test_perplexity_runs_every_module_in_eval_mode(make_tiny_model, tiny_tok):
+    """A model handed back with a submodule in training mode (EasyEdit's LoRA wrapper and its adapter's
+    dropout) is measured as in eval mode, and every module keeps its mode afterwards."""
+    model = make_tiny_model("gpt2").eval()
+    texts = {"en": ["The capital of France is Paris.", "Rome is in Italy."]}
+    ref = perplexity(model, tiny_tok, texts)["en"]
+    drop = model.transformer.drop
+    drop.p = 0.5
+    model.train()
+    model.transformer.h[0].eval()
+    for seed in range(5):  # live dropout would change the NLL from one draw to the next
+        torch.manual_seed(seed)
+        assert perplexity(model, tiny_tok, texts)["en"] == ref, seed
+    assert model.training and drop.training and not model.transformer.h[0].training

@@ -7,10 +7,11 @@ here knows about records or metrics; torch is imported only when a function runs
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 
 __all__ = [
     "DecodeStop",
@@ -21,6 +22,7 @@ __all__ = [
     "drop_finished_rows",
     "greedy_decode",
     "group_by_length",
+    "inference_mode",
     "left_pad",
     "model_device",
     "no_grad",
@@ -41,6 +43,27 @@ def no_grad(fn: Any) -> Any:
             return fn(*args, **kwargs)
 
     return wrapper
+
+
+@contextlib.contextmanager
+def inference_mode(model: Any) -> Iterator[None]:
+    """No gradients and every module in eval mode for the duration; each module's mode comes back after.
+
+    Every module in training mode is switched, not only the model: a PEFT adapter made on a model in
+    eval mode (EasyEdit's LoRA) has its new modules, its dropout among them, in training mode, and the
+    wrapper EasyEdit hands back is in training mode too. Measuring such a model as it is would apply the
+    adapter's dropout to every forward pass."""
+    import torch
+
+    training = [m for m in model.modules() if m.training] if hasattr(model, "modules") else []
+    for module in training:
+        module.training = False
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        for module in training:
+            module.training = True
 
 
 def model_device(model: Any) -> Any:

@@ -17,7 +17,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from memla_plugin.tokenisation import encode_prompt, target_with_space
 
-from .engine import left_pad, model_device, no_grad, pad_id_of
+from .engine import inference_mode, left_pad, model_device, pad_id_of
 
 
 @dataclass(frozen=True)
@@ -55,13 +55,21 @@ def heldout_texts(records: Iterable[Any], langs: Sequence[str]) -> dict[str, lis
     return out
 
 
-@no_grad
 def sequence_nll(model: Any, seqs: Sequence[Sequence[int]], *, pad_id: int, batch_size: int = 8,
                  device: Any = None) -> list[tuple[float, int]]:
-    """(summed NLL of tokens 2..L, L - 1) per id sequence, in left-padded batches."""
+    """(summed NLL of tokens 2..L, L - 1) per id sequence, in left-padded batches.
+
+    Runs under :func:`.engine.inference_mode`: a model handed back in training mode (EasyEdit's LoRA
+    wrapper) is measured without its adapter's dropout, as it is scored."""
+    with inference_mode(model):
+        return _sequence_nll(model, seqs, pad_id, batch_size,
+                             device if device is not None else model_device(model))
+
+
+def _sequence_nll(model: Any, seqs: Sequence[Sequence[int]], pad_id: int, batch_size: int,
+                  device: Any) -> list[tuple[float, int]]:
     import torch
 
-    device = device if device is not None else model_device(model)
     order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))  # similar lengths share a batch
     out: list[tuple[float, int]] = [(0.0, 0)] * len(seqs)
     for start in range(0, len(order), max(1, batch_size)):
