@@ -301,7 +301,7 @@ def test_series_keeps_sequence_state_in_the_machine_cache(tmp_path):
     script = root / "benchmarks/mkeb/results/protocol2/series.sh"
     # seq50's code is a worktree at its pinned commit: a lane without it stops at once, saying how to make it
     res = _dry(script, LANE="0", MEMLA_PYTHON=str(fake / "python"), **env)
-    assert res.returncode == 2 and f"git worktree add {tmp_path}/p2seq50 00ad8b0" in res.stderr
+    assert res.returncode == 2 and f"git worktree add {tmp_path}/p2seq50 4b808d1" in res.stderr
     assert "sequential.n=" not in res.stdout
     tree = tmp_path / "p2seq50"
     tree.mkdir()

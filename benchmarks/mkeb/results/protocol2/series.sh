@@ -39,11 +39,12 @@ step ablations 30; LANES=2 "$P" ablations 30
 # checkpoint; the curve check shows whether it did.
 PY="${MEMLA_PYTHON:-${MEMLA_BIN:-.venv/bin}/python}"
 P2="${PROTOCOL2_DIR:-benchmarks/mkeb/results/protocol2}"
-# seq50 (at the end) runs from a later pin, 00ad8b0: e14d649 plus resumable LoRA sequences (its 50 edits with their
+# seq50 (at the end) runs from a later pin, 4b808d1: e14d649 plus resumable LoRA sequences (its 50 edits with their
 # scoring take about 2.5 h of one thread, more than a sitting has left after the steps before it, and
-# e14d649 redid them from the first edit). Nothing else differs; 00ad8b0 is on main (merged). Its worktree
-# sits beside the pinned one: git worktree add ../p2seq50 00ad8b0 (SEQ50_TREE elsewhere).
-SEQ50_CODE="${SEQ50_CODE:-00ad8b0}"
+# e14d649 redid them from the first edit) and held-out perplexity measured in eval mode (e14d649 measured a
+# LoRA-edited model with its adapter's dropout live). Nothing else differs; 4b808d1 is on main (merged). Its
+# worktree sits beside the pinned one: git worktree add ../p2seq50 4b808d1 (SEQ50_TREE elsewhere).
+SEQ50_CODE="${SEQ50_CODE:-4b808d1}"
 S50="$(realpath -m "${SEQ50_TREE:-../p2seq50}")"
 if [ "$PY" != echo ] && [[ "$(git -C "$S50" rev-parse HEAD 2>/dev/null)" != "$SEQ50_CODE"* ]]; then
     echo "series lane $LANE: seq50 runs from commit $SEQ50_CODE; make its worktree first:" \
