@@ -154,12 +154,12 @@ def test_series_queue_names_catalog_methods_and_splits_the_work(tmp_path):
     (fake / "memla-mkeb").write_text('#!/usr/bin/env bash\necho memla_mkeb.app "$@" "code=$PYTHONPATH"\n',
                                      encoding="utf-8")
     (fake / "memla-mkeb").chmod(0o755)
-    calls = {}
+    calls, dry_out = {}, {}
     for lane in ("0", "1"):
         res = _dry(RESULTS / "protocol2" / "series.sh", LANE=lane, PROTOCOL2_DIR=str(tmp_path), MEMLA_BIN=str(fake),
                    SERIES_SYNC_DIR=str(sync), PYTHONPATH="/pinned", SEQ50_TREE=str(tmp_path / "p2seq50"))
         assert res.returncode == 0, res.stderr
-        calls[lane] = _calls(res.stdout)
+        calls[lane], dry_out[lane] = _calls(res.stdout), res.stdout
         for call in calls[lane]:
             assert set(_methods(call)) <= CATALOG, (call, set(_methods(call)) - CATALOG)
             assert "run.threads=1" in call, call
@@ -192,23 +192,45 @@ def test_series_queue_names_catalog_methods_and_splits_the_work(tmp_path):
             assert res.stdout.index("mend_rows.py") < res.stdout.index(single[first_mend])
     en = [c for c in calls["0"] if f"run_dir={tmp_path}/en" in c]
     assert [re.search(r"data.limit=(\d+)", c).group(1) for c in en][:15] == [str(n) for n in range(1, 31, 2)]
-    # seq50 alone runs from its own pinned worktree (resumable LoRA sequences); every other step from the lanes'
+    # seq50 and LoRA's rows of seq10 and ppl1 run from seq50's pinned worktree (perplexity in eval mode); every
+    # other step from the lanes' pinned checkout, which makes no LoRA row of seq10 or ppl1
+    later = f"{tmp_path}/p2seq50:{tmp_path}/p2seq50/benchmarks/mkeb"
     for lane in ("0", "1"):
         for call in (c for c in calls[lane] if "code=" in c):  # the calls through issue31.sh
             code = call.split("code=")[1]
-            assert code == (f"{tmp_path}/p2seq50:{tmp_path}/p2seq50/benchmarks/mkeb" if "sequential.n=50" in call
-                            else "/pinned"), call
+            redo = _methods(call) == ["lora"] and ("results/seq10 " in call or "results/ppl1 " in call)
+            assert code == (later if "sequential.n=50" in call or redo else "/pinned"), call
+            if code == "/pinned":
+                assert "lora" not in _methods(call) or "sequential.n=50" in call or "batch.size" in call, call
     for seq in ("sequential.n=10", "sequential.n=50"):
-        (a,), (b,) = ([c for c in calls[lane] if seq in c] for lane in ("0", "1"))
-        assert not set(_methods(a)) & set(_methods(b))
-        assert ("shard.count" in a) != ("shard.count" in b)  # different result files in one run dir
-        assert {"memla", "rome", "memit", "ft_m", "lora", "ike"} <= set(_methods(a)) | set(_methods(b))
+        a, b = ([c for c in calls[lane] if seq in c] for lane in ("0", "1"))
+        methods_a, methods_b = ({m for c in cs for m in _methods(c)} for cs in (a, b))
+        assert not methods_a & methods_b
+        assert not any("shard.count" in c for c in a) and all("shard.count" in c for c in b)  # two result files
+        assert {"memla", "rome", "memit", "ft_m", "lora", "ike"} <= methods_a | methods_b
     # single edits with perplexity on the records of seq10's sequence, same methods, split by records
     seq10 = {m for lane in ("0", "1") for c in calls[lane] if "sequential.n=10" in c for m in _methods(c)}
     for lane in ("0", "1"):
-        (ppl,) = [c for c in calls[lane] if "/ppl1" in c]
-        assert "sequential.n" not in ppl and "perplexity.enabled=true" in ppl and "data.limit=10" in ppl
-        assert f"shard.index={lane}" in ppl and set(_methods(ppl)) == seq10
+        ppl = [c for c in calls[lane] if "/ppl1" in c]
+        assert all("sequential.n" not in c and "perplexity.enabled=true" in c and "data.limit=10" in c for c in ppl)
+        assert all(f"shard.index={lane}" in c for c in ppl) and {m for c in ppl for m in _methods(c)} == seq10
+    # before LoRA's rows are made again, the lane moves the ones e14d649 made in its own files aside; a sitting
+    # that may run fewer methods than the plan file it rewrites keeps a copy of that plan first
+    for lane in ("0", "1"):
+        out = dry_out[lane].splitlines()
+        (move,) = [i for i, line in enumerate(out) if "move_rows.py" in line]
+        files = out[move].split("lora_perplexity_dropout_on.jsonl ")[1].split()
+        own = ["benchmarks/mkeb/results/ppl1/results.shard%sof2.jsonl" % lane]
+        assert files == own + (["benchmarks/mkeb/results/seq10/sequences.jsonl"] if lane == "0" else [])
+        assert "--method lora --made-with e14d649" in out[move]
+        redo = [i for i, line in enumerate(out) if "memla_mkeb.app" in line and "methods=[lora]" in line
+                and "sequential.n=50" not in line and "batch.size" not in line]
+        assert len(redo) == (2 if lane == "0" else 1) and move < min(redo)
+        sittings = [i for i, line in enumerate(out) if "memla_mkeb.app" in line and "results/ppl1 " in line
+                    or (lane == "0" and "memla_mkeb.app" in line and "results/seq10 " in line)]
+        for i in sittings:
+            run_dir = re.search(r"run_dir=(\S+)", out[i]).group(1)
+            assert out[i - 1].endswith(f"keep_plan.py {run_dir}"), out[i - 1]
     # MEMLA attributes a single edit or a batch's facts on the unedited model: ppl1, the de/ru/ja sources and
     # batch 32 read the published series' cache (batches 1 and 8, made before, attributed in their own dirs)
     for lane in ("0", "1"):

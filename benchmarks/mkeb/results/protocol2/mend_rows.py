@@ -40,36 +40,23 @@ def current_checkpoints() -> dict[str, str]:
     return {p.parent.name: file_sha256(p) for p in found}
 
 
+def _move_rows_module():
+    """../move_rows.py, loaded by path: the series runs scripts with PYTHONSAFEPATH set."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("move_rows", HERE.parent / "move_rows.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def move_mend_rows(run_dir: Path, method: str = "mend") -> int:
     """Move ``method``'s rows out of every results*.jsonl of ``run_dir`` into its archive; rows moved."""
     from memla_mkeb import store
 
-    moved = 0
-    for path in sorted(run_dir.glob(store.RESULTS_GLOB)):
-        tag = path.name[len("results"):-len(".jsonl")]
-        with store.run_lock(run_dir, tag):
-            keep, out = [], []
-            for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:  # a torn last line stays for the harness to handle
-                    keep.append(line)
-                    continue
-                (out if row.get("method") == method else keep).append(line)
-            if not out:
-                continue
-            with open(run_dir / ARCHIVE, "a", encoding="utf-8") as fh:  # archived before the rows leave
-                fh.writelines(line if line.endswith("\n") else line + "\n" for line in out)
-                fh.flush()
-                os.fsync(fh.fileno())
-            tmp = path.with_suffix(".jsonl.tmp")
-            with open(tmp, "w", encoding="utf-8") as fh:
-                fh.writelines(keep)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-            moved += len(out)
-    return moved
+    move_rows = _move_rows_module().move_rows
+    return sum(move_rows(path, lambda row: row.get("method") == method, run_dir / ARCHIVE)
+               for path in sorted(run_dir.glob(store.RESULTS_GLOB)))
 
 
 def main(argv: list[str]) -> int:

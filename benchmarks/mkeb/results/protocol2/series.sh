@@ -39,9 +39,9 @@ step ablations 30; LANES=2 "$P" ablations 30
 # checkpoint; the curve check shows whether it did.
 PY="${MEMLA_PYTHON:-${MEMLA_BIN:-.venv/bin}/python}"
 P2="${PROTOCOL2_DIR:-benchmarks/mkeb/results/protocol2}"
-# seq50 (at the end) runs from a later pin, 4b808d1: e14d649 plus resumable LoRA sequences (its 50 edits with their
-# scoring take about 2.5 h of one thread, more than a sitting has left after the steps before it, and
-# e14d649 redid them from the first edit) and held-out perplexity measured in eval mode (e14d649 measured a
+# seq50 (at the end) and LoRA's rows of seq10 and ppl1 run from a later pin, 4b808d1: e14d649 plus resumable
+# LoRA sequences (its 50 edits with their scoring take about 2.5 h of one thread, more than a sitting has left
+# after the steps before it, and e14d649 redid them from the first edit) and held-out perplexity measured in eval mode (e14d649 measured a
 # LoRA-edited model with its adapter's dropout live). Nothing else differs; 4b808d1 is on main (merged). Its
 # worktree sits beside the pinned one: git worktree add ../p2seq50 4b808d1 (SEQ50_TREE elsewhere).
 SEQ50_CODE="${SEQ50_CODE:-4b808d1}"
@@ -91,15 +91,33 @@ keep_state() {
         || step "no snapshot of $1 restored (see above); its unfinished sequences start from their first edit"
 }
 keep_state seq10; keep_state seq50
+# LoRA's rows of seq10 and ppl1 come from seq50's pin (below): e14d649 measured the held-out perplexity of the
+# LoRA-edited model with its adapter's dropout live, so the pinned steps leave LoRA out and no lane makes them
+# with e14d649. A sitting that runs fewer methods than the one before it rewrites the run dir's plan file:
+# keep_plan.py first keeps a copy per method set (the report checks every method's rows against its plan).
+R="benchmarks/mkeb/results"
+keep_plans() { local d; for d in "$@"; do "$PY" "$R/keep_plan.py" "$R/$d" || true; done; }
 # one sequence of 10 (the first 10 test records); a second method subset writes under its own file tag
 if [ "$LANE" = 0 ]; then
-    step seq10; N=10 ONLY=unedited,rome,lora,ike EXTRA="$ONE" "$I" seq10
+    step seq10; keep_plans seq10; N=10 ONLY=unedited,rome,ike EXTRA="$ONE" "$I" seq10
 else
     step seq10; N=10 ONLY=memla,memla_refined,memit,ft_m EXTRA="$ONE shard.count=2 shard.index=0" "$I" seq10
 fi
 step batch;   EXTRA="$ONE shard.count=2 shard.index=$LANE shard.mode=strided" "$I" batch
 step sources; EXTRA="$ONE shard.count=2 shard.index=$LANE shard.mode=strided" "$I" sources
-step ppl1;    EXTRA="$ONE shard.count=2 shard.index=$LANE shard.mode=strided" "$I" ppl1
+step ppl1;    keep_plans ppl1; ONLY=unedited,memla,memla_refined,rome,memit,ft_m,ike \
+    EXTRA="$ONE shard.count=2 shard.index=$LANE shard.mode=strided" "$I" ppl1
+# LoRA of seq10 (lane 0's sequence) and ppl1 (each lane its shard) from seq50's pin: the rows e14d649 made move
+# to lora_perplexity_dropout_on.jsonl of their run dir (move_rows.py; rows made again stay), then the harness
+# makes them again. Their scores are e14d649's (only the perplexity's mode changed); about 20 min a lane.
+step "lora (eval-mode perplexity)"
+MOVED=("$R/ppl1/results.shard${LANE}of2.jsonl"); if [ "$LANE" = 0 ]; then MOVED+=("$R/seq10/sequences.jsonl"); fi
+"$PY" "$R/move_rows.py" --method lora --made-with e14d649 --archive lora_perplexity_dropout_on.jsonl "${MOVED[@]}"
+if [ "$LANE" = 0 ]; then
+    keep_plans seq10; N=10 ONLY=lora EXTRA="$ONE" PYTHONPATH="$S50:$S50/benchmarks/mkeb" "$I" seq10
+fi
+keep_plans ppl1; ONLY=lora EXTRA="$ONE shard.count=2 shard.index=$LANE shard.mode=strided" \
+    PYTHONPATH="$S50:$S50/benchmarks/mkeb" "$I" ppl1
 # 50 edits in a row: at seq10's seconds per edit (edit, scoring right after, rescoring at the end), ROME and IKE
 # take about 13 h, MEMLA, MEMIT, FT-M and LoRA about 14 h.
 if [ "$LANE" = 0 ]; then
