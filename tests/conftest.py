@@ -8,10 +8,13 @@
   with a fixed seed. ``tiny_model`` is parametrised over both.
 - ``make_tiny_model(kind)``: the same as a factory; ``TINY_DIMS`` gives d / d_ff / layers.
 - ``fact_request``: an EasyEdit request with en/zh/fr versions of one fact.
+- ``results_script(name)``: a script of ``benchmarks/mkeb/results`` (not a package) imported by path.
 """
 from __future__ import annotations
 
 import copy
+import importlib.util
+from pathlib import Path
 
 import pytest
 import torch
@@ -155,3 +158,20 @@ def build_fact_request() -> dict:
             },
         },
     }
+
+
+RESULTS_DIR = Path(__file__).resolve().parents[1] / "benchmarks" / "mkeb" / "results"
+
+
+def _load_results_script(name: str):
+    path = RESULTS_DIR / name
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def results_script():
+    """Import a run script of benchmarks/mkeb/results by its path there (``"protocol2/mend_rows.py"``)."""
+    return _load_results_script

@@ -6,21 +6,16 @@ nothing moves while the recorded checkpoint is the cached one.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks/mkeb/results/protocol2/mend_rows.py"
 
 
 @pytest.fixture
-def mend_rows():
-    spec = importlib.util.spec_from_file_location("mend_rows", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def mend_rows(results_script):
+    return results_script("protocol2/mend_rows.py")
 
 
 def _line(method: str, record: int) -> str:

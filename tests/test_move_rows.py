@@ -6,22 +6,16 @@ file whose shard a sitting holds is refused and left as it was.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks/mkeb/results/move_rows.py"
 OLD, NEW = "e14d6492494d70256ec62bd21a4fe359c094af46", "4b808d1fd6c1b8e3a0d5f2c4b7e9a1c3d5f7b9e1"
 
 
 @pytest.fixture
-def move_rows():
-    spec = importlib.util.spec_from_file_location("move_rows", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def move_rows(results_script):
+    return results_script("move_rows.py")
 
 
 def _line(method: str, record: int, commit: str = OLD) -> str:

@@ -7,7 +7,6 @@ its sequence's row is written, and refuses a base model whose parameters are not
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -18,17 +17,13 @@ from safetensors.torch import save_file
 
 from memla_mkeb.seq_state import SequenceState
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks/mkeb/results/seq_snapshot.py"
 KEY = "seq3|rome|en|101"
 IDENTITY = {"key": KEY, "cfg_id": "abc", "seed": 42, "code": "e14d649"}
 
 
 @pytest.fixture(scope="module")
-def snap():
-    spec = importlib.util.spec_from_file_location("seq_snapshot", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def snap(results_script):
+    return results_script("seq_snapshot.py")
 
 
 def _model(root: Path) -> tuple[Path, dict[str, torch.Tensor]]:
