@@ -109,7 +109,9 @@ step ppl1;    keep_plans ppl1; ONLY=unedited,memla,memla_refined,rome,memit,ft_m
     EXTRA="$ONE shard.count=2 shard.index=$LANE shard.mode=strided" "$I" ppl1
 # LoRA of seq10 (lane 0's sequence) and ppl1 (each lane its shard) from seq50's pin: the rows e14d649 made move
 # to lora_perplexity_dropout_on.jsonl of their run dir (move_rows.py; rows made again stay), then the harness
-# makes them again. Their scores are e14d649's (only the perplexity's mode changed); about 20 min a lane.
+# makes them again. The code changes only the perplexity's mode (benchmarks/mkeb/README.md, "Eval mode");
+# on 2026-12-05 it took 76 min on lane 0 (seq10's sequence and 5 single edits; a third process ran beside
+# the lanes part of the time) and 42 min on lane 1.
 step "lora (eval-mode perplexity)"
 MOVED=("$R/ppl1/results.shard${LANE}of2.jsonl"); if [ "$LANE" = 0 ]; then MOVED+=("$R/seq10/sequences.jsonl"); fi
 "$PY" "$R/move_rows.py" --method lora --made-with e14d649 --archive lora_perplexity_dropout_on.jsonl "${MOVED[@]}"
