@@ -41,9 +41,10 @@ PY="${MEMLA_PYTHON:-${MEMLA_BIN:-.venv/bin}/python}"
 P2="${PROTOCOL2_DIR:-benchmarks/mkeb/results/protocol2}"
 # seq50 (at the end) and LoRA's rows of seq10 and ppl1 run from a later pin, 4b808d1: e14d649 plus resumable
 # LoRA sequences (its 50 edits with their scoring take about 2.5 h of one thread, more than a sitting has left
-# after the steps before it, and e14d649 redid them from the first edit) and held-out perplexity measured in eval mode (e14d649 measured a
-# LoRA-edited model with its adapter's dropout live). Nothing else differs; 4b808d1 is on main (merged). Its
-# worktree sits beside the pinned one: git worktree add ../p2seq50 4b808d1 (SEQ50_TREE elsewhere).
+# after the steps before it, and e14d649 redid them from the first edit) and held-out perplexity measured in
+# eval mode (e14d649 measured a LoRA-edited model with its adapter's dropout live). Nothing else differs;
+# 4b808d1 is on main (merged). Its worktree sits beside the pinned one:
+# git worktree add ../p2seq50 4b808d1 (SEQ50_TREE elsewhere).
 SEQ50_CODE="${SEQ50_CODE:-4b808d1}"
 S50="$(realpath -m "${SEQ50_TREE:-../p2seq50}")"
 if [ "$PY" != echo ] && [[ "$(git -C "$S50" rev-parse HEAD 2>/dev/null)" != "$SEQ50_CODE"* ]]; then
