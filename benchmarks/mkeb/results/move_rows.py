@@ -14,7 +14,7 @@ Only rows of ``--method`` whose ``code.commit`` starts with ``--made-with`` move
 with other code stay and a second call moves nothing. Each file is rewritten under its shard's run lock
 (the one a harness sitting holds): a file in use by a sitting is refused, never torn. The archive gets
 the rows before the file loses them, and its name must not match a file the harness or the report
-reads (results*, sequences*, batches*, unedited_cache*). protocol2/mend_rows.py moves rows the same way.
+reads (results*, sequences*, batches*, unedited_cache*). protocol2/mend_rows.py moves MEND's rows with it.
 """
 from __future__ import annotations
 
