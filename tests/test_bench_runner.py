@@ -327,16 +327,11 @@ def test_memla_variants_share_one_attribution_per_record_and_language(bench_env,
         assert row["edit_stats"]["neurons_per_lang"] == rows[("memla_scale1p0", row["record_id"])]["edit_stats"]["neurons_per_lang"]
 
 
-def test_sitting_done_answers_as_the_harness_would(reference, capsys):
+def test_sitting_done_answers_as_the_harness_would(reference, capsys, results_script):
     """benchmarks/mkeb/results/sitting_done.py (what lanes.sh asks before each sitting) says "nothing to do"
     for a finished sitting only: a sitting with rows left is counted, and one the run dir would refuse is
     left to the harness (which names the refusal)."""
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks/mkeb/results/sitting_done.py"
-    spec = importlib.util.spec_from_file_location("sitting_done", path)
-    sitting_done = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(sitting_done)
+    sitting_done = results_script("sitting_done.py")
     env, _ = reference
     assert sitting_done.main(env.overrides(*LIMIT)) == 0
     assert capsys.readouterr().out.strip() == "nothing to do"

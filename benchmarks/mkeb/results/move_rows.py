@@ -19,6 +19,7 @@ reads (results*, sequences*, batches*, unedited_cache*). protocol2/mend_rows.py 
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import os
 import re
@@ -28,7 +29,6 @@ from typing import Any, Callable
 
 # the files a run dir's rows live in, and the shard tag their name carries (the harness's run lock name)
 ROW_FILE = re.compile(r"(results|sequences|batches)((?:\.shard\d+of\d+)?)\.jsonl")
-READ_BY_HARNESS = re.compile(r"(results|sequences|batches|unedited_cache).*\.jsonl")
 
 
 def shard_tag(path: Path) -> str:
@@ -43,7 +43,8 @@ def move_rows(path: Path, select: Callable[[dict[str, Any]], bool], archive: Pat
     """Move the rows of ``path`` that ``select`` picks into ``archive`` (appended); rows moved."""
     from memla_mkeb import store
 
-    if READ_BY_HARNESS.fullmatch(archive.name):
+    read = (store.RESULTS_GLOB, store.SEQUENCES_GLOB, store.BATCHES_GLOB, store.UNEDITED_GLOB)
+    if any(fnmatch.fnmatchcase(archive.name, pattern) for pattern in read):
         raise ValueError(f"archive {archive.name} would be read as rows by the harness and the report")
     with store.run_lock(path.parent, shard_tag(path)):
         keep, out = [], []

@@ -47,6 +47,7 @@ P2="${PROTOCOL2_DIR:-benchmarks/mkeb/results/protocol2}"
 # git worktree add ../p2seq50 4b808d1 (SEQ50_TREE elsewhere).
 SEQ50_CODE="${SEQ50_CODE:-4b808d1}"
 S50="$(realpath -m "${SEQ50_TREE:-../p2seq50}")"
+S50_PATH="$S50:$S50/benchmarks/mkeb"  # PYTHONPATH of a step that runs from that pin
 if [ "$PY" != echo ] && [[ "$(git -C "$S50" rev-parse HEAD 2>/dev/null)" != "$SEQ50_CODE"* ]]; then
     echo "series lane $LANE: seq50 runs from commit $SEQ50_CODE; make its worktree first:" \
         "git worktree add $S50 $SEQ50_CODE" >&2
@@ -117,16 +118,16 @@ step "lora (eval-mode perplexity)"
 MOVED=("$R/ppl1/results.shard${LANE}of2.jsonl"); if [ "$LANE" = 0 ]; then MOVED+=("$R/seq10/sequences.jsonl"); fi
 "$PY" "$R/move_rows.py" --method lora --made-with e14d649 --archive lora_perplexity_dropout_on.jsonl "${MOVED[@]}"
 if [ "$LANE" = 0 ]; then
-    keep_plans seq10; N=10 ONLY=lora EXTRA="$ONE" PYTHONPATH="$S50:$S50/benchmarks/mkeb" "$I" seq10
+    keep_plans seq10; N=10 ONLY=lora EXTRA="$ONE" PYTHONPATH="$S50_PATH" "$I" seq10
 fi
 keep_plans ppl1; ONLY=lora EXTRA="$ONE shard.count=2 shard.index=$LANE shard.mode=strided" \
-    PYTHONPATH="$S50:$S50/benchmarks/mkeb" "$I" ppl1
+    PYTHONPATH="$S50_PATH" "$I" ppl1
 # 50 edits in a row: at seq10's seconds per edit (edit, scoring right after, rescoring at the end), ROME and IKE
 # take about 13 h, MEMLA, MEMIT, FT-M and LoRA about 14 h.
 if [ "$LANE" = 0 ]; then
-    step seq50; ONLY=unedited,rome,ike EXTRA="$ONE" PYTHONPATH="$S50:$S50/benchmarks/mkeb" "$I" seq50
+    step seq50; ONLY=unedited,rome,ike EXTRA="$ONE" PYTHONPATH="$S50_PATH" "$I" seq50
 else
     step seq50; ONLY=memla,memit,ft_m,lora EXTRA="$ONE shard.count=2 shard.index=0" \
-        PYTHONPATH="$S50:$S50/benchmarks/mkeb" "$I" seq50
+        PYTHONPATH="$S50_PATH" "$I" seq50
 fi
 step done
