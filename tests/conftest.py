@@ -8,7 +8,8 @@
   with a fixed seed. ``tiny_model`` is parametrised over both.
 - ``make_tiny_model(kind)``: the same as a factory; ``TINY_DIMS`` gives d / d_ff / layers.
 - ``fact_request``: an EasyEdit request with en/zh/fr versions of one fact.
-- ``results_script(name)``: a script of ``benchmarks/mkeb/results`` (not a package) imported by path.
+- ``repo_script(path)``: a script of the repository (not in a package) imported by its path from the root;
+  ``results_script(name)`` the same for a script of ``benchmarks/mkeb/results``.
 """
 from __future__ import annotations
 
@@ -160,18 +161,25 @@ def build_fact_request() -> dict:
     }
 
 
-RESULTS_DIR = Path(__file__).resolve().parents[1] / "benchmarks" / "mkeb" / "results"
+REPO = Path(__file__).resolve().parents[1]
 
 
-def _load_results_script(name: str):
-    path = RESULTS_DIR / name
-    spec = importlib.util.spec_from_file_location(path.stem, path)
+def _load_repo_script(path: str):
+    """Import a script of this repository that is not in a package, by its path from the repository root."""
+    file = REPO / path
+    spec = importlib.util.spec_from_file_location(file.stem, file)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
 @pytest.fixture(scope="session")
+def repo_script():
+    """Import a script by its path from the repository root (``"benchmarks/perf/edit_cost.py"``)."""
+    return _load_repo_script
+
+
+@pytest.fixture(scope="session")
 def results_script():
     """Import a run script of benchmarks/mkeb/results by its path there (``"protocol2/mend_rows.py"``)."""
-    return _load_results_script
+    return lambda name: _load_repo_script(f"benchmarks/mkeb/results/{name}")

@@ -274,11 +274,9 @@ def test_memla_imports_do_not_import_peft():
 
 
 # ----------------------------------------------------------------------------- memla-edit and the reload script
-def test_cli_save_adapter_then_fresh_reload_gives_the_same_answers(qwen2_model, tiny_tok, tmp_path, capsys):
+def test_cli_save_adapter_then_fresh_reload_gives_the_same_answers(qwen2_model, tiny_tok, tmp_path, capsys,
+                                                                   repo_script):
     """memla-edit --save-adapter, then examples/load_memla_adapter.py on a newly loaded base model."""
-    import importlib.util
-    from pathlib import Path
-
     import yaml
 
     from memla_plugin.cli import edit as cli
@@ -297,10 +295,7 @@ def test_cli_save_adapter_then_fresh_reload_gives_the_same_answers(qwen2_model, 
     with pytest.raises(HParamsError, match="already holds an adapter"):
         cli.run(cli.build_parser().parse_args(argv))
 
-    script = Path(__file__).resolve().parents[1] / "examples" / "load_memla_adapter.py"
-    spec = importlib.util.spec_from_file_location("load_memla_adapter", script)
-    example = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(example)
+    example = repo_script("examples/load_memla_adapter.py")
     out = tmp_path / "reload.json"
     assert example.main([str(adapter), "--model", str(model_dir), "--verify", "--json", str(out)]) == 0
     reloaded = json.loads(out.read_text())

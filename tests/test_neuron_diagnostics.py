@@ -38,18 +38,12 @@ def test_generic_share_and_layers():
     assert ns.leave_one_out_shares(SETS["en"], "1") == {(0, 1): 1.0, (7, 7): 1.0}
 
 
-def test_cli_reads_a_cache(tmp_path, capsys):
-    import importlib.util
-    from pathlib import Path
-
+def test_cli_reads_a_cache(tmp_path, capsys, repo_script):
     cache = NeuronCache(tmp_path, "m__k")
     for lang, per in SETS.items():
         for rid, found in per.items():
             cache.put(rid, lang, "", found)
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "mkeb" / "neuron_diagnostics.py"
-    spec = importlib.util.spec_from_file_location("neuron_diagnostics", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = repo_script("benchmarks/mkeb/neuron_diagnostics.py")
     args = argparse.Namespace(neuron_dir=str(tmp_path), key="m__k", records="all", langs="en,zh,fr", edit_lang="en",
                               min_langs=2, background="", max_share=0.1, filter=False, num_layers=10, json=None,
                               loo_share=0.4, compare="m__k")
@@ -75,10 +69,7 @@ def test_setting_agreement_is_the_per_record_jaccard():
 
 
 
-def test_generic_line_names_the_share_with_and_without_the_filter(tmp_path):
-    import importlib.util
-    from pathlib import Path
-
+def test_generic_line_names_the_share_with_and_without_the_filter(tmp_path, repo_script):
     cache = NeuronCache(tmp_path / "cache", "m__k")
     for lang, per in SETS.items():
         for rid, found in per.items():
@@ -87,10 +78,7 @@ def test_generic_line_names_the_share_with_and_without_the_filter(tmp_path):
     for n, found in enumerate([{(0, 1)}, {(0, 1)}, {(7, 7)}, {(3, 3)}]):  # (0, 1) in 2 of 4 facts
         for lang in ("en", "zh", "fr"):
             background.put(100 + n, lang, "", found)
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "mkeb" / "neuron_diagnostics.py"
-    spec = importlib.util.spec_from_file_location("neuron_diagnostics", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = repo_script("benchmarks/mkeb/neuron_diagnostics.py")
     for filtered in (False, True):
         args = argparse.Namespace(neuron_dir=str(tmp_path / "cache"), key="m__k", records="all", langs="en,zh,fr",
                                   edit_lang="en", min_langs=0, background=str(tmp_path / "bg"), max_share=0.3,

@@ -114,13 +114,9 @@ def test_protocol2_refuses_before_pin_then_names_catalog_methods(tmp_path):
         assert "data=test" in call and "prompt_format=preamble" in call and f"run_dir={tmp_path}/{series}" in call
 
 
-def test_keep_rule_turns_off_switches_that_do_not_help():
+def test_keep_rule_turns_off_switches_that_do_not_help(repo_script):
     """preset_table --decide: a switch stays only when the preset's composite beats its ablation's."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("preset_table", REPO / "benchmarks" / "mkeb" / "preset_table.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = repo_script("benchmarks/mkeb/preset_table.py")
 
     def row(method, rid, es, ns):  # en + one other language; "others" = the zh values
         sc = {"ES": es, "PS": es, "NS_cf": ns}
