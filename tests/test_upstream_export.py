@@ -234,6 +234,22 @@ def test_soundness_check_finds_undefined_names_and_emptied_functions():
     assert any("gone" in p for p in problems) and any("nothing left" in p for p in problems)
 
 
+def test_soundness_check_finds_a_context_manager_that_lost_its_yield():
+    """Stripping the value a context manager yields takes its ``yield`` with it: no longer a generator."""
+    from tools.upstream.source import check_sound
+
+    src = ("from contextlib import contextmanager\nfrom typing import Optional\n\n\n@contextmanager\n"
+           "def frame(model):\n    state = model.training\n    cache: Optional[Cache] = None\n    try:\n        model.eval()\n"
+           "        cache = Cache(model)\n        yield cache\n    finally:\n        model.train(state)\n\n\n"
+           "class Cache:\n    def __init__(self, model):\n        self.model = model\n")
+    assert check_sound("ok.py", src) == []
+    stripped = strip_names(src, {"Cache"}, "frame.py")
+    assert "yield" not in stripped and "model.eval()" in stripped
+    assert check_sound("frame.py", stripped) == ["frame.py:6: context manager frame() has no yield left"]
+    nested = "import contextlib\n\n@contextlib.contextmanager\ndef f():\n    def g():\n        yield 1\n    g()\n"
+    assert check_sound("n.py", nested) == ["n.py:4: context manager f() has no yield left"]
+
+
 def test_strip_removes_a_stripped_option_from_a_literal_not_the_whole_statement():
     src = ('FLOATS = (\n    "lr",\n    "locality_weight",\n)\nINTS = ("steps", "locality_prompts", "seed")\n'
            'def f(h):\n    return [getattr(h, n) for n in FLOATS + INTS]\n')

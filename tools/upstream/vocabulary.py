@@ -22,7 +22,8 @@ FORBIDDEN = (
 
 
 def check_sound(path: str, text: str) -> list[str]:
-    """``path: what`` for names read but defined nowhere, and functions or blocks a strip left empty."""
+    """``path: what`` for names read but defined nowhere, functions or blocks a strip left empty, and context
+    managers it left without a ``yield``."""
     import symtable
 
     problems = []
@@ -42,7 +43,29 @@ def check_sound(path: str, text: str) -> list[str]:
             body = [b for b in n.body if not (isinstance(b, ast.Expr) and isinstance(b.value, ast.Constant))]
             if all(isinstance(b, ast.Pass) for b in body):
                 problems.append(f"{path}:{n.lineno}: a block with nothing left in it")
+        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and _is_context_manager(n) and not _yields(n):
+            # a strip that removes the statement yielding a stripped value leaves a generator that is none
+            problems.append(f"{path}:{n.lineno}: context manager {n.name}() has no yield left")
     return problems
+
+
+def _is_context_manager(fn: ast.AST) -> bool:
+    """Decorated with ``contextmanager`` or ``asynccontextmanager`` (bare or as ``contextlib.<name>``)."""
+    names = {"contextmanager", "asynccontextmanager"}
+    return any((isinstance(d, ast.Name) and d.id in names) or (isinstance(d, ast.Attribute) and d.attr in names)
+               for d in fn.decorator_list)
+
+
+def _yields(fn: ast.AST) -> bool:
+    """Whether ``fn`` itself (not a function nested in it) yields."""
+    todo = list(ast.iter_child_nodes(fn))
+    while todo:
+        n = todo.pop()
+        if isinstance(n, (ast.Yield, ast.YieldFrom)):
+            return True
+        if not isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
+            todo.extend(ast.iter_child_nodes(n))
+    return False
 
 
 def check_vocabulary(path: str, text: str) -> list[str]:
