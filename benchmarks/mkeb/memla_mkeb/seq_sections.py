@@ -168,7 +168,8 @@ def _figure(path: Path, curves: dict[str, dict[str, list[tuple[Optional[float], 
     methods = list(curves)
     ncols = min(4, len(methods))
     nrows = -(-len(methods) // ncols)
-    with checked_figure(path, (3.1 * ncols, 2.5 * nrows + 0.9), methods, nrows=nrows, ncols=ncols,
+    width = max(3.1 * ncols, 7.0)  # one or two panels: room for the title and the two-column legend
+    with checked_figure(path, (width, 2.5 * nrows + 0.9), methods, nrows=nrows, ncols=ncols,
                         sharex=True, sharey=True) as (fig, grid):
         grid = np.array(grid, dtype=object).reshape(nrows, ncols)  # one panel comes back as a bare Axes
         axes = list(grid.flat)
