@@ -216,6 +216,37 @@ def test_strip_keeps_a_loop_whose_last_if_is_stripped_and_closures():
     assert "cache" not in out
 
 
+def test_strip_leaves_pass_where_an_orphaned_local_was_a_body_alone():
+    # the strip takes `cache.close()`; `x = 2` in `try` and the loop's dead locals are then never read
+    src = (
+        "def f(xs, cache=None):\n"
+        "    for x in xs:\n"
+        "        try:\n"
+        "            x = 2\n"
+        "        finally:\n"
+        "            if cache is not None:\n"
+        "                cache.close()\n"
+        "    for y in xs:\n"
+        "        a = 1\n"
+        "        # a comment between\n"
+        "        b = len(\n"
+        "            xs)\n"
+        "    return 1\n"
+    )
+    out = strip_names(src, {"cache"})
+    assert out == (
+        "def f(xs):\n"
+        "    for x in xs:\n"
+        "        try:\n"
+        "            pass\n"
+        "        finally:\n"
+        "            pass\n"
+        "    for y in xs:\n"
+        "        pass\n"
+        "    return 1\n"
+    )
+
+
 def test_drop_defs_removes_named_methods_with_their_comments():
     from tools.upstream.source import drop_defs
 

@@ -346,6 +346,7 @@ def _drop_unread_locals(text: str, path: str) -> str:
     """Remove ``x = <pure expression>`` in functions that never read ``x`` (left over by a strip)."""
     tree = parse(text, path)
     ed = Edits(text)
+    gone: dict[int, ast.stmt] = {}  # the statements that go whole, by id
     for fn in ast.walk(tree):
         if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
             continue
@@ -363,5 +364,15 @@ def _drop_unread_locals(text: str, path: str) -> str:
                     if isinstance(stmt, ast.Assign) and isinstance(value, ast.Call):  # `x = f(...)` -> `f(...)`
                         ed.span(ed.off(stmt.lineno, stmt.col_offset), ed.off(value.lineno, value.col_offset))
                     continue
-                ed.lines(stmt.lineno, stmt.end_lineno)
+                gone[id(stmt)] = stmt
+    # a body whose every statement goes becomes `pass` (a loop body or `try` left empty does not parse)
+    for node in ast.walk(tree):
+        for body in _bodies(node) if isinstance(node, ast.stmt) else []:
+            if all(id(b) in gone for b in body):
+                indent = re.match(r"\s*", text.splitlines()[body[0].lineno - 1]).group(0)
+                ed.lines(body[0].lineno, body[-1].end_lineno, f"{indent}pass\n")
+                for b in body:
+                    del gone[id(b)]
+    for stmt in gone.values():
+        ed.lines(stmt.lineno, stmt.end_lineno)
     return ed.apply()
