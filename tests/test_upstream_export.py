@@ -247,6 +247,24 @@ def test_strip_leaves_pass_where_an_orphaned_local_was_a_body_alone():
     )
 
 
+def test_strip_drops_an_unset_option_test_whose_kept_branch_is_pass_alone():
+    src = (
+        "def f(xs, cache=None):\n"
+        "    for x in xs:\n"
+        "        if x:\n"
+        "            if cache is None:\n"
+        "                pass\n"
+        "            else:\n"
+        "                cache.drop()\n"
+        "            break\n"
+        "        if cache is None:\n"
+        "            pass\n"
+        "    return 1\n"
+    )
+    out = strip_names(src, {"cache"})
+    assert out == "def f(xs):\n    for x in xs:\n        if x:\n            break\n    return 1\n"
+
+
 def test_drop_defs_removes_named_methods_with_their_comments():
     from tools.upstream.source import drop_defs
 

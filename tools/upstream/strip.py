@@ -159,7 +159,7 @@ class _StripPass:
         if is_none is not None:
             # a stripped option is off (None) upstream: `if x is None: A else: B` keeps A, `is not None` B
             kept = stmt.body if is_none else stmt.orelse
-            if kept:
+            if not all(isinstance(k, ast.Pass) for k in kept):  # a kept `pass` alone goes with the `if`
                 ed.lines(stmt.lineno, stmt.end_lineno, _dedented(text, stmt, kept))
                 return False  # what the kept branch itself names goes in the next pass
             ed.lines(leading_comments(text, stmt.lineno), stmt.end_lineno)
