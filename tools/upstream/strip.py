@@ -198,7 +198,12 @@ class _StripPass:
             raise ExportError(f"{self.path}:{fn.lineno}: stripping {sorted(self.names)} empties {fn.name}()")
 
     def _visit_emptied_if(self, stmt: ast.If, scope_unbound: set[str], enclosing: frozenset) -> bool:
-        """An ``if`` whose body the strip empties: its ``elif`` or ``else`` takes its place (True: all of it goes)."""
+        """An ``if`` whose body the strip empties: its ``elif`` or ``else`` takes its place (True: all of it goes).
+
+        The test is dropped, not negated: a branch made only of stripped code is taken as the stripped
+        feature's own branch (``if settings.method == "atp":``), which upstream never enters. A branch
+        that also runs when the feature is off would need ``if not <test>:`` instead; the plugin has none.
+        """
         ed, text = self.ed, self.text
         if stmt.orelse and len(stmt.orelse) == 1 and isinstance(stmt.orelse[0], ast.If):
             nxt = stmt.orelse[0]
