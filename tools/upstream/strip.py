@@ -175,8 +175,7 @@ class _StripPass:
             return self._visit_emptied_if(stmt, scope_unbound, enclosing)
         for inner_body in _bodies(stmt):  # not `body`: the caller counts the statements of `body`
             if self.visit_body(inner_body, scope_unbound, enclosing):
-                indent = re.match(r"\s*", text.splitlines()[inner_body[0].lineno - 1]).group(0)
-                ed.lines(inner_body[0].lineno, inner_body[-1].end_lineno, f"{indent}pass\n")
+                _pass_for(ed, text, inner_body)
         if not isinstance(stmt, ast.ClassDef):
             self.visit_calls(stmt, names | scope_unbound)
         return False
@@ -269,6 +268,12 @@ class _StripPass:
                 for k, v in zip(n.keys, n.values):
                     if isinstance(k, ast.Constant) and (k.value in names or (_refs(v) & names)):
                         drop(k, v)
+
+
+def _pass_for(ed: Edits, text: str, body: list[ast.stmt]) -> None:
+    """Replace every statement of ``body`` with one ``pass`` at its indentation (a body may not be empty)."""
+    indent = re.match(r"\s*", text.splitlines()[body[0].lineno - 1]).group(0)
+    ed.lines(body[0].lineno, body[-1].end_lineno, f"{indent}pass\n")
 
 
 def _stripped_tuple_items(stmt: ast.stmt, names: set[str]) -> list[ast.expr]:
@@ -374,8 +379,7 @@ def _drop_unread_locals(text: str, path: str) -> str:
     for node in ast.walk(tree):
         for body in _bodies(node) if isinstance(node, ast.stmt) else []:
             if all(id(b) in gone for b in body):
-                indent = re.match(r"\s*", text.splitlines()[body[0].lineno - 1]).group(0)
-                ed.lines(body[0].lineno, body[-1].end_lineno, f"{indent}pass\n")
+                _pass_for(ed, text, body)
                 for b in body:
                     del gone[id(b)]
     for stmt in gone.values():
