@@ -141,7 +141,7 @@ def probe(model, tok, languages: dict[str, dict[str, Any]], langs: Sequence[str]
     """
     import math
 
-    from ..mkeb.engine import inference_mode
+    from ..mkeb.engine import evaluating
     from ..mkeb.generation import answer_text, which_target
     from ..mkeb.metrics import encode_prompt, encode_target, greedy_decode, teacher_forced
     from ..prompt_format import format_prompt
@@ -159,7 +159,7 @@ def probe(model, tok, languages: dict[str, dict[str, Any]], langs: Sequence[str]
         pairs += [(p, new), (p, true)]
     shown = list(n_new)
     n_new = [max(n, gen_tokens) for n in n_new]
-    with inference_mode(model):  # eval mode and no gradients, as scoring measures a model
+    with evaluating(model):  # eval mode and no gradients, as scoring measures a model
         decoded = greedy_decode(model, prompts, n_new, pad_id=pad, batch_size=batch_size)
         scored = teacher_forced(model, pairs, pad_id=pad, batch_size=2 * batch_size)
     out = {}

@@ -20,9 +20,9 @@ __all__ = [
     "accepts_kwarg",
     "call_overhead",
     "drop_finished_rows",
+    "evaluating",
     "greedy_decode",
     "group_by_length",
-    "inference_mode",
     "left_pad",
     "model_device",
     "no_grad",
@@ -46,7 +46,7 @@ def no_grad(fn: Any) -> Any:
 
 
 @contextlib.contextmanager
-def inference_mode(model: Any) -> Iterator[None]:
+def evaluating(model: Any) -> Iterator[None]:
     """No gradients and every module in eval mode for the duration; each module's mode comes back after.
 
     Every module in training mode is switched, not only the model: a PEFT adapter made on a model in

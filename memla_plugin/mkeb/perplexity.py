@@ -17,7 +17,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from memla_plugin.tokenisation import encode_prompt, target_with_space
 
-from .engine import inference_mode, left_pad, model_device, pad_id_of
+from .engine import evaluating, left_pad, model_device, pad_id_of
 
 
 @dataclass(frozen=True)
@@ -59,9 +59,9 @@ def sequence_nll(model: Any, seqs: Sequence[Sequence[int]], *, pad_id: int, batc
                  device: Any = None) -> list[tuple[float, int]]:
     """(summed NLL of tokens 2..L, L - 1) per id sequence, in left-padded batches.
 
-    Runs under :func:`.engine.inference_mode`: a model handed back in training mode (EasyEdit's LoRA
+    Runs under :func:`.engine.evaluating`: a model handed back in training mode (EasyEdit's LoRA
     wrapper) is measured without its adapter's dropout, as it is scored."""
-    with inference_mode(model):
+    with evaluating(model):
         return _sequence_nll(model, seqs, pad_id, batch_size,
                              device if device is not None else model_device(model))
 

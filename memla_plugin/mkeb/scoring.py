@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional, Sequence
 from memla_plugin.errors import MEMLAError
 from memla_plugin.tokenisation import encode_prompt, encode_target
 
-from .engine import TFResult, greedy_decode, inference_mode, pad_id_of, teacher_forced
+from .engine import TFResult, evaluating, greedy_decode, pad_id_of, teacher_forced
 from .generation import GEN_MAX_NEW_TOKENS, GenAnswers, answer_complete, answer_text, stop_ids
 from .kv_fork import shared_prompt_scoring
 from .metric_registry import Answer, LangOutputs, compute_all
@@ -217,11 +217,11 @@ def _finish(tok: Any, specs: dict[str, _LangSpec], tf: list[TFResult], dec: list
 
 
 def _execute(model: Any, tok: Any, plan: _Plan, opts: ScoringOptions) -> tuple[list[TFResult], list[list[int]]]:
-    """Run every planned pair and decode under :func:`.engine.inference_mode` (eval mode, no gradients)."""
+    """Run every planned pair and decode under :func:`.engine.evaluating` (eval mode, no gradients)."""
     pad = pad_id_of(tok)
     kw: dict[str, Any] = {"pad_id": pad, "device": opts.device, "batch_size": opts.batch_size}
     until = plan.decode_until(tok)
-    with inference_mode(model):
+    with evaluating(model):
         shared = (shared_prompt_scoring(model, plan.pairs, plan.decodes, until=until,
                                         share_prefix=opts.share_prefix, **kw)
                   if opts.share_prompts else None)
