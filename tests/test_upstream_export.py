@@ -265,6 +265,32 @@ def test_strip_drops_an_unset_option_test_whose_kept_branch_is_pass_alone():
     assert out == "def f(xs):\n    for x in xs:\n        if x:\n            break\n    return 1\n"
 
 
+def test_strip_promotes_an_else_branch_with_its_decorators():
+    # the body of `if method == "fast"` is all stripped, so the else branch takes the if's place
+    src = (
+        "import functools\n"
+        "def f(method, x):\n"
+        "    if method == \"fast\":\n"
+        "        atp.record(x)\n"
+        "    else:\n"
+        "        @functools.cache\n"
+        "        def g(y):\n"
+        "            return y + 1\n"
+        "        x = g(x)\n"
+        "    return x\n"
+    )
+    out = strip_names(src, {"atp"})
+    assert out == (
+        "import functools\n"
+        "def f(method, x):\n"
+        "    @functools.cache\n"
+        "    def g(y):\n"
+        "        return y + 1\n"
+        "    x = g(x)\n"
+        "    return x\n"
+    )
+
+
 def test_drop_defs_removes_named_methods_with_their_comments():
     from tools.upstream.source import drop_defs
 

@@ -218,11 +218,7 @@ class _StripPass:
             ed.lines(stmt.lineno, stmt.end_lineno)
             return True
         # `if x: <gone> else: B` -> B, one indentation level up
-        src = text.splitlines(keepends=True)
-        body_lines = src[stmt.orelse[0].lineno - 1: stmt.orelse[-1].end_lineno]
-        depth = len(src[stmt.lineno - 1]) - len(src[stmt.lineno - 1].lstrip())
-        cut = len(body_lines[0]) - len(body_lines[0].lstrip()) - depth
-        ed.lines(stmt.lineno, stmt.end_lineno, "".join(l[cut:] if l[:cut].strip() == "" else l for l in body_lines))
+        ed.lines(stmt.lineno, stmt.end_lineno, _dedented(text, stmt, stmt.orelse))
         return False
 
     def _emptied(self, body: list[ast.stmt]) -> bool:
