@@ -282,6 +282,17 @@ def test_ike_context_keeps_every_fact_of_a_sequence(monkeypatch):
     assert editor.context == "" and editor.facts is None
 
 
+def test_retention_plot_of_a_long_sequence_averages_runs_of_consecutive_edits():
+    from memla_mkeb.seq_sections import block_means
+
+    # five edits in runs of two: positions 1-2, 3-4 and 5; the failed edit 3 (None) is left out of its mean
+    pts = [(1.0, 1.0), (1.0, 0.0), (None, None), (0.5, 0.25), (0.0, 1.0)]
+    xs, now, after = block_means(pts, 2)
+    assert xs == [1.5, 3.5, 5.0]
+    assert now == [1.0, 0.5, 0.0] and after == [0.5, 0.25, 1.0]
+    assert block_means(pts, 1) == ([1.0, 2.0, 3.0, 4.0, 5.0], [a for a, _ in pts], [b for _, b in pts])
+
+
 def test_report_gains_retention_section_and_plot(seq_run, tmp_path):
     from memla_mkeb.report import write_report
 

@@ -51,6 +51,19 @@ def retention_points(rows: Sequence[dict[str, Any]], metric: str, view: str) -> 
     return [(_mean(a), _mean(b)) for a, b in zip(now, after)]
 
 
+def block_means(pts: Sequence[tuple[Optional[float], Optional[float]]], size: int
+                ) -> tuple[list[float], list[Optional[float]], list[Optional[float]]]:
+    """Positions 1..N cut into runs of ``size`` consecutive edits: per run, its mean position and the means
+    of its (right after, after all N) values, leaving out the missing ones (a failed edit)."""
+    xs, now, after = [], [], []
+    for start in range(0, len(pts), size):
+        block = pts[start:start + size]
+        xs.append(start + (len(block) + 1) / 2)
+        now.append(_mean([a for a, _ in block]))
+        after.append(_mean([b for _, b in block]))
+    return xs, now, after
+
+
 def drops(rows: Sequence[dict[str, Any]], metric: str, view: str) -> dict[str, float]:
     """Per record id: its score after all N edits minus its score right after its own edit; negative when
     later edits undid some of it. Successful edits only, and not a sequence's last edit (no edit came after
@@ -159,13 +172,16 @@ def _figure(path: Path, curves: dict[str, dict[str, list[tuple[Optional[float], 
             n: int, source: str) -> None:
     """Score of edit i after all N edits against i, one panel per method (small multiples on shared axes:
     one sequence makes every point 0 or 100, so methods drawn over each other would hide one another).
-    Solid: after all N; dotted: right after edit i; one colour per view (edit language, other languages)."""
+    Solid: after all N; dotted: right after edit i; one colour per view (edit language, other languages).
+    Past 20 edits a point is the mean of consecutive edits (:func:`block_means`): 50 points that each
+    jump between 0 and 100 show no trend."""
     import numpy as np
     from matplotlib.ticker import MaxNLocator
 
     from .plots import _figure as checked_figure
 
     methods = list(curves)
+    size = -(-n // 10) if n > 20 else 1
     ncols = min(4, len(methods))
     nrows = -(-len(methods) // ncols)
     width = max(3.1 * ncols, 7.0)  # one or two panels: room for the title and the two-column legend
@@ -175,12 +191,11 @@ def _figure(path: Path, curves: dict[str, dict[str, list[tuple[Optional[float], 
         axes = list(grid.flat)
         for ax, m in zip(axes, methods):
             for k, (metric, view) in enumerate(RETENTION[:2]):
-                pts = curves[m][f"{metric}/{view}"]
-                xs = list(range(1, len(pts) + 1))
+                xs, now, after = block_means(curves[m][f"{metric}/{view}"], size)
                 where = "edit language" if view == "e2e" else "other languages"
-                ax.plot(xs, [100 * b if b is not None else float("nan") for _, b in pts], "-o", color=f"C{k}",
+                ax.plot(xs, [100 * b if b is not None else float("nan") for b in after], "-o", color=f"C{k}",
                         markersize=3, label=f"{metric}, {where}: after all {n}")
-                ax.plot(xs, [100 * a if a is not None else float("nan") for a, _ in pts], ":", color=f"C{k}",
+                ax.plot(xs, [100 * a if a is not None else float("nan") for a in now], ":", color=f"C{k}",
                         label=f"{metric}, {where}: right after edit i")
             ax.set_title(m, fontsize=9)
             ax.set_ylim(-5, 105)
@@ -190,7 +205,7 @@ def _figure(path: Path, curves: dict[str, dict[str, list[tuple[Optional[float], 
         for i, ax in enumerate(axes[:len(methods)]):
             if i + ncols >= len(methods):  # the lowest panel of its column
                 ax.xaxis.set_tick_params(labelbottom=True)
-                ax.set_xlabel("edit i of the sequence")
+                ax.set_xlabel("edit i of the sequence" if size == 1 else f"edit i of the sequence (means of {size})")
         for ax in grid[:, 0]:
             ax.set_ylabel("score of edit i (%)")
         handles, labels = axes[0].get_legend_handles_labels()
@@ -332,5 +347,5 @@ def _before_spread(groups: dict[tuple[str, str, int], list[dict[str, Any]]]) -> 
             f"({100 * (hi / lo - 1):.4f}% apart), which is why \"perplexity before\" can differ in its last digits.")
 
 
-__all__ = ["FORGETTING", "RETENTION", "drops", "findings_paragraphs", "forgetting", "forgetting_estimates",
-           "perplexity", "retention", "retention_points", "view_value"]
+__all__ = ["FORGETTING", "RETENTION", "block_means", "drops", "findings_paragraphs", "forgetting",
+           "forgetting_estimates", "perplexity", "retention", "retention_points", "view_value"]
