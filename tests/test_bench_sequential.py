@@ -293,6 +293,17 @@ def test_retention_plot_of_a_long_sequence_averages_runs_of_consecutive_edits():
     assert block_means(pts, 1) == ([1.0, 2.0, 3.0, 4.0, 5.0], [a for a, _ in pts], [b for _, b in pts])
 
 
+@pytest.mark.parametrize("n_methods", range(1, 9))
+def test_retention_plot_fits_any_number_of_methods(tmp_path, n_methods):
+    from memla_mkeb import seq_sections
+
+    # the figure check refuses a figure more than three times as wide as high (four panels in one row were)
+    pts = [(1.0, 0.0), (0.5, 0.5), (0.0, 1.0)]
+    curves = {f"m{i}": {"ES/e2e": pts, "ES/others": pts} for i in range(n_methods)}
+    seq_sections._figure(tmp_path / "r.png", curves, 3, "en")
+    assert (tmp_path / "r.png").is_file()
+
+
 def test_report_gains_retention_section_and_plot(seq_run, tmp_path):
     from memla_mkeb.report import write_report
 

@@ -182,7 +182,7 @@ def _figure(path: Path, curves: dict[str, dict[str, list[tuple[Optional[float], 
 
     methods = list(curves)
     size = -(-n // 10) if n > 20 else 1
-    ncols = min(4, len(methods))
+    ncols = 2 if len(methods) == 4 else min(4, len(methods))  # four in one row would be too wide for its height
     nrows = -(-len(methods) // ncols)
     width = max(3.1 * ncols, 7.0)  # one or two panels: room for the title and the two-column legend
     with checked_figure(path, (width, 2.5 * nrows + 0.9), methods, nrows=nrows, ncols=ncols,
