@@ -70,6 +70,8 @@ def test_a_lost_state_comes_back_bit_for_bit(snap, tmp_path):
     state_json = (live.dir / "state.json").read_bytes()
     said = snap.save(run_dir, model_dir)
     assert said == [f"{KEY}: 3 edits, " + said[0].split(", ", 1)[1]]
+    # what it says of the tensors: the low-rank one by name, the others as a count
+    assert said[0].endswith(" MiB (layers.0.down.weight: rank 3, 3 tensors without a low-rank part)")
     manifest = json.loads((run_dir / "state_snapshot" / live.dir.name / "manifest.json").read_text())
     ranks = {t["name"]: t["rank"] for t in manifest["tensors"]}
     # the three rank-one edits are stored as three factors, the two changed columns as a plain bit difference

@@ -178,6 +178,15 @@ def _bases(model_dir: Path, shapes: dict[str, tuple[Any, Any]]) -> dict[str, np.
     return bases
 
 
+def _tensors_said(tensors: list[dict[str, Any]]) -> str:
+    """The low-rank tensors by name and rank, the rest as a count (a LoRA adapter has about a hundred)."""
+    if not tensors:
+        return "no weights"
+    low = [f"{t['name'].replace('model.layers.', 'L')}: rank {t['rank']}" for t in tensors if t["rank"]]
+    rest = len(tensors) - len(low)
+    return ", ".join(low + ([f"{rest} tensor{'s' * (rest != 1)} without a low-rank part"] if rest else []))
+
+
 def snapshot_one(state_dir: Path, out_dir: Path, model_dir: Path) -> dict[str, Any]:
     """Write the snapshot of the live state in ``state_dir`` to ``out_dir`` (replaced whole)."""
     from safetensors.numpy import load_file
@@ -275,8 +284,7 @@ def save(run_dir: Path, model_dir: Optional[Path] = None) -> list[str]:
         model_dir = model_dir or default_model()
         out = snap_root / state_dir.name
         manifest = snapshot_one(state_dir, out, model_dir)
-        ranks = ", ".join(f"{t['name'].replace('model.layers.', 'L')}: rank {t['rank']}" for t in manifest["tensors"])
-        said.append(f"{key}: {manifest['edits']} edits, {_mib(out):.1f} MiB ({ranks or 'no weights'})")
+        said.append(f"{key}: {manifest['edits']} edits, {_mib(out):.1f} MiB ({_tensors_said(manifest['tensors'])})")
     if snap_root.is_dir() and not any(snap_root.iterdir()):
         snap_root.rmdir()
     return said
