@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from omegaconf import OmegaConf
 
 from conftest_bench import bench_env, bench_model_dir, compose  # noqa: F401
 from memla_mkeb import settings
@@ -29,6 +30,25 @@ def test_defaults_are_the_readme_main_job():
     assert specs["ft_l"].alg_name == "FT-L" and specs["ft_l"].hparams.endswith("hparams/FT/qwen2.5-0.5b-ft-l.yaml")
     for spec in specs.values():  # the default job's hparams files are in the repository
         assert spec.hparams is None or Path(spec.hparams).is_file(), spec.hparams
+
+
+@pytest.mark.parametrize("choice, keys", [
+    ("sequential=single", "sequential.n=null"), ("sequential=n10", "sequential.n=10"),
+    ("sequential=n50", "sequential.n=50"), ("batch=single", "batch.size=null"), ("batch=size1", "batch.size=1"),
+    ("batch=size8", "batch.size=8"), ("batch=size32", "batch.size=32"),
+    ("perplexity=skip", "perplexity.enabled=false"), ("perplexity=heldout", "perplexity.enabled=true"),
+])
+def test_sequential_batch_and_perplexity_options_are_their_keys(choice, keys):
+    # the group options name the published settings; the keys stay the way to ask for any other
+    by_choice, by_keys = compose([choice]), compose([keys])
+    assert OmegaConf.to_container(by_choice, resolve=True) == OmegaConf.to_container(by_keys, resolve=True)
+    assert settings.run_dir_name(by_choice) == settings.run_dir_name(by_keys)
+
+
+def test_single_edits_without_perplexity_by_default():
+    cfg = compose([])
+    assert cfg.sequential.n is None and cfg.batch.size is None and cfg.perplexity.enabled is False
+    assert compose(["perplexity=heldout", "perplexity.last=20"]).perplexity.last == 20
 
 
 def test_catalog_has_every_method_of_the_issue():
