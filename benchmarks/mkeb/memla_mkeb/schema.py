@@ -1,6 +1,7 @@
 """Types and choices of the plain run settings, declared as structured configs.
 
-``conf/config.yaml`` holds the defaults and explains them; these dataclasses say what type each
+``conf/config.yaml`` and its groups (``conf/data/``, ``conf/sequential/``, ``conf/batch/``,
+``conf/perplexity/``) hold the defaults and explain them; these dataclasses say what type each
 ``shard.*``, ``eval.*``, ``data.*``, ``run.*``,
 ``sequential.*``, ``batch.*`` and ``perplexity.*`` value must have and which words a choice takes.
 OmegaConf (Hydra's config library) checks and converts the values against them in
